@@ -1,0 +1,286 @@
+//! Hugging Face Hub source (native only): `config.json` through hf-hub's cache,
+//! and each safetensors shard's header through two HTTP Range requests (the
+//! 8-byte length, then the header) — never the weights.
+//!
+//! Headers are kept in `$HF_HOME/tensorcity/headers/` so `--offline` (or
+//! `HF_HUB_OFFLINE=1`, which hf-hub itself ignores) works for any model seen
+//! before; a shard that is fully cached (say by Python) is read from disk.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use hf_hub::{HFClient, HFError, split_id};
+use serde::Deserialize;
+
+use super::header::{parse_header, parse_header_prefix};
+use super::local::read_header_file;
+use super::{ArchError, Architecture, HeaderTensor, ModelConfig};
+
+const INDEX_FILE: &str = "model.safetensors.index.json";
+const SINGLE_FILE: &str = "model.safetensors";
+
+/// Where and how to reach the Hub. [`HubOptions::from_env`] gives the standard
+/// behaviour; tests point `endpoint` and the caches at loopback and a temp dir.
+#[derive(Debug, Clone, Default)]
+pub struct HubOptions {
+    /// Base URL; `None` means `HF_ENDPOINT` or `https://huggingface.co`.
+    pub endpoint: Option<String>,
+    /// hf-hub's cache; `None` means `HF_HUB_CACHE` or `$HF_HOME/hub`.
+    pub cache_dir: Option<PathBuf>,
+    /// Our header cache; `None` means `$HF_HOME/tensorcity/headers`.
+    pub header_cache_dir: Option<PathBuf>,
+    /// `None` means `HF_TOKEN` / the token file.
+    pub token: Option<String>,
+    pub revision: Option<String>,
+    /// Never touch the network.
+    pub offline: bool,
+}
+
+impl HubOptions {
+    /// Standard options; `offline` is also switched on by `HF_HUB_OFFLINE=1`.
+    pub fn from_env(revision: Option<String>, offline: bool) -> Self {
+        HubOptions { revision, offline: offline || env_offline(), ..Default::default() }
+    }
+
+    fn revision(&self) -> &str {
+        self.revision.as_deref().unwrap_or("main")
+    }
+}
+
+/// `HF_HUB_OFFLINE` as huggingface_hub reads it.
+pub fn env_offline() -> bool {
+    std::env::var("HF_HUB_OFFLINE")
+        .map(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "on" | "yes" | "true"))
+        .unwrap_or(false)
+}
+
+/// Why a hub id could not be loaded; the resolver decides on a fallback.
+#[derive(Debug)]
+pub enum HubFailure {
+    /// No network (or the Hub is down), or offline mode: try the catalogue.
+    Unreachable(String),
+    /// The Hub answered: no such repo or revision.
+    NotFound(String),
+    /// Gated or private: needs `HF_TOKEN`.
+    Denied(String),
+    /// Reached, but what it served is broken.
+    Invalid(ArchError),
+}
+
+/// Loads a hub model's architecture from its config and shard headers.
+pub fn load(id: &str, opts: &HubOptions) -> Result<Architecture, HubFailure> {
+    let (owner, name) = split_id(id);
+    let client = build_client(opts).map_err(|e| HubFailure::Unreachable(e.to_string()))?;
+    let header_cache = opts.header_cache_dir.clone().unwrap_or_else(default_header_cache);
+    let header_dir = header_cache.join(repo_folder(id)).join(sanitize(opts.revision()));
+    let repo = hf_hub::HFClientSync::from_inner(client)
+        .map_err(|e| HubFailure::Unreachable(e.to_string()))?
+        .model(owner, name);
+    let hub = Remote { id, repo: &repo, opts, header_dir: &header_dir };
+
+    let config_path = hub.file("config.json")?;
+    let config = match config_path {
+        Some(p) => Some(read_config(&p).map_err(HubFailure::Invalid)?),
+        None => None,
+    };
+    let shards = match hub.file(INDEX_FILE)? {
+        Some(index) => shard_names(&index).map_err(HubFailure::Invalid)?,
+        None => vec![SINGLE_FILE.to_string()],
+    };
+    let mut rows = Vec::new();
+    for shard in &shards {
+        match hub.header(shard)? {
+            Some(found) => rows.extend(found.into_iter().map(|mut r| {
+                r.shard = (shards.len() > 1).then(|| shard.clone());
+                r
+            })),
+            None if shards.len() == 1 => {
+                // No safetensors at all (an old pickle-only repo): lay it out from the config.
+                let Some(cfg) = config else {
+                    return Err(HubFailure::NotFound(format!("no config.json or {SINGLE_FILE} at revision {}", opts.revision())));
+                };
+                let rows = super::synthesize(&cfg, id).map_err(HubFailure::Invalid)?;
+                let mut arch = Architecture::from_rows(id, "hub (config.json only)", Some(cfg), rows);
+                arch.notices.push(format!("`{id}` publishes no safetensors file; tensors laid out from its config.json"));
+                return Ok(arch);
+            }
+            None => {
+                return Err(HubFailure::Invalid(ArchError::Hub {
+                    id: id.to_string(),
+                    reason: format!("shard `{shard}` named in {INDEX_FILE} is missing from the repo"),
+                }));
+            }
+        }
+    }
+    Ok(Architecture::from_rows(id, "hub", config, rows))
+}
+
+struct Remote<'a> {
+    id: &'a str,
+    repo: &'a hf_hub::HFRepositorySync<hf_hub::RepoTypeModel>,
+    opts: &'a HubOptions,
+    header_dir: &'a Path,
+}
+
+impl Remote<'_> {
+    /// A small file through hf-hub's cache; `None` when the repo has no such file.
+    fn file(&self, filename: &str) -> Result<Option<PathBuf>, HubFailure> {
+        let result = self
+            .repo
+            .download_file()
+            .filename(filename)
+            .revision(self.opts.revision().to_string())
+            .local_files_only(self.opts.offline)
+            .send();
+        match result {
+            Ok(path) => Ok(Some(path)),
+            Err(HFError::EntryNotFound { .. }) => Ok(None),
+            Err(HFError::LocalEntryNotFound { .. }) if filename != "config.json" => Ok(None),
+            Err(e) => Err(self.failure(e)),
+        }
+    }
+
+    /// A shard's header: from a fully cached file, from our header cache when
+    /// offline, else two Range requests (and then cached).
+    fn header(&self, shard: &str) -> Result<Option<Vec<HeaderTensor>>, HubFailure> {
+        let cached_file = self
+            .repo
+            .download_file()
+            .filename(shard)
+            .revision(self.opts.revision().to_string())
+            .local_files_only(true)
+            .send();
+        if let Ok(path) = cached_file {
+            return read_header_file(&path).map(Some).map_err(HubFailure::Invalid);
+        }
+        let cache_path = self.header_dir.join(format!("{}.header", sanitize(shard)));
+        if self.opts.offline {
+            return match std::fs::read(&cache_path) {
+                Ok(bytes) => parse_cached(&bytes, &cache_path).map(Some).map_err(HubFailure::Invalid),
+                Err(_) => Err(HubFailure::Unreachable(format!(
+                    "offline and the header of `{shard}` is not cached (run once online to cache it)"
+                ))),
+            };
+        }
+        let what = format!("{}/{shard}", self.id);
+        let prefix = match self.range(shard, 0..8) {
+            Ok(b) => b,
+            Err(HFError::EntryNotFound { .. }) => return Ok(None),
+            Err(e) => return Err(self.failure(e)),
+        };
+        let n = parse_header_prefix(&prefix, None, &what).map_err(HubFailure::Invalid)?;
+        let json = self.range(shard, 8..8 + n).map_err(|e| self.failure(e))?;
+        if json.len() as u64 != n {
+            return Err(HubFailure::Invalid(ArchError::Hub {
+                id: self.id.to_string(),
+                reason: format!("asked for {n} header bytes of `{shard}`, got {}; the server ignored the Range request", json.len()),
+            }));
+        }
+        let rows = parse_header(&json, None, &what).map_err(HubFailure::Invalid)?;
+        // Cache failures only cost a later offline run; never fail the load for them.
+        if std::fs::create_dir_all(self.header_dir).is_ok() {
+            let mut blob = prefix.to_vec();
+            blob.extend_from_slice(&json);
+            let _ = std::fs::write(&cache_path, blob);
+        }
+        Ok(Some(rows))
+    }
+
+    fn range(&self, shard: &str, range: std::ops::Range<u64>) -> Result<bytes::Bytes, HFError> {
+        let expected = range.end - range.start;
+        let bytes = self
+            .repo
+            .download_file_to_bytes()
+            .filename(shard)
+            .revision(self.opts.revision().to_string())
+            .range(range)
+            .send()?;
+        // Some servers ignore Range and send the whole file; keep only what we asked for.
+        Ok(if bytes.len() as u64 > expected { bytes.slice(..expected as usize) } else { bytes })
+    }
+
+    fn failure(&self, e: HFError) -> HubFailure {
+        let rev = self.opts.revision();
+        match e {
+            HFError::RepoNotFound { .. } => HubFailure::NotFound("no such repository on the Hub".into()),
+            HFError::RevisionNotFound { .. } => HubFailure::NotFound(format!("revision `{rev}` does not exist")),
+            HFError::AuthRequired { .. } | HFError::Forbidden { .. } => HubFailure::Denied(
+                "the Hub refused access: the repository does not exist, or is gated or private (accept its licence on huggingface.co and set HF_TOKEN)".into(),
+            ),
+            HFError::LocalEntryNotFound { .. } => {
+                HubFailure::Unreachable("offline and not in the Hugging Face cache".into())
+            }
+            HFError::Request { .. } | HFError::RateLimited { .. } => {
+                HubFailure::Unreachable("the Hugging Face Hub is unreachable".into())
+            }
+            HFError::Http { .. } => HubFailure::Unreachable(format!("the Hub answered with an error ({e})")),
+            other => HubFailure::Unreachable(other.to_string()),
+        }
+    }
+}
+
+fn build_client(opts: &HubOptions) -> Result<HFClient, HFError> {
+    // Fail fast when there is no network instead of hanging on a black-holed route.
+    let http = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .timeout(Duration::from_secs(60))
+        .user_agent(concat!("tensorcity/", env!("CARGO_PKG_VERSION")))
+        .build()?;
+    let mut builder = HFClient::builder().client(http).retry_max_attempts(2);
+    if let Some(endpoint) = &opts.endpoint {
+        builder = builder.endpoint(endpoint.clone());
+    }
+    if let Some(dir) = &opts.cache_dir {
+        builder = builder.cache_dir(dir.clone());
+    }
+    if let Some(token) = &opts.token {
+        builder = builder.token(token.clone());
+    }
+    builder.build()
+}
+
+#[derive(Deserialize)]
+struct ShardIndex {
+    weight_map: std::collections::BTreeMap<String, String>,
+}
+
+fn shard_names(index: &Path) -> Result<Vec<String>, ArchError> {
+    let bytes = std::fs::read(index).map_err(|e| ArchError::io(index, e))?;
+    let parsed: ShardIndex = serde_json::from_slice(&bytes).map_err(|e| ArchError::BadIndex {
+        what: index.display().to_string(),
+        detail: e.to_string(),
+    })?;
+    let mut shards: Vec<String> = parsed.weight_map.into_values().collect();
+    shards.sort();
+    shards.dedup();
+    Ok(shards)
+}
+
+fn read_config(path: &Path) -> Result<ModelConfig, ArchError> {
+    let bytes = std::fs::read(path).map_err(|e| ArchError::io(path, e))?;
+    ModelConfig::from_json(&bytes, &path.display().to_string())
+}
+
+fn parse_cached(bytes: &[u8], path: &Path) -> Result<Vec<HeaderTensor>, ArchError> {
+    let what = path.display().to_string();
+    let n = parse_header_prefix(bytes, None, &what)?;
+    let json = bytes.get(8..8 + n as usize).ok_or_else(|| ArchError::HeaderTruncated {
+        what: what.clone(),
+        claimed: n,
+        available: bytes.len().saturating_sub(8) as u64,
+    })?;
+    parse_header(json, None, &what)
+}
+
+fn default_header_cache() -> PathBuf {
+    hf_hub::hf_home().join("tensorcity").join("headers")
+}
+
+/// hf-hub's folder naming: `models--owner--name`.
+fn repo_folder(id: &str) -> String {
+    format!("models--{}", id.replace('/', "--"))
+}
+
+fn sanitize(s: &str) -> String {
+    s.replace(['/', '\\'], "--")
+}

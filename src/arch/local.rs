@@ -1,0 +1,159 @@
+//! Local model sources: a `.safetensors` file or a model folder (one file, or
+//! `model.safetensors.index.json` with shards, plus `config.json`). Only headers
+//! are read: 8 bytes, then the JSON table.
+
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use super::header::{parse_header, parse_header_prefix};
+use super::{ArchError, Architecture, HeaderTensor, ModelConfig};
+
+const INDEX_FILE: &str = "model.safetensors.index.json";
+const SINGLE_FILE: &str = "model.safetensors";
+const PICKLE_EXTENSIONS: &[&str] = &["bin", "pt", "pth", "ckpt", "pkl", "pickle"];
+const PICKLE_FILES: &[&str] = &["pytorch_model.bin", "pytorch_model.bin.index.json"];
+
+/// A single `.safetensors` file; a `config.json` beside it is used when present.
+pub fn load_safetensors_file(path: &Path) -> Result<Architecture, ArchError> {
+    let rows = read_header_file(path)?;
+    let config = path
+        .parent()
+        .map(|dir| dir.join("config.json"))
+        .filter(|c| c.is_file())
+        .map(|c| read_config(&c))
+        .transpose()?;
+    let name = path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
+    Ok(Architecture::from_rows(name, "file", config, rows))
+}
+
+/// A model folder as Hugging Face lays it out.
+pub fn load_folder(dir: &Path) -> Result<Architecture, ArchError> {
+    let config_path = dir.join("config.json");
+    let config = config_path.is_file().then(|| read_config(&config_path)).transpose()?;
+    let name = dir
+        .canonicalize()
+        .ok()
+        .and_then(|d| d.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| dir.display().to_string());
+
+    let index = dir.join(INDEX_FILE);
+    let mut notices = Vec::new();
+    let rows = if index.is_file() {
+        read_sharded(dir, &index, &mut notices)?
+    } else if dir.join(SINGLE_FILE).is_file() {
+        read_header_file(&dir.join(SINGLE_FILE))?
+    } else {
+        let mut files = safetensors_files(dir)?;
+        if files.is_empty() {
+            if let Some(pickle) = PICKLE_FILES.iter().map(|f| dir.join(f)).find(|p| p.is_file()) {
+                return Err(ArchError::Pickle { path: pickle });
+            }
+            let Some(cfg) = config else {
+                return Err(ArchError::EmptyFolder { path: dir.to_path_buf() });
+            };
+            let rows = super::synthesize(&cfg, &config_path.display().to_string())?;
+            let mut arch = Architecture::from_rows(name, "folder (config.json only)", Some(cfg), rows);
+            arch.notices.push("no .safetensors files in the folder: tensors laid out from config.json".into());
+            return Ok(arch);
+        }
+        files.sort();
+        let mut rows = Vec::new();
+        for file in files {
+            let shard = file.file_name().map(|n| n.to_string_lossy().into_owned());
+            rows.extend(read_header_file(&file)?.into_iter().map(|mut r| {
+                r.shard.clone_from(&shard);
+                r
+            }));
+        }
+        rows
+    };
+    let mut arch = Architecture::from_rows(name, "folder", config, rows);
+    arch.notices.extend(notices);
+    Ok(arch)
+}
+
+#[derive(Deserialize)]
+struct ShardIndex {
+    weight_map: std::collections::BTreeMap<String, String>,
+}
+
+/// Reads every shard an index names, in shard-name order (the `-00001-of-000NN`
+/// numbering), and checks the index and the headers agree.
+fn read_sharded(dir: &Path, index: &Path, notices: &mut Vec<String>) -> Result<Vec<HeaderTensor>, ArchError> {
+    let text = std::fs::read(index).map_err(|e| ArchError::io(index, e))?;
+    let parsed: ShardIndex = serde_json::from_slice(&text).map_err(|e| ArchError::BadIndex {
+        what: index.display().to_string(),
+        detail: e.to_string(),
+    })?;
+    let mut shards: Vec<&String> = parsed.weight_map.values().collect();
+    shards.sort();
+    shards.dedup();
+    let mut rows = Vec::new();
+    for shard in shards {
+        if shard.contains("..") || Path::new(shard).is_absolute() {
+            return Err(ArchError::BadIndex {
+                what: index.display().to_string(),
+                detail: format!("shard path `{shard}` leaves the model folder"),
+            });
+        }
+        let path = dir.join(shard);
+        if !path.is_file() {
+            return Err(ArchError::MissingShard { index: index.to_path_buf(), shard: shard.clone() });
+        }
+        rows.extend(read_header_file(&path)?.into_iter().map(|mut r| {
+            r.shard = Some(shard.clone());
+            r
+        }));
+    }
+    let missing = parsed.weight_map.keys().filter(|k| !rows.iter().any(|r| &r.name == *k)).count();
+    if missing > 0 {
+        notices.push(format!("{missing} tensors named in {INDEX_FILE} are not in any shard header"));
+    }
+    Ok(rows)
+}
+
+fn safetensors_files(dir: &Path) -> Result<Vec<PathBuf>, ArchError> {
+    let entries = std::fs::read_dir(dir).map_err(|e| ArchError::io(dir, e))?;
+    Ok(entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "safetensors"))
+        .collect())
+}
+
+fn read_config(path: &Path) -> Result<ModelConfig, ArchError> {
+    let bytes = std::fs::read(path).map_err(|e| ArchError::io(path, e))?;
+    ModelConfig::from_json(&bytes, &path.display().to_string())
+}
+
+/// Reads the header of one safetensors file: 8 bytes, then exactly the header.
+pub(crate) fn read_header_file(path: &Path) -> Result<Vec<HeaderTensor>, ArchError> {
+    if path.extension().and_then(|e| e.to_str()).is_some_and(|e| PICKLE_EXTENSIONS.contains(&e)) {
+        return Err(ArchError::Pickle { path: path.to_path_buf() });
+    }
+    let what = path.display().to_string();
+    let mut file = File::open(path).map_err(|e| ArchError::io(path, e))?;
+    let len = file.metadata().map_err(|e| ArchError::io(path, e))?.len();
+    let mut prefix = Vec::with_capacity(8);
+    file.by_ref().take(8).read_to_end(&mut prefix).map_err(|e| ArchError::io(path, e))?;
+    if looks_like_pickle(&prefix) {
+        return Err(ArchError::Pickle { path: path.to_path_buf() });
+    }
+    let n = parse_header_prefix(&prefix, Some(len), &what)?;
+    let mut json = vec![0u8; n as usize];
+    file.read_exact(&mut json).map_err(|e| ArchError::io(path, e))?;
+    parse_header(&json, Some(len), &what)
+}
+
+/// PyTorch checkpoints are zip archives (`PK\x03\x04`) or raw pickles (`\x80` +
+/// protocol). Read as a header length, both give an absurd number, so a real
+/// safetensors file can never be mistaken for one.
+fn looks_like_pickle(prefix: &[u8]) -> bool {
+    let Ok(first8) = <[u8; 8]>::try_from(prefix) else { return false };
+    let absurd = u64::from_le_bytes(first8) > super::MAX_HEADER_BYTES;
+    let magic = prefix.starts_with(b"PK\x03\x04") || (prefix[0] == 0x80 && (2..=5).contains(&prefix[1]));
+    absurd && magic
+}

@@ -1,0 +1,203 @@
+//! What a model is: tensor names, shapes, parameter counts and component kinds.
+//!
+//! Every model source (a `.safetensors` file, a local folder, a Hugging Face id,
+//! the built-in catalogue) ends in one [`Architecture`] value. Nothing here reads
+//! weights: a safetensors header and `config.json` are all we need. No Bevy types.
+
+mod catalogue;
+mod config;
+mod error;
+mod family;
+mod header;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod hub;
+mod kind;
+mod local;
+mod names;
+mod palette;
+mod resolve;
+mod scale;
+mod summary;
+mod synth;
+
+pub use catalogue::{CatalogueEntry, catalogue, catalogue_entry, closest_catalogue_names};
+pub use config::ModelConfig;
+pub use error::ArchError;
+pub use family::Family;
+pub use header::{HeaderTensor, MAX_HEADER_BYTES, parse_header, parse_header_prefix};
+pub use kind::{TensorKind, classify};
+pub use local::{load_folder, load_safetensors_file};
+pub use names::{clean_name, numeric_segments};
+pub use palette::{KIND_COLORS, hex_to_rgb, kind_color};
+pub use resolve::{LoadOptions, ModelRef, load_model};
+pub use scale::{ABSOLUTE_RANGE, CubeScale, cube_size_absolute, cube_size_relative};
+pub use summary::{ArchitectureJson, KindShare, Summary, group_digits, human};
+pub use synth::synthesize;
+
+use serde::Serialize;
+
+/// One tensor of a checkpoint, as the header (or the catalogue) describes it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TensorInfo {
+    /// Full name as stored in the checkpoint, e.g. `h.0.attn.c_attn.weight`.
+    pub name: String,
+    /// Name with every numeric path segment removed, e.g. `h.attn.c_attn.weight`.
+    pub clean_name: String,
+    pub shape: Vec<u64>,
+    /// Safetensors dtype name (`F32`, `BF16`, `I64`, ...).
+    pub dtype: String,
+    /// Number of elements.
+    pub params: u64,
+    pub kind: TensorKind,
+    /// Transformer block index, when the tensor belongs to one.
+    pub layer: Option<u32>,
+    /// Expert index inside a mixture-of-experts block.
+    pub expert: Option<u32>,
+    /// A buffer (causal mask, `position_ids`, `inv_freq`), not a trained parameter;
+    /// excluded from totals as transformers' `num_parameters()` does.
+    pub buffer: bool,
+    /// Which shard file holds it (folders and hub repos with an index).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shard: Option<String>,
+}
+
+/// A whole model: its tensors in file order plus the parsed config.
+#[derive(Debug, Clone, Serialize)]
+pub struct Architecture {
+    /// Human name: the hub id, catalogue name or file name.
+    pub name: String,
+    /// Where it came from (`catalogue`, `hub`, `file`, `folder`, `embedded`).
+    pub source: String,
+    pub family: Family,
+    pub config: Option<ModelConfig>,
+    /// Tensors in file order (shard by shard, data offset order inside a file).
+    pub tensors: Vec<TensorInfo>,
+    /// One-line notices for the user (fallbacks, unknown `model_type`, ...).
+    pub notices: Vec<String>,
+}
+
+impl Architecture {
+    /// Builds an architecture from raw `(name, shape, dtype, shard)` rows:
+    /// cleans names, classifies kinds, counts parameters, marks buffers.
+    pub fn from_rows(
+        name: impl Into<String>,
+        source: impl Into<String>,
+        config: Option<ModelConfig>,
+        rows: Vec<HeaderTensor>,
+    ) -> Self {
+        let family = match &config {
+            Some(cfg) => Family::from_model_type(&cfg.model_type),
+            None => Family::Unknown(String::new()),
+        };
+        let family = match family {
+            Family::Unknown(_) => Family::infer_from_names(rows.iter().map(|r| r.name.as_str()))
+                .unwrap_or(family),
+            known => known,
+        };
+        let mut notices = Vec::new();
+        if let Some(cfg) = &config
+            && !Family::from_model_type(&cfg.model_type).is_known()
+        {
+            let t = if cfg.model_type.is_empty() { "(none)" } else { cfg.model_type.as_str() };
+            notices.push(format!(
+                "config.json model_type `{t}` is not a family tensorcity knows (gpt2, bert, llama, mistral, qwen2, mixtral); kinds come from generic naming rules"
+            ));
+        }
+        let tensors = rows
+            .into_iter()
+            .map(|row| TensorInfo::new(&family, row))
+            .collect();
+        Architecture {
+            name: name.into(),
+            source: source.into(),
+            family,
+            config,
+            tensors,
+            notices,
+        }
+    }
+
+    /// Sum of trained parameters (buffers excluded), as transformers' `num_parameters()`.
+    pub fn total_params(&self) -> u64 {
+        self.tensors.iter().filter(|t| !t.buffer).map(|t| t.params).sum()
+    }
+
+    /// Number of transformer blocks seen in the tensor names.
+    pub fn num_layers(&self) -> u32 {
+        self.tensors
+            .iter()
+            .filter_map(|t| t.layer)
+            .max()
+            .map_or(0, |l| l + 1)
+    }
+
+    /// Tensor indices in model order: embeddings, then every block in layer order
+    /// (each in forward order: norm, attention, norm, MLP/experts), then final
+    /// norm and heads. Published files are sorted by name (`h.10` before `h.2`),
+    /// so drawing in file order would scramble the trunk.
+    pub fn model_order(&self) -> Vec<usize> {
+        let mut order: Vec<usize> = (0..self.tensors.len()).collect();
+        order.sort_by_key(|&i| {
+            let t = &self.tensors[i];
+            let (major, minor) = kind::forward_rank(&t.clean_name, t.kind);
+            let stage = match (t.layer, t.kind) {
+                (Some(_), _) => 1,
+                (None, TensorKind::Embedding | TensorKind::PositionEmbedding) => 0,
+                (None, _) if major == 0 => 0,
+                (None, _) => 2,
+            };
+            (stage, t.layer, major, t.expert, minor, i)
+        });
+        order
+    }
+
+    pub fn summary(&self) -> Summary {
+        Summary::of(self)
+    }
+}
+
+impl TensorInfo {
+    fn new(family: &Family, row: HeaderTensor) -> Self {
+        // Header validation and the synthesiser both reject shapes whose element
+        // count overflows; saturate anyway so no input can panic here.
+        let params = row.shape.iter().try_fold(1u64, |a, &d| a.checked_mul(d)).unwrap_or(u64::MAX);
+        let numbers = numeric_segments(&row.name);
+        let kind = classify(family, &row.name);
+        let buffer = kind::is_buffer(&row.name, &row.dtype, &row.shape);
+        let (layer, expert) = split_indices(&row.name, &numbers);
+        TensorInfo {
+            clean_name: clean_name(&row.name),
+            kind: if buffer { TensorKind::Other } else { kind },
+            name: row.name,
+            shape: row.shape,
+            dtype: row.dtype,
+            params,
+            layer,
+            expert,
+            buffer,
+            shard: row.shard,
+        }
+    }
+}
+
+/// The first numeric segment is the block index; a number right after an
+/// `experts` segment is the expert index.
+fn split_indices(name: &str, numbers: &[u32]) -> (Option<u32>, Option<u32>) {
+    let layer = numbers.first().copied();
+    let mut expert = None;
+    let mut prev = "";
+    for seg in name.split('.') {
+        if prev == "experts"
+            && let Ok(n) = seg.parse::<u32>()
+        {
+            expert = Some(n);
+        }
+        prev = seg;
+    }
+    // A name whose only number is the expert index has no block index.
+    let layer = match (layer, expert) {
+        (Some(l), Some(e)) if numbers.len() == 1 && l == e => None,
+        _ => layer,
+    };
+    (layer, expert)
+}

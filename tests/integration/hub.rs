@@ -1,0 +1,229 @@
+//! The Hugging Face path against a local server that answers the Hub's URL
+//! shapes (`/{repo}/resolve/{revision}/{file}`, HEAD with ETag and
+//! X-Repo-Commit, GET with Range): only headers cross the wire, the HF cache
+//! and our header cache make later offline runs work, gated repos fall back to
+//! the catalogue.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use tensorcity::arch::hub::{HubFailure, HubOptions, load};
+use tensorcity::arch::{self, LoadOptions, ModelRef};
+
+use crate::support::write_tiny_gpt2;
+
+const COMMIT: &str = "0123456789abcdef0123456789abcdef01234567";
+
+/// A minimal Hub: serves files per repo, records requests and body bytes sent.
+struct FakeHub {
+    url: String,
+    server: Arc<tiny_http::Server>,
+    thread: Option<JoinHandle<()>>,
+    log: Arc<Mutex<Vec<String>>>,
+    weight_bytes_sent: Arc<AtomicU64>,
+}
+
+impl FakeHub {
+    fn start(repos: HashMap<String, HashMap<String, Vec<u8>>>, gated: Vec<String>) -> FakeHub {
+        let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").unwrap());
+        let url = format!("http://{}", server.server_addr().to_ip().unwrap());
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let sent = Arc::new(AtomicU64::new(0));
+        let (srv, lg, st) = (server.clone(), log.clone(), sent.clone());
+        let thread = std::thread::spawn(move || {
+            for request in srv.incoming_requests() {
+                let range = request
+                    .headers()
+                    .iter()
+                    .find(|h| h.field.equiv("Range"))
+                    .map(|h| h.value.as_str().to_string());
+                let line = format!("{} {} {}", request.method(), request.url(), range.clone().unwrap_or_default());
+                lg.lock().unwrap().push(line);
+                let response = answer(&repos, &gated, request.method(), request.url(), range.as_deref(), &st);
+                let _ = request.respond(response);
+            }
+        });
+        FakeHub { url, server, thread: Some(thread), log, weight_bytes_sent: sent }
+    }
+
+    fn requests(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
+    }
+}
+
+impl Drop for FakeHub {
+    fn drop(&mut self) {
+        self.server.unblock();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn header(name: &str, value: &str) -> tiny_http::Header {
+    tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()).unwrap()
+}
+
+fn answer(
+    repos: &HashMap<String, HashMap<String, Vec<u8>>>,
+    gated: &[String],
+    method: &tiny_http::Method,
+    url: &str,
+    range: Option<&str>,
+    sent: &AtomicU64,
+) -> tiny_http::Response<std::io::Cursor<Vec<u8>>> {
+    let not_found = || tiny_http::Response::from_data(b"not found".to_vec()).with_status_code(404).with_header(header("X-Error-Code", "EntryNotFound")).with_header(header("X-Repo-Commit", COMMIT));
+    // /{owner}/{name}/resolve/{revision}/{file}
+    let Some((repo, rest)) = url.trim_start_matches('/').split_once("/resolve/") else {
+        return not_found();
+    };
+    if gated.iter().any(|g| g == repo) {
+        return tiny_http::Response::from_data(b"gated".to_vec()).with_status_code(401);
+    }
+    let Some((_revision, file)) = rest.split_once('/') else { return not_found() };
+    let Some(data) = repos.get(repo).and_then(|files| files.get(file)) else { return not_found() };
+    let etag = format!("\"{:016x}{}\"", data.len(), file.len());
+    let base = |body: Vec<u8>, status: u16| {
+        tiny_http::Response::from_data(body)
+            .with_status_code(status)
+            .with_header(header("ETag", &etag))
+            .with_header(header("X-Repo-Commit", COMMIT))
+            .with_header(header("Accept-Ranges", "bytes"))
+    };
+    if *method == tiny_http::Method::Head {
+        return base(data.clone(), 200);
+    }
+    let body = match range.and_then(|r| r.strip_prefix("bytes=")).and_then(|r| r.split_once('-')) {
+        Some((a, b)) => {
+            let a: usize = a.parse().unwrap();
+            let b: usize = b.parse::<usize>().unwrap().min(data.len() - 1);
+            data[a..=b].to_vec()
+        }
+        None => data.clone(),
+    };
+    if file.ends_with(".safetensors") {
+        sent.fetch_add(body.len() as u64, Ordering::SeqCst);
+    }
+    let status = if range.is_some() { 206 } else { 200 };
+    base(body, status)
+}
+
+fn repo_files(dir: &std::path::Path) -> HashMap<String, Vec<u8>> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .map(|p| (p.file_name().unwrap().to_string_lossy().into_owned(), std::fs::read(&p).unwrap()))
+        .collect()
+}
+
+fn header_bytes(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
+        .map(|p| {
+            let b = std::fs::read(p).unwrap();
+            8 + u64::from_le_bytes(b[..8].try_into().unwrap())
+        })
+        .sum()
+}
+
+fn options(hub: &FakeHub, tmp: &std::path::Path) -> HubOptions {
+    HubOptions {
+        endpoint: Some(hub.url.clone()),
+        cache_dir: Some(tmp.join("hub")),
+        header_cache_dir: Some(tmp.join("headers")),
+        token: None,
+        revision: None,
+        offline: false,
+    }
+}
+
+fn names_and_shapes(a: &arch::Architecture) -> Vec<(String, Vec<u64>)> {
+    a.tensors.iter().map(|t| (t.name.clone(), t.shape.clone())).collect()
+}
+
+#[test]
+fn sharded_repo_reads_only_headers_then_works_offline() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tmp.path().join("model");
+    write_tiny_gpt2(&model, 3);
+    let hub = FakeHub::start(HashMap::from([("acme/tiny-gpt2".to_string(), repo_files(&model))]), vec![]);
+    let opts = options(&hub, tmp.path());
+
+    let remote = load("acme/tiny-gpt2", &opts).unwrap();
+    let local = arch::load_folder(&model).unwrap();
+    assert_eq!(names_and_shapes(&remote), names_and_shapes(&local));
+    assert_eq!(remote.total_params(), local.total_params());
+    assert_eq!(remote.source, "hub");
+    assert!(remote.tensors.iter().all(|t| t.shard.as_deref().is_some_and(|s| s.ends_with("-of-00003.safetensors"))));
+    // Exactly the 8-byte prefixes and the JSON headers, never a weight byte.
+    assert_eq!(hub.weight_bytes_sent.load(Ordering::SeqCst), header_bytes(&model));
+    let requests = hub.requests();
+    assert!(requests.iter().any(|r| r.starts_with("GET /acme/tiny-gpt2/resolve/main/model-00001-of-00003.safetensors bytes=0-7")), "{requests:#?}");
+
+    // Offline afterwards: config from the HF cache, headers from our cache, no request.
+    drop(hub);
+    let offline = HubOptions { offline: true, endpoint: Some("http://127.0.0.1:9".into()), ..opts };
+    let again = load("acme/tiny-gpt2", &offline).unwrap();
+    assert_eq!(names_and_shapes(&again), names_and_shapes(&local));
+    // The HF cache has the standard layout other tools share.
+    assert!(tmp.path().join("hub/models--acme--tiny-gpt2/refs/main").is_file());
+}
+
+#[test]
+fn single_file_repo_and_revision_in_urls() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tmp.path().join("model");
+    write_tiny_gpt2(&model, 1);
+    let hub = FakeHub::start(HashMap::from([("tiny".to_string(), repo_files(&model))]), vec![]);
+    let opts = HubOptions { revision: Some("v1.0".into()), ..options(&hub, tmp.path()) };
+    let remote = load("tiny", &opts).unwrap();
+    assert_eq!(remote.total_params(), arch::load_folder(&model).unwrap().total_params());
+    assert!(hub.requests().iter().all(|r| r.contains("/resolve/v1.0/")), "{:#?}", hub.requests());
+    assert_eq!(hub.weight_bytes_sent.load(Ordering::SeqCst), header_bytes(&model));
+}
+
+#[test]
+fn gated_repo_falls_back_to_the_catalogue_with_a_notice() {
+    let tmp = tempfile::tempdir().unwrap();
+    let hub = FakeHub::start(HashMap::new(), vec!["meta-llama/Llama-3.2-1B".into()]);
+    let opts = LoadOptions { hub: options(&hub, tmp.path()), ..Default::default() };
+    let arch = arch::load_model(&ModelRef::parse("meta-llama/Llama-3.2-1B"), &opts).unwrap();
+    assert_eq!(arch.total_params(), 1_235_814_400);
+    assert_eq!(arch.source, "catalogue");
+    assert!(arch.notices.iter().any(|n| n.contains("HF_TOKEN")), "{:?}", arch.notices);
+    match load("meta-llama/Llama-3.2-1B", &options(&hub, tmp.path())) {
+        Err(HubFailure::Denied(_)) => {}
+        other => panic!("expected Denied, got {other:?}"),
+    }
+}
+
+#[test]
+fn unreachable_hub_uses_catalogue_or_names_close_entries() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dead = HubOptions {
+        endpoint: Some("http://127.0.0.1:9".into()),
+        cache_dir: Some(tmp.path().join("hub")),
+        header_cache_dir: Some(tmp.path().join("headers")),
+        ..Default::default()
+    };
+    let opts = LoadOptions { hub: dead, ..Default::default() };
+    let gpt2 = arch::load_model(&ModelRef::parse("gpt2"), &opts).unwrap();
+    assert_eq!(gpt2.total_params(), 124_439_808);
+    assert!(gpt2.notices.iter().any(|n| n.contains("unreachable")), "{:?}", gpt2.notices);
+    let err = arch::load_model(&ModelRef::parse("meta-llama/Llama-3.1-70B"), &opts).unwrap_err().to_string();
+    assert!(err.contains("close catalogue names") && err.contains("meta-llama/Llama-3.1-8B"), "{err}");
+    assert!(!err.contains('\n'));
+}
+
+#[test]
+fn missing_repo_is_an_error_not_a_fallback() {
+    let tmp = tempfile::tempdir().unwrap();
+    let hub = FakeHub::start(HashMap::new(), vec![]);
+    let opts = LoadOptions { hub: options(&hub, tmp.path()), ..Default::default() };
+    let err = arch::load_model(&ModelRef::parse("nobody/gpt2-typo"), &opts).unwrap_err().to_string();
+    assert!(err.contains("nobody/gpt2-typo") && err.contains("gpt2"), "{err}");
+}

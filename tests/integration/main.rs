@@ -1,0 +1,7 @@
+//! The one integration-test crate (one binary to link): modules per area.
+
+mod arch_fixtures;
+mod cli;
+mod hub;
+mod local_sources;
+mod support;
