@@ -9,7 +9,11 @@ use clap::{Args, Parser, Subcommand};
 use crate::arch::{self, Architecture, CubeScale, LoadOptions, ModelRef, group_digits, human};
 
 #[derive(Debug, Parser)]
-#[command(name = "tensorcity", version, about = "See transformer models: architecture trunks and live activations in 3D")]
+#[command(
+    name = "tensorcity",
+    version,
+    about = "See transformer models: architecture trunks and live activations in 3D"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -116,7 +120,10 @@ fn write_catalogue(out: &mut impl Write) -> anyhow::Result<()> {
             entry.description
         )?;
     }
-    writeln!(out, "(parameters with layer count; any other Hugging Face id or local path works too)")?;
+    writeln!(
+        out,
+        "(parameters with layer count; any other Hugging Face id or local path works too)"
+    )?;
     Ok(())
 }
 
@@ -124,7 +131,11 @@ fn write_tensors(out: &mut impl Write, arch: &Architecture) -> anyhow::Result<()
     let order = arch.model_order();
     let params: Vec<u64> = order.iter().map(|&i| arch.tensors[i].params).collect();
     let sizes = CubeScale::Relative.sizes(&params);
-    writeln!(out, "\n  {:>5}  {:<60} {:<22} {:<20} {:>14} {:>5}", "layer", "name", "shape", "kind", "params", "size")?;
+    writeln!(
+        out,
+        "\n  {:>5}  {:<60} {:<22} {:<20} {:>14} {:>5}",
+        "layer", "name", "shape", "kind", "params", "size"
+    )?;
     for (&i, size) in order.iter().zip(sizes) {
         let t = &arch.tensors[i];
         let layer = t.layer.map_or("-".to_string(), |l| l.to_string());

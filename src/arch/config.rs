@@ -31,13 +31,18 @@ pub struct ModelConfig {
 impl ModelConfig {
     /// Parses `config.json` bytes. `what` names the file in errors.
     pub fn from_json(bytes: &[u8], what: &str) -> Result<ModelConfig, ArchError> {
-        let raw: Value = serde_json::from_slice(bytes)
-            .map_err(|e| ArchError::BadConfig { what: what.to_string(), detail: e.to_string() })?;
+        let raw: Value = serde_json::from_slice(bytes).map_err(|e| ArchError::BadConfig {
+            what: what.to_string(),
+            detail: e.to_string(),
+        })?;
         Self::from_value(raw, what)
     }
 
     pub fn from_value(raw: Value, what: &str) -> Result<ModelConfig, ArchError> {
-        let bad = |detail: String| ArchError::BadConfig { what: what.to_string(), detail };
+        let bad = |detail: String| ArchError::BadConfig {
+            what: what.to_string(),
+            detail,
+        };
         let Value::Object(top) = &raw else {
             return Err(bad("top level is not an object".into()));
         };
@@ -99,7 +104,8 @@ impl ModelConfig {
 
     /// Per-head dimension: explicit `head_dim` or hidden / heads.
     pub fn head_dim(&self) -> Option<u64> {
-        self.head_dim.or_else(|| Some(self.hidden_size? / self.num_heads.filter(|&h| h > 0)?))
+        self.head_dim
+            .or_else(|| Some(self.hidden_size? / self.num_heads.filter(|&h| h > 0)?))
     }
 
     /// A field of the raw JSON (for options the summary does not model).
@@ -114,8 +120,15 @@ mod tests {
 
     #[test]
     fn reads_gpt2_and_llama_key_names() {
-        let g = ModelConfig::from_json(br#"{"model_type":"gpt2","n_layer":12,"n_embd":768,"n_head":12,"n_positions":1024,"vocab_size":50257}"#, "c").unwrap();
-        assert_eq!((g.num_layers, g.hidden_size, g.num_kv_heads, g.head_dim()), (Some(12), Some(768), Some(12), Some(64)));
+        let g = ModelConfig::from_json(
+            br#"{"model_type":"gpt2","n_layer":12,"n_embd":768,"n_head":12,"n_positions":1024,"vocab_size":50257}"#,
+            "c",
+        )
+        .unwrap();
+        assert_eq!(
+            (g.num_layers, g.hidden_size, g.num_kv_heads, g.head_dim()),
+            (Some(12), Some(768), Some(12), Some(64))
+        );
         assert!(g.tied_embeddings());
         let l = ModelConfig::from_json(br#"{"model_type":"llama","num_hidden_layers":16,"hidden_size":2048,"num_attention_heads":32,"num_key_value_heads":8}"#, "c").unwrap();
         assert_eq!(l.num_kv_heads, Some(8));

@@ -17,25 +17,41 @@ pub enum ArchError {
     #[error("{what}: the file is empty; expected a safetensors file (8-byte header length, JSON header, tensor data)")]
     Empty { what: String },
 
-    #[error("{what}: only {len} bytes, too short for a safetensors header (needs 8 or more); the file is truncated or not safetensors")]
+    #[error(
+        "{what}: only {len} bytes, too short for a safetensors header (needs 8 or more); the file is truncated or not safetensors"
+    )]
     TooShort { what: String, len: u64 },
 
     #[error("{what}: header claims {claimed} bytes, over the 100 MB limit; the file is corrupt or not safetensors")]
     HeaderTooLarge { what: String, claimed: u64 },
 
-    #[error("{what}: header claims {claimed} bytes but only {available} follow the length prefix; the file is truncated (download it again)")]
+    #[error(
+        "{what}: header claims {claimed} bytes but only {available} follow the length prefix; the file is truncated (download it again)"
+    )]
     HeaderTruncated { what: String, claimed: u64, available: u64 },
 
     #[error("{what}: the header is not valid safetensors JSON ({detail}); the file is corrupt or not safetensors")]
     BadHeader { what: String, detail: String },
 
-    #[error("{what}: tensor `{tensor}` has unknown dtype `{dtype}`; supported: BOOL, U8, I8, F8_*, I16, U16, F16, BF16, I32, U32, F32, F64, I64, U64, C64, F4, F6_*")]
-    UnknownDtype { what: String, tensor: String, dtype: String },
+    #[error(
+        "{what}: tensor `{tensor}` has unknown dtype `{dtype}`; supported: BOOL, U8, I8, F8_*, I16, U16, F16, BF16, I32, U32, F32, F64, I64, U64, C64, F4, F6_*"
+    )]
+    UnknownDtype {
+        what: String,
+        tensor: String,
+        dtype: String,
+    },
 
     #[error("{what}: tensor `{tensor}` has bad data offsets: {detail}; the file is corrupt")]
-    BadOffsets { what: String, tensor: String, detail: String },
+    BadOffsets {
+        what: String,
+        tensor: String,
+        detail: String,
+    },
 
-    #[error("{what}: tensor data ends at byte {end} but the file has {len} bytes; the file is truncated (download it again)")]
+    #[error(
+        "{what}: tensor data ends at byte {end} but the file has {len} bytes; the file is truncated (download it again)"
+    )]
     DataOutOfRange { what: String, end: u64, len: u64 },
 
     #[error(
@@ -72,6 +88,9 @@ pub enum ArchError {
 
 impl ArchError {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        ArchError::Io { path: path.into(), source }
+        ArchError::Io {
+            path: path.into(),
+            source,
+        }
     }
 }

@@ -5,8 +5,8 @@
 use std::fmt;
 
 use safetensors::Dtype;
-use serde::de::{self, Deserializer, IgnoredAny, IntoDeserializer, MapAccess, Visitor};
 use serde::Deserialize;
+use serde::de::{self, Deserializer, IgnoredAny, IntoDeserializer, MapAccess, Visitor};
 
 use super::ArchError;
 
@@ -30,7 +30,10 @@ pub fn parse_header_prefix(prefix: &[u8], file_len: Option<u64>, what: &str) -> 
         return Err(ArchError::Empty { what });
     }
     let Some(bytes) = prefix.get(..8) else {
-        return Err(ArchError::TooShort { what, len: prefix.len() as u64 });
+        return Err(ArchError::TooShort {
+            what,
+            len: prefix.len() as u64,
+        });
     };
     let mut le = [0u8; 8];
     le.copy_from_slice(bytes);
@@ -41,10 +44,17 @@ pub fn parse_header_prefix(prefix: &[u8], file_len: Option<u64>, what: &str) -> 
     if let Some(len) = file_len
         && claimed > len.saturating_sub(8)
     {
-        return Err(ArchError::HeaderTruncated { what, claimed, available: len.saturating_sub(8) });
+        return Err(ArchError::HeaderTruncated {
+            what,
+            claimed,
+            available: len.saturating_sub(8),
+        });
     }
     if claimed < 2 {
-        return Err(ArchError::BadHeader { what, detail: format!("header length is {claimed}") });
+        return Err(ArchError::BadHeader {
+            what,
+            detail: format!("header length is {claimed}"),
+        });
     }
     Ok(claimed)
 }
@@ -59,13 +69,13 @@ pub fn parse_header(json: &[u8], file_len: Option<u64>, what: &str) -> Result<Ve
     })?;
     let mut rows = Vec::with_capacity(entries.0.len());
     for (name, raw) in entries.0 {
-        let dtype = Dtype::deserialize(raw.dtype.as_str().into_deserializer()).map_err(
-            |_: de::value::Error| ArchError::UnknownDtype {
+        let dtype = Dtype::deserialize(raw.dtype.as_str().into_deserializer()).map_err(|_: de::value::Error| {
+            ArchError::UnknownDtype {
                 what: what.to_string(),
                 tensor: name.clone(),
                 dtype: raw.dtype.clone(),
-            },
-        )?;
+            }
+        })?;
         rows.push((name, raw, dtype));
     }
     // File order is data order; ties (empty tensors) keep a stable name order.
@@ -83,7 +93,11 @@ pub fn parse_header(json: &[u8], file_len: Option<u64>, what: &str) -> Result<Ve
             return Err(bad(format!("ends at {end} before it starts at {start}")));
         }
         if start != expected_start {
-            let how = if start < expected_start { "overlaps the previous tensor" } else { "leaves a gap after the previous tensor" };
+            let how = if start < expected_start {
+                "overlaps the previous tensor"
+            } else {
+                "leaves a gap after the previous tensor"
+            };
             return Err(bad(format!("starts at {start}, {how} (expected {expected_start})")));
         }
         let bits = raw
@@ -107,12 +121,21 @@ pub fn parse_header(json: &[u8], file_len: Option<u64>, what: &str) -> Result<Ve
         let data_start = 8 + json.len() as u64;
         let needed = data_start + expected_start;
         if needed > len {
-            return Err(ArchError::DataOutOfRange { what: what.to_string(), end: needed, len });
+            return Err(ArchError::DataOutOfRange {
+                what: what.to_string(),
+                end: needed,
+                len,
+            });
         }
     }
     Ok(rows
         .into_iter()
-        .map(|(name, raw, _)| HeaderTensor { name, shape: raw.shape, dtype: raw.dtype, shard: None })
+        .map(|(name, raw, _)| HeaderTensor {
+            name,
+            shape: raw.shape,
+            dtype: raw.dtype,
+            shard: None,
+        })
         .collect())
 }
 
@@ -193,24 +216,51 @@ mod tests {
 
     #[test]
     fn rejects_each_corruption_with_its_own_error() {
-        assert!(matches!(parse_header_prefix(&[], Some(0), "t"), Err(ArchError::Empty { .. })));
-        assert!(matches!(parse_header_prefix(&[1, 2, 3], Some(3), "t"), Err(ArchError::TooShort { .. })));
+        assert!(matches!(
+            parse_header_prefix(&[], Some(0), "t"),
+            Err(ArchError::Empty { .. })
+        ));
+        assert!(matches!(
+            parse_header_prefix(&[1, 2, 3], Some(3), "t"),
+            Err(ArchError::TooShort { .. })
+        ));
         let huge = (MAX_HEADER_BYTES + 1).to_le_bytes();
-        assert!(matches!(parse_header_prefix(&huge, Some(1 << 40), "t"), Err(ArchError::HeaderTooLarge { .. })));
-        assert!(matches!(parse_header_prefix(&100u64.to_le_bytes(), Some(20), "t"), Err(ArchError::HeaderTruncated { .. })));
+        assert!(matches!(
+            parse_header_prefix(&huge, Some(1 << 40), "t"),
+            Err(ArchError::HeaderTooLarge { .. })
+        ));
+        assert!(matches!(
+            parse_header_prefix(&100u64.to_le_bytes(), Some(20), "t"),
+            Err(ArchError::HeaderTruncated { .. })
+        ));
         let bad_json = file("{not json", 0);
-        assert!(matches!(parse_file_bytes(&bad_json, "t"), Err(ArchError::BadHeader { .. })));
+        assert!(matches!(
+            parse_file_bytes(&bad_json, "t"),
+            Err(ArchError::BadHeader { .. })
+        ));
         let dtype = file(r#"{"a":{"dtype":"F33","shape":[1],"data_offsets":[0,4]}}"#, 4);
-        assert!(matches!(parse_file_bytes(&dtype, "t"), Err(ArchError::UnknownDtype { .. })));
+        assert!(matches!(
+            parse_file_bytes(&dtype, "t"),
+            Err(ArchError::UnknownDtype { .. })
+        ));
         let overlap = file(
             r#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}}"#,
             12,
         );
-        assert!(matches!(parse_file_bytes(&overlap, "t"), Err(ArchError::BadOffsets { .. })));
+        assert!(matches!(
+            parse_file_bytes(&overlap, "t"),
+            Err(ArchError::BadOffsets { .. })
+        ));
         let mismatch = file(r#"{"a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}}"#, 8);
-        assert!(matches!(parse_file_bytes(&mismatch, "t"), Err(ArchError::BadOffsets { .. })));
+        assert!(matches!(
+            parse_file_bytes(&mismatch, "t"),
+            Err(ArchError::BadOffsets { .. })
+        ));
         let outside = file(r#"{"a":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}}"#, 8);
-        assert!(matches!(parse_file_bytes(&outside, "t"), Err(ArchError::DataOutOfRange { .. })));
+        assert!(matches!(
+            parse_file_bytes(&outside, "t"),
+            Err(ArchError::DataOutOfRange { .. })
+        ));
     }
 
     #[test]

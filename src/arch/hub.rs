@@ -39,7 +39,11 @@ pub struct HubOptions {
 impl HubOptions {
     /// Standard options; `offline` is also switched on by `HF_HUB_OFFLINE=1`.
     pub fn from_env(revision: Option<String>, offline: bool) -> Self {
-        HubOptions { revision, offline: offline || env_offline(), ..Default::default() }
+        HubOptions {
+            revision,
+            offline: offline || env_offline(),
+            ..Default::default()
+        }
     }
 
     fn revision(&self) -> &str {
@@ -76,7 +80,12 @@ pub fn load(id: &str, opts: &HubOptions) -> Result<Architecture, HubFailure> {
     let repo = hf_hub::HFClientSync::from_inner(client)
         .map_err(|e| HubFailure::Unreachable(e.to_string()))?
         .model(owner, name);
-    let hub = Remote { id, repo: &repo, opts, header_dir: &header_dir };
+    let hub = Remote {
+        id,
+        repo: &repo,
+        opts,
+        header_dir: &header_dir,
+    };
 
     let config_path = hub.file("config.json")?;
     let config = match config_path {
@@ -97,11 +106,16 @@ pub fn load(id: &str, opts: &HubOptions) -> Result<Architecture, HubFailure> {
             None if shards.len() == 1 => {
                 // No safetensors at all (an old pickle-only repo): lay it out from the config.
                 let Some(cfg) = config else {
-                    return Err(HubFailure::NotFound(format!("no config.json or {SINGLE_FILE} at revision {}", opts.revision())));
+                    return Err(HubFailure::NotFound(format!(
+                        "no config.json or {SINGLE_FILE} at revision {}",
+                        opts.revision()
+                    )));
                 };
                 let rows = super::synthesize(&cfg, id).map_err(HubFailure::Invalid)?;
                 let mut arch = Architecture::from_rows(id, "hub (config.json only)", Some(cfg), rows);
-                arch.notices.push(format!("`{id}` publishes no safetensors file; tensors laid out from its config.json"));
+                arch.notices.push(format!(
+                    "`{id}` publishes no safetensors file; tensors laid out from its config.json"
+                ));
                 return Ok(arch);
             }
             None => {
@@ -173,7 +187,10 @@ impl Remote<'_> {
         if json.len() as u64 != n {
             return Err(HubFailure::Invalid(ArchError::Hub {
                 id: self.id.to_string(),
-                reason: format!("asked for {n} header bytes of `{shard}`, got {}; the server ignored the Range request", json.len()),
+                reason: format!(
+                    "asked for {n} header bytes of `{shard}`, got {}; the server ignored the Range request",
+                    json.len()
+                ),
             }));
         }
         let rows = parse_header(&json, None, &what).map_err(HubFailure::Invalid)?;
@@ -196,7 +213,11 @@ impl Remote<'_> {
             .range(range)
             .send()?;
         // Some servers ignore Range and send the whole file; keep only what we asked for.
-        Ok(if bytes.len() as u64 > expected { bytes.slice(..expected as usize) } else { bytes })
+        Ok(if bytes.len() as u64 > expected {
+            bytes.slice(..expected as usize)
+        } else {
+            bytes
+        })
     }
 
     fn failure(&self, e: HFError) -> HubFailure {

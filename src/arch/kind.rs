@@ -100,7 +100,7 @@ const LLAMA_RULES: Rules = &[
     ("gate_proj.", TensorKind::MlpGate),
     ("up_proj.", TensorKind::MlpUp),
     ("down_proj.", TensorKind::MlpDown),
-    ("norm.", TensorKind::Norm),
+    ("norm", TensorKind::Norm),
     ("lm_head.", TensorKind::LmHead),
 ];
 
@@ -135,17 +135,23 @@ pub fn classify(family: &Family, name: &str) -> TensorKind {
         Family::Bert => &[BERT_RULES],
         Family::Unknown(_) => &[LLAMA_RULES, GPT2_RULES, BERT_RULES, GENERIC_RULES],
     };
-    // Match on `segment.` boundaries: the name with a trailing dot lets a rule such
-    // as `lm_head.` match `lm_head.weight` but not `lm_head_extra`.
+    // A needle ending in `.` names whole path segments (`lm_head.` matches
+    // `lm_head.weight`, not `extra_lm_head.weight`); other needles match anywhere
+    // (`norm` in `input_layernorm`).
     let padded = format!("{name}.");
     sets.iter()
         .flat_map(|rules| rules.iter())
-        .find(|(needle, _)| contains_at_segment(&padded, needle))
+        .find(|(needle, _)| matches_rule(&padded, needle))
         .map_or(TensorKind::Other, |&(_, kind)| kind)
 }
 
-fn contains_at_segment(name: &str, needle: &str) -> bool {
-    name.match_indices(needle).any(|(i, _)| i == 0 || name.as_bytes()[i - 1] == b'.')
+fn matches_rule(name: &str, needle: &str) -> bool {
+    if needle.ends_with('.') {
+        name.match_indices(needle)
+            .any(|(i, _)| i == 0 || name.as_bytes()[i - 1] == b'.')
+    } else {
+        name.contains(needle)
+    }
 }
 
 /// Buffers that some published checkpoints carry: GPT-2's causal mask
@@ -193,7 +199,16 @@ pub fn forward_rank(clean_name: &str, kind: TensorKind) -> (u8, u8) {
         TensorKind::Other if clean_name.contains("attn.") => 5,
         TensorKind::Other => 23,
     };
-    let minor = if kind == TensorKind::Expert {
+    let minor = if major == 0 {
+        // Token embeddings, then positions, token types, the embedding norm.
+        let sub = match kind {
+            TensorKind::PositionEmbedding => 1,
+            TensorKind::Embedding if clean_name.contains("token_type") => 2,
+            TensorKind::Embedding => 0,
+            _ => 3,
+        };
+        sub * 3 + param_minor
+    } else if kind == TensorKind::Expert {
         let part = match clean_name.rsplit('.').nth(1).unwrap_or("") {
             "w1" | "gate_proj" => 0,
             "w3" | "up_proj" => 1,
@@ -207,7 +222,10 @@ pub fn forward_rank(clean_name: &str, kind: TensorKind) -> (u8, u8) {
 }
 
 fn norm_rank(clean_name: &str) -> u8 {
-    if clean_name.contains("attention.output.LayerNorm") || clean_name.contains("ln_2") || clean_name.contains("post_attention") {
+    if clean_name.contains("attention.output.LayerNorm")
+        || clean_name.contains("ln_2")
+        || clean_name.contains("post_attention")
+    {
         6
     } else if clean_name.contains("output.LayerNorm") || clean_name.contains("post_feedforward") {
         11
@@ -231,18 +249,38 @@ mod tests {
         assert_eq!(classify(&g, "transformer.wpe.weight"), TensorKind::PositionEmbedding);
         assert_eq!(classify(&g, "ln_f.weight"), TensorKind::Norm);
         let m = Family::Mixtral;
-        assert_eq!(classify(&m, "model.layers.0.block_sparse_moe.gate.weight"), TensorKind::Router);
-        assert_eq!(classify(&m, "model.layers.0.block_sparse_moe.experts.3.w1.weight"), TensorKind::Expert);
+        assert_eq!(
+            classify(&m, "model.layers.0.block_sparse_moe.gate.weight"),
+            TensorKind::Router
+        );
+        assert_eq!(
+            classify(&m, "model.layers.0.block_sparse_moe.experts.3.w1.weight"),
+            TensorKind::Expert
+        );
         assert_eq!(classify(&m, "model.layers.0.mlp.gate_proj.weight"), TensorKind::MlpGate);
         assert_eq!(classify(&m, "model.norm.weight"), TensorKind::Norm);
+        assert_eq!(
+            classify(&m, "model.layers.0.post_attention_layernorm.weight"),
+            TensorKind::Norm
+        );
+        assert_eq!(classify(&m, "model.layers.0.input_layernorm.weight"), TensorKind::Norm);
         assert_eq!(classify(&m, "lm_head.weight"), TensorKind::LmHead);
         let b = Family::Bert;
-        assert_eq!(classify(&b, "encoder.layer.0.attention.output.dense.weight"), TensorKind::AttentionOutput);
+        assert_eq!(
+            classify(&b, "encoder.layer.0.attention.output.dense.weight"),
+            TensorKind::AttentionOutput
+        );
         assert_eq!(classify(&b, "encoder.layer.0.output.dense.weight"), TensorKind::MlpDown);
-        assert_eq!(classify(&b, "encoder.layer.0.attention.output.LayerNorm.weight"), TensorKind::Norm);
+        assert_eq!(
+            classify(&b, "encoder.layer.0.attention.output.LayerNorm.weight"),
+            TensorKind::Norm
+        );
         assert_eq!(classify(&b, "pooler.dense.weight"), TensorKind::Pooler);
         let u = Family::Unknown("phi".into());
-        assert_eq!(classify(&u, "model.layers.0.self_attn.q_proj.weight"), TensorKind::AttentionQuery);
+        assert_eq!(
+            classify(&u, "model.layers.0.self_attn.q_proj.weight"),
+            TensorKind::AttentionQuery
+        );
         assert_eq!(classify(&u, "model.final_layernorm.weight"), TensorKind::Norm);
         assert_eq!(classify(&u, "something.else"), TensorKind::Other);
     }

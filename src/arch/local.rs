@@ -25,7 +25,9 @@ pub fn load_safetensors_file(path: &Path) -> Result<Architecture, ArchError> {
         .filter(|c| c.is_file())
         .map(|c| read_config(&c))
         .transpose()?;
-    let name = path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
+    let name = path
+        .file_name()
+        .map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
     Ok(Architecture::from_rows(name, "file", config, rows))
 }
 
@@ -52,11 +54,14 @@ pub fn load_folder(dir: &Path) -> Result<Architecture, ArchError> {
                 return Err(ArchError::Pickle { path: pickle });
             }
             let Some(cfg) = config else {
-                return Err(ArchError::EmptyFolder { path: dir.to_path_buf() });
+                return Err(ArchError::EmptyFolder {
+                    path: dir.to_path_buf(),
+                });
             };
             let rows = super::synthesize(&cfg, &config_path.display().to_string())?;
             let mut arch = Architecture::from_rows(name, "folder (config.json only)", Some(cfg), rows);
-            arch.notices.push("no .safetensors files in the folder: tensors laid out from config.json".into());
+            arch.notices
+                .push("no .safetensors files in the folder: tensors laid out from config.json".into());
             return Ok(arch);
         }
         files.sort();
@@ -101,16 +106,25 @@ fn read_sharded(dir: &Path, index: &Path, notices: &mut Vec<String>) -> Result<V
         }
         let path = dir.join(shard);
         if !path.is_file() {
-            return Err(ArchError::MissingShard { index: index.to_path_buf(), shard: shard.clone() });
+            return Err(ArchError::MissingShard {
+                index: index.to_path_buf(),
+                shard: shard.clone(),
+            });
         }
         rows.extend(read_header_file(&path)?.into_iter().map(|mut r| {
             r.shard = Some(shard.clone());
             r
         }));
     }
-    let missing = parsed.weight_map.keys().filter(|k| !rows.iter().any(|r| &r.name == *k)).count();
+    let missing = parsed
+        .weight_map
+        .keys()
+        .filter(|k| !rows.iter().any(|r| &r.name == *k))
+        .count();
     if missing > 0 {
-        notices.push(format!("{missing} tensors named in {INDEX_FILE} are not in any shard header"));
+        notices.push(format!(
+            "{missing} tensors named in {INDEX_FILE} are not in any shard header"
+        ));
     }
     Ok(rows)
 }
@@ -131,16 +145,27 @@ fn read_config(path: &Path) -> Result<ModelConfig, ArchError> {
 
 /// Reads the header of one safetensors file: 8 bytes, then exactly the header.
 pub(crate) fn read_header_file(path: &Path) -> Result<Vec<HeaderTensor>, ArchError> {
-    if path.extension().and_then(|e| e.to_str()).is_some_and(|e| PICKLE_EXTENSIONS.contains(&e)) {
-        return Err(ArchError::Pickle { path: path.to_path_buf() });
+    if path
+        .extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| PICKLE_EXTENSIONS.contains(&e))
+    {
+        return Err(ArchError::Pickle {
+            path: path.to_path_buf(),
+        });
     }
     let what = path.display().to_string();
     let mut file = File::open(path).map_err(|e| ArchError::io(path, e))?;
     let len = file.metadata().map_err(|e| ArchError::io(path, e))?.len();
     let mut prefix = Vec::with_capacity(8);
-    file.by_ref().take(8).read_to_end(&mut prefix).map_err(|e| ArchError::io(path, e))?;
+    file.by_ref()
+        .take(8)
+        .read_to_end(&mut prefix)
+        .map_err(|e| ArchError::io(path, e))?;
     if looks_like_pickle(&prefix) {
-        return Err(ArchError::Pickle { path: path.to_path_buf() });
+        return Err(ArchError::Pickle {
+            path: path.to_path_buf(),
+        });
     }
     let n = parse_header_prefix(&prefix, Some(len), &what)?;
     let mut json = vec![0u8; n as usize];
@@ -152,7 +177,9 @@ pub(crate) fn read_header_file(path: &Path) -> Result<Vec<HeaderTensor>, ArchErr
 /// protocol). Read as a header length, both give an absurd number, so a real
 /// safetensors file can never be mistaken for one.
 fn looks_like_pickle(prefix: &[u8]) -> bool {
-    let Ok(first8) = <[u8; 8]>::try_from(prefix) else { return false };
+    let Ok(first8) = <[u8; 8]>::try_from(prefix) else {
+        return false;
+    };
     let absurd = u64::from_le_bytes(first8) > super::MAX_HEADER_BYTES;
     let magic = prefix.starts_with(b"PK\x03\x04") || (prefix[0] == 0x80 && (2..=5).contains(&prefix[1]));
     absurd && magic

@@ -24,7 +24,7 @@ pub use catalogue::{CatalogueEntry, catalogue, catalogue_entry, closest_catalogu
 pub use config::ModelConfig;
 pub use error::ArchError;
 pub use family::Family;
-pub use header::{HeaderTensor, MAX_HEADER_BYTES, parse_header, parse_header_prefix};
+pub use header::{HeaderTensor, MAX_HEADER_BYTES, parse_file_bytes, parse_header, parse_header_prefix};
 pub use kind::{TensorKind, classify};
 pub use local::{load_folder, load_safetensors_file};
 pub use names::{clean_name, numeric_segments};
@@ -90,23 +90,23 @@ impl Architecture {
             None => Family::Unknown(String::new()),
         };
         let family = match family {
-            Family::Unknown(_) => Family::infer_from_names(rows.iter().map(|r| r.name.as_str()))
-                .unwrap_or(family),
+            Family::Unknown(_) => Family::infer_from_names(rows.iter().map(|r| r.name.as_str())).unwrap_or(family),
             known => known,
         };
         let mut notices = Vec::new();
         if let Some(cfg) = &config
             && !Family::from_model_type(&cfg.model_type).is_known()
         {
-            let t = if cfg.model_type.is_empty() { "(none)" } else { cfg.model_type.as_str() };
+            let t = if cfg.model_type.is_empty() {
+                "(none)"
+            } else {
+                cfg.model_type.as_str()
+            };
             notices.push(format!(
                 "config.json model_type `{t}` is not a family tensorcity knows (gpt2, bert, llama, mistral, qwen2, mixtral); kinds come from generic naming rules"
             ));
         }
-        let tensors = rows
-            .into_iter()
-            .map(|row| TensorInfo::new(&family, row))
-            .collect();
+        let tensors = rows.into_iter().map(|row| TensorInfo::new(&family, row)).collect();
         Architecture {
             name: name.into(),
             source: source.into(),
@@ -124,11 +124,7 @@ impl Architecture {
 
     /// Number of transformer blocks seen in the tensor names.
     pub fn num_layers(&self) -> u32 {
-        self.tensors
-            .iter()
-            .filter_map(|t| t.layer)
-            .max()
-            .map_or(0, |l| l + 1)
+        self.tensors.iter().filter_map(|t| t.layer).max().map_or(0, |l| l + 1)
     }
 
     /// Tensor indices in model order: embeddings, then every block in layer order
@@ -160,7 +156,11 @@ impl TensorInfo {
     fn new(family: &Family, row: HeaderTensor) -> Self {
         // Header validation and the synthesiser both reject shapes whose element
         // count overflows; saturate anyway so no input can panic here.
-        let params = row.shape.iter().try_fold(1u64, |a, &d| a.checked_mul(d)).unwrap_or(u64::MAX);
+        let params = row
+            .shape
+            .iter()
+            .try_fold(1u64, |a, &d| a.checked_mul(d))
+            .unwrap_or(u64::MAX);
         let numbers = numeric_segments(&row.name);
         let kind = classify(family, &row.name);
         let buffer = kind::is_buffer(&row.name, &row.dtype, &row.shape);

@@ -19,7 +19,10 @@ pub fn clean_name(name: &str) -> String {
 /// The numeric path segments of a name, in order (`[3, 7]` for the expert above).
 /// Segments too large for `u32` are not indices and are skipped.
 pub fn numeric_segments(name: &str) -> Vec<u32> {
-    name.split('.').filter(|s| is_index(s)).filter_map(|s| s.parse().ok()).collect()
+    name.split('.')
+        .filter(|s| is_index(s))
+        .filter_map(|s| s.parse().ok())
+        .collect()
 }
 
 fn is_index(seg: &str) -> bool {
@@ -40,7 +43,10 @@ mod tests {
         assert_eq!(clean_name("a.0.1.b"), "a.b");
         assert_eq!(clean_name("wte.weight"), "wte.weight");
         assert_eq!(clean_name("layer2.weight"), "layer2.weight");
-        assert_eq!(numeric_segments("model.layers.31.block_sparse_moe.experts.3.w1.weight"), vec![31, 3]);
+        assert_eq!(
+            numeric_segments("model.layers.31.block_sparse_moe.experts.3.w1.weight"),
+            vec![31, 3]
+        );
         assert!(numeric_segments("lm_head.weight").is_empty());
     }
 }

@@ -27,7 +27,10 @@ pub const KIND_COLORS: [(TensorKind, u32); 16] = [
 
 /// sRGB hex colour of a kind.
 pub fn kind_color(kind: TensorKind) -> u32 {
-    KIND_COLORS.iter().find(|(k, _)| *k == kind).map_or(0x777777, |&(_, c)| c)
+    KIND_COLORS
+        .iter()
+        .find(|(k, _)| *k == kind)
+        .map_or(0x777777, |&(_, c)| c)
 }
 
 /// `0xRRGGBB` as sRGB floats in `0..=1`.

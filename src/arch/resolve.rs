@@ -24,7 +24,9 @@ impl ModelRef {
         let looks_like_path = arg.starts_with(['.', '/', '~'])
             || arg.contains('\\')
             || arg.matches('/').count() > 1
-            || [".safetensors", ".json", ".bin", ".pt", ".pth", ".ckpt"].iter().any(|x| arg.ends_with(x));
+            || [".safetensors", ".json", ".bin", ".pt", ".pth", ".ckpt"]
+                .iter()
+                .any(|x| arg.ends_with(x));
         if path.exists() || looks_like_path {
             ModelRef::Path(path.to_path_buf())
         } else {
@@ -69,14 +71,29 @@ fn load_path(path: &Path) -> Result<Architecture, ArchError> {
         super::load_folder(path)
     } else if path.is_file() {
         if path.file_name().is_some_and(|n| n == "config.json") {
-            return path.parent().map_or(Err(ArchError::NotFound { path: path.to_path_buf() }), super::load_folder);
+            return path.parent().map_or(
+                Err(ArchError::NotFound {
+                    path: path.to_path_buf(),
+                }),
+                super::load_folder,
+            );
         }
-        if path.file_name().is_some_and(|n| n.to_string_lossy().ends_with(".safetensors.index.json")) {
-            return path.parent().map_or(Err(ArchError::NotFound { path: path.to_path_buf() }), super::load_folder);
+        if path
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().ends_with(".safetensors.index.json"))
+        {
+            return path.parent().map_or(
+                Err(ArchError::NotFound {
+                    path: path.to_path_buf(),
+                }),
+                super::load_folder,
+            );
         }
         super::load_safetensors_file(path)
     } else {
-        Err(ArchError::NotFound { path: path.to_path_buf() })
+        Err(ArchError::NotFound {
+            path: path.to_path_buf(),
+        })
     }
 }
 
@@ -95,9 +112,13 @@ fn load_id(id: &str, opts: &LoadOptions) -> Result<Architecture, ArchError> {
         match load(id, &hub_opts) {
             Ok(arch) => Ok(arch),
             Err(HubFailure::Invalid(e)) => Err(e),
-            Err(HubFailure::NotFound(reason)) => Err(ArchError::Hub { id: id.to_string(), reason: not_found_hint(id, &reason) }),
+            Err(HubFailure::NotFound(reason)) => Err(ArchError::Hub {
+                id: id.to_string(),
+                reason: not_found_hint(id, &reason),
+            }),
             Err(HubFailure::Unreachable(reason) | HubFailure::Denied(reason)) => {
-                let notice = format!("`{id}`: {reason}; showing the built-in catalogue entry (laid out from its config.json)");
+                let notice =
+                    format!("`{id}`: {reason}; showing the built-in catalogue entry (laid out from its config.json)");
                 from_catalogue(id, Some(notice), reason)
             }
         }
@@ -131,7 +152,11 @@ fn from_catalogue(id: &str, notice: Option<String>, reason: String) -> Result<Ar
             } else {
                 format!("; close catalogue names: {}", close.join(", "))
             };
-            Err(ArchError::Unresolved { id: id.to_string(), reason, close })
+            Err(ArchError::Unresolved {
+                id: id.to_string(),
+                reason,
+                close,
+            })
         }
     }
 }
@@ -143,9 +168,15 @@ mod tests {
     #[test]
     fn parses_model_arguments() {
         assert_eq!(ModelRef::parse("gpt2"), ModelRef::Id("gpt2".into()));
-        assert_eq!(ModelRef::parse("meta-llama/Llama-3.2-1B"), ModelRef::Id("meta-llama/Llama-3.2-1B".into()));
+        assert_eq!(
+            ModelRef::parse("meta-llama/Llama-3.2-1B"),
+            ModelRef::Id("meta-llama/Llama-3.2-1B".into())
+        );
         assert_eq!(ModelRef::parse("./x"), ModelRef::Path("./x".into()));
-        assert_eq!(ModelRef::parse("model.safetensors"), ModelRef::Path("model.safetensors".into()));
+        assert_eq!(
+            ModelRef::parse("model.safetensors"),
+            ModelRef::Path("model.safetensors".into())
+        );
         assert_eq!(ModelRef::parse("a/b/c"), ModelRef::Path("a/b/c".into()));
     }
 

@@ -72,7 +72,10 @@ mod tests {
         assert_eq!(cube_size_absolute(1), 0.5);
         assert_eq!(cube_size_absolute(10_000_000_000), 2.0);
         assert!((cube_size_absolute(100_000) - 1.25).abs() < 1e-6);
-        assert_eq!(CubeScale::Absolute.sizes(&[100_000, 1]), vec![cube_size_absolute(100_000), 0.5]);
+        assert_eq!(
+            CubeScale::Absolute.sizes(&[100_000, 1]),
+            vec![cube_size_absolute(100_000), 0.5]
+        );
         assert_eq!(CubeScale::Relative.sizes(&[5, 5]), vec![1.25, 1.25]);
     }
 }

@@ -42,7 +42,9 @@ impl Summary {
             name: arch.name.clone(),
             source: arch.source.clone(),
             family: arch.family.display_name(),
-            layers: cfg.and_then(|c| c.num_layers).map_or(arch.num_layers(), |n| n.min(u32::MAX as u64) as u32),
+            layers: cfg
+                .and_then(|c| c.num_layers)
+                .map_or(arch.num_layers(), |n| n.min(u32::MAX as u64) as u32),
             hidden_size: cfg.and_then(|c| c.hidden_size),
             num_heads: cfg.and_then(|c| c.num_heads),
             num_kv_heads: cfg.and_then(|c| c.num_kv_heads),
@@ -60,14 +62,28 @@ impl Summary {
         let mut s = String::new();
         let opt = |v: Option<u64>| v.map_or("-".to_string(), group_digits);
         let _ = writeln!(s, "{} ({}, from {})", self.name, self.family, self.source);
-        let _ = writeln!(s, "  parameters   {} ({})", group_digits(self.total_params), human(self.total_params));
+        let _ = writeln!(
+            s,
+            "  parameters   {} ({})",
+            group_digits(self.total_params),
+            human(self.total_params)
+        );
         if self.buffer_params > 0 {
-            let _ = writeln!(s, "  buffers      {} elements (masks, position ids; not counted)", group_digits(self.buffer_params));
+            let _ = writeln!(
+                s,
+                "  buffers      {} elements (masks, position ids; not counted)",
+                group_digits(self.buffer_params)
+            );
         }
         let _ = writeln!(s, "  tensors      {}", self.tensor_count);
         let _ = writeln!(s, "  layers       {}", self.layers);
         let _ = writeln!(s, "  hidden size  {}", opt(self.hidden_size));
-        let _ = writeln!(s, "  heads        {} (kv heads {})", opt(self.num_heads), opt(self.num_kv_heads));
+        let _ = writeln!(
+            s,
+            "  heads        {} (kv heads {})",
+            opt(self.num_heads),
+            opt(self.num_kv_heads)
+        );
         let _ = writeln!(s, "  vocab        {}", opt(self.vocab_size));
         if let Some(e) = self.num_experts {
             let _ = writeln!(s, "  experts      {e} per layer");
@@ -100,7 +116,11 @@ pub fn by_kind(tensors: &[TensorInfo], total: u64) -> Vec<KindShare> {
                 kind,
                 tensors: count,
                 params,
-                percent: if total == 0 { 0.0 } else { 100.0 * params as f64 / total as f64 },
+                percent: if total == 0 {
+                    0.0
+                } else {
+                    100.0 * params as f64 / total as f64
+                },
             })
         })
         .collect();
@@ -113,7 +133,7 @@ pub fn group_digits(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, ch) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(ch);

@@ -35,7 +35,10 @@ pub fn synthesize(config: &ModelConfig, what: &str) -> Result<Vec<HeaderTensor>,
         .and_then(|v| v.as_str())
         .map_or("F32", torch_dtype_to_safetensors)
         .to_string();
-    let mut out = Tensors { rows: Vec::new(), dtype };
+    let mut out = Tensors {
+        rows: Vec::new(),
+        dtype,
+    };
     let layers = need(config.num_layers, "num_hidden_layers")?;
     let h = need(config.hidden_size, "hidden_size")?;
     let v = need(config.vocab_size, "vocab_size")?;
@@ -91,10 +94,17 @@ pub fn synthesize(config: &ModelConfig, what: &str) -> Result<Vec<HeaderTensor>,
             let kv = need(config.num_kv_heads, "num_key_value_heads")?;
             let hd = need(config.head_dim(), "head_dim")?;
             let inner = need(config.intermediate_size, "intermediate_size")?;
-            let attn_bias = config.raw_field("attention_bias").and_then(|b| b.as_bool()).unwrap_or(false);
+            let attn_bias = config
+                .raw_field("attention_bias")
+                .and_then(|b| b.as_bool())
+                .unwrap_or(false);
             let qkv_bias = family == Family::Qwen2 || attn_bias;
             let mlp_bias = config.raw_field("mlp_bias").and_then(|b| b.as_bool()).unwrap_or(false);
-            let experts = if family == Family::Mixtral { need(config.num_experts, "num_local_experts")? } else { 0 };
+            let experts = if family == Family::Mixtral {
+                need(config.num_experts, "num_local_experts")?
+            } else {
+                0
+            };
             check_count(layers, 9 + 3 * experts, what)?;
             out.push("model.embed_tokens.weight", &[v, h]);
             for i in 0..layers {
@@ -178,7 +188,12 @@ impl Tensors {
     }
 
     fn push_typed(&mut self, name: &str, shape: &[u64], dtype: &str) {
-        self.rows.push(HeaderTensor { name: name.to_string(), shape: shape.to_vec(), dtype: dtype.to_string(), shard: None });
+        self.rows.push(HeaderTensor {
+            name: name.to_string(),
+            shape: shape.to_vec(),
+            dtype: dtype.to_string(),
+            shard: None,
+        });
     }
 
     /// `nn.Linear`: weight `[out, in]`.

@@ -57,13 +57,18 @@ fn info_llama_405b_catalogue() -> String {
 
 #[divan::bench]
 fn info_llama_405b_json() -> Vec<u8> {
-    let a = arch::catalogue_entry("meta-llama/Llama-3.1-405B").expect("in catalogue").architecture().expect("ok");
+    let a = arch::catalogue_entry("meta-llama/Llama-3.1-405B")
+        .expect("in catalogue")
+        .architecture()
+        .expect("ok");
     serde_json::to_vec(&a.to_json()).expect("json")
 }
 
 #[divan::bench(sample_count = 20)]
 fn parse_header_100k_tensors_in_memory() -> usize {
-    parse_header(divan::black_box(&BIG_HEADER), None, "bench").expect("valid").len()
+    parse_header(divan::black_box(&BIG_HEADER), None, "bench")
+        .expect("valid")
+        .len()
 }
 
 #[divan::bench(sample_count = 20)]

@@ -68,21 +68,44 @@ fn catalogue_matches_transformers_names_shapes_and_totals() {
         assert_eq!(arch.total_params(), fixture.num_parameters, "{} total", entry.id);
 
         // Buffers are in the published GPT-2 files but not in transformers' state_dict.
-        let ours: Vec<(String, Vec<u64>)> =
-            arch.tensors.iter().filter(|t| !t.buffer).map(|t| (t.name.clone(), t.shape.clone())).collect();
-        let ours = if arch.family == arch::Family::Mixtral { fuse_experts(ours) } else { ours };
+        let ours: Vec<(String, Vec<u64>)> = arch
+            .tensors
+            .iter()
+            .filter(|t| !t.buffer)
+            .map(|t| (t.name.clone(), t.shape.clone()))
+            .collect();
+        let ours = if arch.family == arch::Family::Mixtral {
+            fuse_experts(ours)
+        } else {
+            ours
+        };
         assert_eq!(ours.len(), fixture.tensors.len(), "{} tensor count", entry.id);
         for (a, b) in ours.iter().zip(&fixture.tensors) {
             assert_eq!(a, b, "{}", entry.id);
         }
-        let buffers: Vec<&str> = arch.tensors.iter().filter(|t| t.buffer).map(|t| t.clean_name.as_str()).collect();
-        assert!(buffers.iter().all(|b| *b == "h.attn.bias"), "{}: unexpected buffers {buffers:?}", entry.id);
+        let buffers: Vec<&str> = arch
+            .tensors
+            .iter()
+            .filter(|t| t.buffer)
+            .map(|t| t.clean_name.as_str())
+            .collect();
+        assert!(
+            buffers.iter().all(|b| *b == "h.attn.bias"),
+            "{}: unexpected buffers {buffers:?}",
+            entry.id
+        );
     }
 }
 
 #[test]
 fn must_show_totals() {
-    let total = |id: &str| arch::catalogue_entry(id).unwrap().architecture().unwrap().total_params();
+    let total = |id: &str| {
+        arch::catalogue_entry(id)
+            .unwrap()
+            .architecture()
+            .unwrap()
+            .total_params()
+    };
     assert_eq!(total("gpt2"), 124_439_808);
     assert_eq!(total("bert-base-uncased"), 109_482_240);
     assert_eq!(total("meta-llama/Llama-3.2-1B"), 1_235_814_400);
@@ -104,15 +127,31 @@ fn real_minilm_header_total_and_buffers() {
         serde_json::from_str(&std::fs::read_to_string(dir.join("all-MiniLM-L6-v2.json")).unwrap()).unwrap();
     let n = parse_header_prefix(&bytes, Some(meta.file_len), "minilm").unwrap();
     let rows = parse_header(&bytes[8..8 + n as usize], Some(meta.file_len), "minilm").unwrap();
-    let config = arch::catalogue_entry("sentence-transformers/all-MiniLM-L6-v2").unwrap().config().unwrap();
+    let config = arch::catalogue_entry("sentence-transformers/all-MiniLM-L6-v2")
+        .unwrap()
+        .config()
+        .unwrap();
     let arch = Architecture::from_rows("all-MiniLM-L6-v2", "file", Some(config), rows);
     assert_eq!(arch.total_params(), 22_713_216);
     assert_eq!(arch.total_params(), meta.num_parameters);
-    let buffers: Vec<_> = arch.tensors.iter().filter(|t| t.buffer).map(|t| t.name.as_str()).collect();
+    let buffers: Vec<_> = arch
+        .tensors
+        .iter()
+        .filter(|t| t.buffer)
+        .map(|t| t.name.as_str())
+        .collect();
     assert_eq!(buffers, ["embeddings.position_ids"]);
     // The real file and the catalogue agree on every parameter.
-    let cat = arch::catalogue_entry("sentence-transformers/all-MiniLM-L6-v2").unwrap().architecture().unwrap();
-    let mut a: Vec<_> = arch.tensors.iter().filter(|t| !t.buffer).map(|t| (&t.name, &t.shape)).collect();
+    let cat = arch::catalogue_entry("sentence-transformers/all-MiniLM-L6-v2")
+        .unwrap()
+        .architecture()
+        .unwrap();
+    let mut a: Vec<_> = arch
+        .tensors
+        .iter()
+        .filter(|t| !t.buffer)
+        .map(|t| (&t.name, &t.shape))
+        .collect();
     let mut b: Vec<_> = cat.tensors.iter().map(|t| (&t.name, &t.shape)).collect();
     a.sort();
     b.sort();
@@ -125,10 +164,18 @@ fn model_order_puts_blocks_in_numeric_forward_order() {
     // Shuffle into the alphabetical order a published file uses.
     let mut shuffled = arch.clone();
     shuffled.tensors.sort_by(|a, b| a.name.cmp(&b.name));
-    let names: Vec<&str> = shuffled.model_order().iter().map(|&i| shuffled.tensors[i].name.as_str()).collect();
+    let names: Vec<&str> = shuffled
+        .model_order()
+        .iter()
+        .map(|&i| shuffled.tensors[i].name.as_str())
+        .collect();
     assert_eq!(&names[..3], ["wte.weight", "wpe.weight", "h.0.ln_1.weight"]);
     assert_eq!(names[names.len() - 1], "ln_f.bias");
-    let layers: Vec<u32> = shuffled.model_order().iter().filter_map(|&i| shuffled.tensors[i].layer).collect();
+    let layers: Vec<u32> = shuffled
+        .model_order()
+        .iter()
+        .filter_map(|&i| shuffled.tensors[i].layer)
+        .collect();
     assert!(layers.windows(2).all(|w| w[0] <= w[1]));
     let block: Vec<&str> = names.iter().copied().filter(|n| n.starts_with("h.0.")).collect();
     assert_eq!(block[0], "h.0.ln_1.weight");

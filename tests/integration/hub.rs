@@ -39,13 +39,24 @@ impl FakeHub {
                     .iter()
                     .find(|h| h.field.equiv("Range"))
                     .map(|h| h.value.as_str().to_string());
-                let line = format!("{} {} {}", request.method(), request.url(), range.clone().unwrap_or_default());
+                let line = format!(
+                    "{} {} {}",
+                    request.method(),
+                    request.url(),
+                    range.clone().unwrap_or_default()
+                );
                 lg.lock().unwrap().push(line);
                 let response = answer(&repos, &gated, request.method(), request.url(), range.as_deref(), &st);
                 let _ = request.respond(response);
             }
         });
-        FakeHub { url, server, thread: Some(thread), log, weight_bytes_sent: sent }
+        FakeHub {
+            url,
+            server,
+            thread: Some(thread),
+            log,
+            weight_bytes_sent: sent,
+        }
     }
 
     fn requests(&self) -> Vec<String> {
@@ -74,7 +85,12 @@ fn answer(
     range: Option<&str>,
     sent: &AtomicU64,
 ) -> tiny_http::Response<std::io::Cursor<Vec<u8>>> {
-    let not_found = || tiny_http::Response::from_data(b"not found".to_vec()).with_status_code(404).with_header(header("X-Error-Code", "EntryNotFound")).with_header(header("X-Repo-Commit", COMMIT));
+    let not_found = || {
+        tiny_http::Response::from_data(b"not found".to_vec())
+            .with_status_code(404)
+            .with_header(header("X-Error-Code", "EntryNotFound"))
+            .with_header(header("X-Repo-Commit", COMMIT))
+    };
     // /{owner}/{name}/resolve/{revision}/{file}
     let Some((repo, rest)) = url.trim_start_matches('/').split_once("/resolve/") else {
         return not_found();
@@ -82,8 +98,12 @@ fn answer(
     if gated.iter().any(|g| g == repo) {
         return tiny_http::Response::from_data(b"gated".to_vec()).with_status_code(401);
     }
-    let Some((_revision, file)) = rest.split_once('/') else { return not_found() };
-    let Some(data) = repos.get(repo).and_then(|files| files.get(file)) else { return not_found() };
+    let Some((_revision, file)) = rest.split_once('/') else {
+        return not_found();
+    };
+    let Some(data) = repos.get(repo).and_then(|files| files.get(file)) else {
+        return not_found();
+    };
     let etag = format!("\"{:016x}{}\"", data.len(), file.len());
     let base = |body: Vec<u8>, status: u16| {
         tiny_http::Response::from_data(body)
@@ -95,7 +115,10 @@ fn answer(
     if *method == tiny_http::Method::Head {
         return base(data.clone(), 200);
     }
-    let body = match range.and_then(|r| r.strip_prefix("bytes=")).and_then(|r| r.split_once('-')) {
+    let body = match range
+        .and_then(|r| r.strip_prefix("bytes="))
+        .and_then(|r| r.split_once('-'))
+    {
         Some((a, b)) => {
             let a: usize = a.parse().unwrap();
             let b: usize = b.parse::<usize>().unwrap().min(data.len() - 1);
@@ -114,7 +137,12 @@ fn repo_files(dir: &std::path::Path) -> HashMap<String, Vec<u8>> {
     std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().path())
-        .map(|p| (p.file_name().unwrap().to_string_lossy().into_owned(), std::fs::read(&p).unwrap()))
+        .map(|p| {
+            (
+                p.file_name().unwrap().to_string_lossy().into_owned(),
+                std::fs::read(&p).unwrap(),
+            )
+        })
         .collect()
 }
 
@@ -150,7 +178,10 @@ fn sharded_repo_reads_only_headers_then_works_offline() {
     let tmp = tempfile::tempdir().unwrap();
     let model = tmp.path().join("model");
     write_tiny_gpt2(&model, 3);
-    let hub = FakeHub::start(HashMap::from([("acme/tiny-gpt2".to_string(), repo_files(&model))]), vec![]);
+    let hub = FakeHub::start(
+        HashMap::from([("acme/tiny-gpt2".to_string(), repo_files(&model))]),
+        vec![],
+    );
     let opts = options(&hub, tmp.path());
 
     let remote = load("acme/tiny-gpt2", &opts).unwrap();
@@ -158,15 +189,29 @@ fn sharded_repo_reads_only_headers_then_works_offline() {
     assert_eq!(names_and_shapes(&remote), names_and_shapes(&local));
     assert_eq!(remote.total_params(), local.total_params());
     assert_eq!(remote.source, "hub");
-    assert!(remote.tensors.iter().all(|t| t.shard.as_deref().is_some_and(|s| s.ends_with("-of-00003.safetensors"))));
+    assert!(
+        remote
+            .tensors
+            .iter()
+            .all(|t| t.shard.as_deref().is_some_and(|s| s.ends_with("-of-00003.safetensors")))
+    );
     // Exactly the 8-byte prefixes and the JSON headers, never a weight byte.
     assert_eq!(hub.weight_bytes_sent.load(Ordering::SeqCst), header_bytes(&model));
     let requests = hub.requests();
-    assert!(requests.iter().any(|r| r.starts_with("GET /acme/tiny-gpt2/resolve/main/model-00001-of-00003.safetensors bytes=0-7")), "{requests:#?}");
+    assert!(
+        requests
+            .iter()
+            .any(|r| r.starts_with("GET /acme/tiny-gpt2/resolve/main/model-00001-of-00003.safetensors bytes=0-7")),
+        "{requests:#?}"
+    );
 
     // Offline afterwards: config from the HF cache, headers from our cache, no request.
     drop(hub);
-    let offline = HubOptions { offline: true, endpoint: Some("http://127.0.0.1:9".into()), ..opts };
+    let offline = HubOptions {
+        offline: true,
+        endpoint: Some("http://127.0.0.1:9".into()),
+        ..opts
+    };
     let again = load("acme/tiny-gpt2", &offline).unwrap();
     assert_eq!(names_and_shapes(&again), names_and_shapes(&local));
     // The HF cache has the standard layout other tools share.
@@ -179,10 +224,17 @@ fn single_file_repo_and_revision_in_urls() {
     let model = tmp.path().join("model");
     write_tiny_gpt2(&model, 1);
     let hub = FakeHub::start(HashMap::from([("tiny".to_string(), repo_files(&model))]), vec![]);
-    let opts = HubOptions { revision: Some("v1.0".into()), ..options(&hub, tmp.path()) };
+    let opts = HubOptions {
+        revision: Some("v1.0".into()),
+        ..options(&hub, tmp.path())
+    };
     let remote = load("tiny", &opts).unwrap();
     assert_eq!(remote.total_params(), arch::load_folder(&model).unwrap().total_params());
-    assert!(hub.requests().iter().all(|r| r.contains("/resolve/v1.0/")), "{:#?}", hub.requests());
+    assert!(
+        hub.requests().iter().all(|r| r.contains("/resolve/v1.0/")),
+        "{:#?}",
+        hub.requests()
+    );
     assert_eq!(hub.weight_bytes_sent.load(Ordering::SeqCst), header_bytes(&model));
 }
 
@@ -190,11 +242,18 @@ fn single_file_repo_and_revision_in_urls() {
 fn gated_repo_falls_back_to_the_catalogue_with_a_notice() {
     let tmp = tempfile::tempdir().unwrap();
     let hub = FakeHub::start(HashMap::new(), vec!["meta-llama/Llama-3.2-1B".into()]);
-    let opts = LoadOptions { hub: options(&hub, tmp.path()), ..Default::default() };
+    let opts = LoadOptions {
+        hub: options(&hub, tmp.path()),
+        ..Default::default()
+    };
     let arch = arch::load_model(&ModelRef::parse("meta-llama/Llama-3.2-1B"), &opts).unwrap();
     assert_eq!(arch.total_params(), 1_235_814_400);
     assert_eq!(arch.source, "catalogue");
-    assert!(arch.notices.iter().any(|n| n.contains("HF_TOKEN")), "{:?}", arch.notices);
+    assert!(
+        arch.notices.iter().any(|n| n.contains("HF_TOKEN")),
+        "{:?}",
+        arch.notices
+    );
     match load("meta-llama/Llama-3.2-1B", &options(&hub, tmp.path())) {
         Err(HubFailure::Denied(_)) => {}
         other => panic!("expected Denied, got {other:?}"),
@@ -210,12 +269,24 @@ fn unreachable_hub_uses_catalogue_or_names_close_entries() {
         header_cache_dir: Some(tmp.path().join("headers")),
         ..Default::default()
     };
-    let opts = LoadOptions { hub: dead, ..Default::default() };
+    let opts = LoadOptions {
+        hub: dead,
+        ..Default::default()
+    };
     let gpt2 = arch::load_model(&ModelRef::parse("gpt2"), &opts).unwrap();
     assert_eq!(gpt2.total_params(), 124_439_808);
-    assert!(gpt2.notices.iter().any(|n| n.contains("unreachable")), "{:?}", gpt2.notices);
-    let err = arch::load_model(&ModelRef::parse("meta-llama/Llama-3.1-70B"), &opts).unwrap_err().to_string();
-    assert!(err.contains("close catalogue names") && err.contains("meta-llama/Llama-3.1-8B"), "{err}");
+    assert!(
+        gpt2.notices.iter().any(|n| n.contains("unreachable")),
+        "{:?}",
+        gpt2.notices
+    );
+    let err = arch::load_model(&ModelRef::parse("meta-llama/Llama-3.1-70B"), &opts)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("close catalogue names") && err.contains("meta-llama/Llama-3.1-8B"),
+        "{err}"
+    );
     assert!(!err.contains('\n'));
 }
 
@@ -223,7 +294,12 @@ fn unreachable_hub_uses_catalogue_or_names_close_entries() {
 fn missing_repo_is_an_error_not_a_fallback() {
     let tmp = tempfile::tempdir().unwrap();
     let hub = FakeHub::start(HashMap::new(), vec![]);
-    let opts = LoadOptions { hub: options(&hub, tmp.path()), ..Default::default() };
-    let err = arch::load_model(&ModelRef::parse("nobody/gpt2-typo"), &opts).unwrap_err().to_string();
+    let opts = LoadOptions {
+        hub: options(&hub, tmp.path()),
+        ..Default::default()
+    };
+    let err = arch::load_model(&ModelRef::parse("nobody/gpt2-typo"), &opts)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("nobody/gpt2-typo") && err.contains("gpt2"), "{err}");
 }

@@ -27,14 +27,17 @@ fn single_file_sharded_folder_and_file_agree() {
     // 2 layers of hidden 8, vocab 32, 16 positions; the 2 causal masks are buffers.
     let expected: u64 = tiny_gpt2_tensors()
         .iter()
-        .filter(|(n, _, _)| !n.ends_with("attn.bias"))
+        .filter(|(n, _, _)| !n.ends_with(".attn.bias"))
         .map(|(_, _, s)| s.iter().product::<u64>())
         .sum();
     assert_eq!(a.total_params(), expected);
     assert_eq!(a.tensors.iter().filter(|t| t.buffer).count(), 2);
     assert_eq!(a.num_layers(), 2);
     let qkv = a.tensors.iter().find(|t| t.name == "h.1.attn.c_attn.weight").unwrap();
-    assert_eq!((qkv.kind, qkv.layer, qkv.clean_name.as_str()), (TensorKind::AttentionQkv, Some(1), "h.attn.c_attn.weight"));
+    assert_eq!(
+        (qkv.kind, qkv.layer, qkv.clean_name.as_str()),
+        (TensorKind::AttentionQkv, Some(1), "h.attn.c_attn.weight")
+    );
 }
 
 #[test]
@@ -65,7 +68,11 @@ fn bare_file_infers_family_from_names() {
 #[test]
 fn config_only_folder_is_laid_out_from_the_config() {
     let tmp = tempfile::tempdir().unwrap();
-    std::fs::write(tmp.path().join("config.json"), arch::catalogue_entry("gpt2").unwrap().config_json).unwrap();
+    std::fs::write(
+        tmp.path().join("config.json"),
+        arch::catalogue_entry("gpt2").unwrap().config_json,
+    )
+    .unwrap();
     let a = arch::load_folder(tmp.path()).unwrap();
     assert_eq!(a.total_params(), 124_439_808);
     assert!(a.notices.iter().any(|n| n.contains("config.json")));
@@ -74,7 +81,11 @@ fn config_only_folder_is_laid_out_from_the_config() {
 #[test]
 fn unknown_model_type_still_shows_the_header() {
     let tmp = tempfile::tempdir().unwrap();
-    std::fs::write(tmp.path().join("config.json"), r#"{"model_type":"phi3","num_hidden_layers":1}"#).unwrap();
+    std::fs::write(
+        tmp.path().join("config.json"),
+        r#"{"model_type":"phi3","num_hidden_layers":1}"#,
+    )
+    .unwrap();
     write_safetensors(
         &tmp.path().join("model.safetensors"),
         &[
@@ -88,5 +99,13 @@ fn unknown_model_type_still_shows_the_header() {
     assert!(matches!(&a.family, Family::Unknown(t) if t == "phi3"));
     assert!(a.notices.iter().any(|n| n.contains("phi3")));
     let kinds: Vec<TensorKind> = a.tensors.iter().map(|t| t.kind).collect();
-    assert_eq!(kinds, [TensorKind::Embedding, TensorKind::AttentionQkv, TensorKind::MlpUp, TensorKind::Norm]);
+    assert_eq!(
+        kinds,
+        [
+            TensorKind::Embedding,
+            TensorKind::AttentionQkv,
+            TensorKind::MlpUp,
+            TensorKind::Norm
+        ]
+    );
 }

@@ -17,7 +17,7 @@ pub fn write_safetensors(path: &Path, tensors: &[(&str, &str, &[u64])]) {
         offset += bytes;
     }
     let mut json = serde_json::to_vec(&header).unwrap();
-    while json.len() % 8 != 0 {
+    while !json.len().is_multiple_of(8) {
         json.push(b' ');
     }
     let mut blob = (json.len() as u64).to_le_bytes().to_vec();
@@ -38,7 +38,10 @@ fn dtype_bytes(dtype: &str) -> u64 {
 /// A tiny GPT-2 checkpoint (2 layers, hidden 8) as published files name it.
 pub fn tiny_gpt2_tensors() -> Vec<(String, &'static str, Vec<u64>)> {
     let (h, p, v) = (8u64, 16u64, 32u64);
-    let mut t = vec![("wte.weight".to_string(), "F32", vec![v, h]), ("wpe.weight".to_string(), "F32", vec![p, h])];
+    let mut t = vec![
+        ("wte.weight".to_string(), "F32", vec![v, h]),
+        ("wpe.weight".to_string(), "F32", vec![p, h]),
+    ];
     for i in 0..2 {
         let b = format!("h.{i}");
         t.push((format!("{b}.ln_1.weight"), "F32", vec![h]));
