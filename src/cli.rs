@@ -7,6 +7,8 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
 use crate::arch::{self, Architecture, CubeScale, LoadOptions, ModelRef, group_digits, human};
+use crate::headless::{CameraSpec, RenderJob, parse_size};
+use crate::layout::LayoutKind;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -15,14 +17,55 @@ use crate::arch::{self, Architecture, CubeScale, LoadOptions, ModelRef, group_di
     about = "See transformer models: architecture trunks and live activations in 3D"
 )]
 pub struct Cli {
+    /// Without a command: open the viewer on the embedded default model.
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Open the 3D viewer: the model as a trunk of cubes you can fly through.
+    View(ViewArgs),
+    /// Draw one frame offscreen (no window or display needed) into a PNG.
+    Render(RenderArgs),
     /// Print what is inside a model: totals, sizes, parameters by kind (headers only, no weights).
     Info(InfoArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ViewArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Arrangement of the cubes.
+    #[arg(long, value_enum, default_value_t = LayoutKind::Trunk)]
+    pub layout: LayoutKind,
+    /// Window size, WIDTHxHEIGHT.
+    #[arg(long, default_value = "1600x900", value_parser = parse_size)]
+    pub size: (u32, u32),
+    /// Run a frame script (one command per line: wait, orbit, zoom, focus, layout,
+    /// hide, screenshot, exit) — for demos and tests; see README.
+    #[arg(long)]
+    pub script: Option<std::path::PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct RenderArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Where to write the PNG.
+    #[arg(long)]
+    pub out: std::path::PathBuf,
+    /// Image size, WIDTHxHEIGHT.
+    #[arg(long, default_value = "1280x720", value_parser = parse_size)]
+    pub size: (u32, u32),
+    #[arg(long, value_enum, default_value_t = LayoutKind::Trunk)]
+    pub layout: LayoutKind,
+    /// Camera: iso, front, side, top, or YAW,PITCH[,ZOOM] in degrees.
+    #[arg(long, default_value = "iso")]
+    pub camera: CameraSpec,
+    /// Size cubes on a fixed log scale (compare models) instead of per model.
+    #[arg(long)]
+    pub absolute: bool,
 }
 
 /// Where a model comes from; shared by every command that opens one.
@@ -85,7 +128,23 @@ impl ModelArgs {
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Info(args) => info(args),
+        None => crate::viewer::run(ViewArgs {
+            model: ModelArgs { model: None, revision: None, offline: false, catalogue: false },
+            layout: LayoutKind::Trunk,
+            size: (1600, 900),
+            script: None,
+        }),
+        Some(Command::View(args)) => crate::viewer::run(args),
+        Some(Command::Render(args)) => crate::headless::render(RenderJob {
+            model: args.model.model_ref(),
+            options: args.model.load_options(),
+            out: args.out,
+            size: args.size,
+            layout: args.layout,
+            scale: if args.absolute { CubeScale::Absolute } else { CubeScale::Relative },
+            camera: args.camera,
+        }),
+        Some(Command::Info(args)) => info(args),
     }
 }
 

@@ -1,0 +1,55 @@
+// Instanced tensor cubes: flat-shaded from two fixed lights, with a thin dark
+// outline along every face edge so neighbouring cubes read apart. Highlighted
+// cubes (hover 0.5, selection 1.0) brighten and get a light outline.
+// Vertex-buffer instancing only (no storage buffers): runs on WebGL2.
+
+#import bevy_pbr::mesh_functions::{get_world_from_local, mesh_position_local_to_clip}
+
+struct Vertex {
+    @location(0) position: vec3<f32>,
+    @location(1) normal: vec3<f32>,
+    @location(2) uv: vec2<f32>,
+    // Per instance: centre xyz + edge length; linear rgb + highlight.
+    @location(3) i_pos_size: vec4<f32>,
+    @location(4) i_color: vec4<f32>,
+};
+
+struct VertexOutput {
+    @builtin(position) clip_position: vec4<f32>,
+    @location(0) color: vec4<f32>,
+    @location(1) normal: vec3<f32>,
+    @location(2) uv: vec2<f32>,
+};
+
+@vertex
+fn vertex(vertex: Vertex) -> VertexOutput {
+    let position = vertex.position * vertex.i_pos_size.w + vertex.i_pos_size.xyz;
+    var out: VertexOutput;
+    // The batch entity sits at the origin with an identity transform; index 0 is its mesh uniform.
+    out.clip_position = mesh_position_local_to_clip(get_world_from_local(0u), vec4<f32>(position, 1.0));
+    out.color = vertex.i_color;
+    out.normal = vertex.normal;
+    out.uv = vertex.uv;
+    return out;
+}
+
+@fragment
+fn fragment(in: VertexOutput) -> @location(0) vec4<f32> {
+    let n = normalize(in.normal);
+    // Key light from the upper front right, fill from the left: every face gets its own shade.
+    let key = max(dot(n, normalize(vec3<f32>(0.45, 0.8, 0.6))), 0.0);
+    let fill = max(dot(n, normalize(vec3<f32>(-0.7, 0.25, -0.3))), 0.0);
+    let light = 0.38 + 0.55 * key + 0.2 * fill;
+    let highlight = in.color.a;
+    var rgb = in.color.rgb * light;
+    rgb = mix(rgb, vec3<f32>(1.0, 1.0, 1.0), 0.3 * highlight);
+
+    // Distance to the nearest face edge in uv units, widened by the screen-space
+    // derivative so the outline stays about one pixel wide at any distance.
+    let edge = min(min(in.uv.x, 1.0 - in.uv.x), min(in.uv.y, 1.0 - in.uv.y));
+    let width = fwidth(edge) * (1.2 + 1.5 * highlight);
+    let outline = 1.0 - smoothstep(0.0, max(width, 1e-4), edge);
+    let edge_color = mix(rgb * 0.35, vec3<f32>(1.0, 0.95, 0.7), step(0.25, highlight));
+    rgb = mix(rgb, edge_color, outline);
+    return vec4<f32>(rgb, 1.0);
+}

@@ -1,0 +1,111 @@
+//! Pointer interaction with the cubes: hover (tooltip + highlight), click to
+//! select, double-click to glide there; and level of detail per layer from the
+//! camera distance.
+
+use bevy::prelude::*;
+use bevy::window::PrimaryWindow;
+
+use super::{FocusOn, MainCamera, UiFocus};
+use crate::AppSystems;
+use super::math::FOV_Y;
+use crate::layout::lod::apparent_pixels;
+use crate::layout::pick::nearest_hit;
+use crate::layout::spawn::{Cube, Layer, LayerLod, Tensor};
+use crate::model::ViewSettings;
+use crate::render::Highlight;
+
+pub(super) fn plugin(app: &mut App) {
+    app.init_resource::<ClickTracker>().add_systems(Update, (update_lod, hover_and_click).in_set(AppSystems::Interact));
+}
+
+/// Seconds between two clicks that make a double-click.
+const DOUBLE_CLICK: f32 = 0.35;
+/// Pixels the pointer may move between press and release for a click (not a drag).
+const CLICK_SLOP: f32 = 4.0;
+
+#[derive(Resource, Default)]
+struct ClickTracker {
+    pressed_at: Option<Vec2>,
+    last_click: Option<(f32, Entity)>,
+}
+
+fn update_lod(
+    time: Res<Time>,
+    settings: Res<ViewSettings>,
+    cameras: Query<(&Camera, &GlobalTransform), With<MainCamera>>,
+    mut layers: Query<(&Layer, &mut LayerLod)>,
+) {
+    let Ok((camera, transform)) = cameras.single() else { return };
+    let eye = transform.translation();
+    let height = camera.logical_viewport_size().map_or(720.0, |s| s.y);
+    for (layer, mut lod) in &mut layers {
+        let mut state = lod.0;
+        let pixels = apparent_pixels(layer.block_size, eye.distance(layer.center), height, FOV_Y);
+        if state.update(pixels, time.delta_secs(), settings.lod) {
+            lod.0 = state;
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn hover_and_click(
+    time: Res<Time>,
+    ui: Res<UiFocus>,
+    settings: Res<ViewSettings>,
+    buttons: Res<ButtonInput<MouseButton>>,
+    windows: Query<&Window, With<PrimaryWindow>>,
+    cameras: Query<(&Camera, &GlobalTransform), With<MainCamera>>,
+    tensors: Query<(Entity, &Tensor, &Cube, &ChildOf)>,
+    lods: Query<&LayerLod>,
+    mut highlight: ResMut<Highlight>,
+    mut clicks: ResMut<ClickTracker>,
+    mut focus: MessageWriter<FocusOn>,
+) {
+    let (Ok(window), Ok((camera, camera_transform))) = (windows.single(), cameras.single()) else { return };
+    let cursor = window.cursor_position().filter(|_| !ui.pointer);
+    // Window coordinates to coordinates inside the camera's viewport (between the panels).
+    let offset = camera.logical_viewport_rect().map_or(Vec2::ZERO, |r| r.min);
+    let ray = cursor.and_then(|c| camera.viewport_to_world(camera_transform, c - offset).ok());
+    let hit = ray.and_then(|ray| {
+        let candidates: Vec<(Entity, [f32; 3], f32)> = tensors
+            .iter()
+            .filter(|(_, t, _, _)| !settings.hidden_kinds.contains(&t.kind))
+            .map(|(e, _, c, p)| {
+                let scale = lods.get(p.parent()).map_or(1.0, |l| l.0.tensor_scale());
+                (e, c.center.to_array(), c.size * scale)
+            })
+            .collect();
+        let cubes = candidates.iter().enumerate().map(|(i, &(_, c, s))| (i, c, s));
+        nearest_hit(ray.origin.to_array(), ray.direction.to_array(), cubes).map(|(i, _)| candidates[i].0)
+    });
+    if highlight.hovered != hit {
+        highlight.hovered = hit;
+    }
+    if ui.pointer {
+        return;
+    }
+    if buttons.just_pressed(MouseButton::Left) {
+        clicks.pressed_at = cursor;
+    }
+    if buttons.just_released(MouseButton::Left) {
+        let was_click = match (clicks.pressed_at.take(), cursor) {
+            (Some(a), Some(b)) => a.distance(b) <= CLICK_SLOP,
+            _ => false,
+        };
+        if !was_click {
+            return;
+        }
+        let now = time.elapsed_secs();
+        if let Some(entity) = hit {
+            let double = clicks.last_click.is_some_and(|(t, e)| e == entity && now - t < DOUBLE_CLICK);
+            highlight.selected = Some(entity);
+            if double && let Ok((_, _, cube, _)) = tensors.get(entity) {
+                focus.write(FocusOn { center: cube.center, size: cube.size });
+            }
+            clicks.last_click = Some((now, entity));
+        } else {
+            highlight.selected = None;
+            clicks.last_click = None;
+        }
+    }
+}

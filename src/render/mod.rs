@@ -1,0 +1,174 @@
+//! Drawing: every visible tensor (and every collapsed layer block) becomes one
+//! instance in a single instanced draw of a unit cube (see `instancing`), with
+//! per-instance position, size, colour and highlight.
+
+mod instancing;
+
+use bevy::camera::visibility::NoFrustumCulling;
+use bevy::prelude::*;
+
+pub use instancing::{CubeInstance, CubeInstances, cube_draws};
+
+use crate::AppSystems;
+use crate::arch::{TensorKind, hex_to_rgb, kind_color};
+use crate::layout::spawn::{Cube, Layer, LayerLod, Tensor};
+use crate::model::ViewSettings;
+
+pub(crate) fn plugin(app: &mut App) {
+    app.add_plugins(instancing::CubeInstancingPlugin)
+        .init_resource::<Highlight>()
+        .insert_resource(ClearColor(BACKGROUND))
+        .add_systems(Startup, spawn_batch)
+        .add_systems(Update, rebuild_instances.in_set(AppSystems::Render));
+}
+
+/// Scene background: a dark blue-grey that every kind colour stands out from.
+pub const BACKGROUND: Color = Color::srgb(0.075, 0.08, 0.1);
+
+/// The tensor under the pointer and the selected one (drawn brighter, outlined).
+#[derive(Resource, Debug, Default, Clone, PartialEq)]
+pub struct Highlight {
+    pub hovered: Option<Entity>,
+    pub selected: Option<Entity>,
+}
+
+/// The entity that carries all cube instances.
+#[derive(Component)]
+pub struct CubeBatch;
+
+fn spawn_batch(mut commands: Commands, meshes: Option<ResMut<Assets<Mesh>>>) {
+    let mut batch = commands.spawn((
+        CubeBatch,
+        Name::new("cube instances"),
+        CubeInstances::default(),
+        Transform::default(),
+        // Instances are placed in the shader; the mesh's own bounds say nothing about them.
+        NoFrustumCulling,
+    ));
+    // Without a renderer (ECS tests) there are no mesh assets; the instances are still built.
+    if let Some(mut meshes) = meshes {
+        batch.insert(Mesh3d(meshes.add(Cuboid::new(1.0, 1.0, 1.0))));
+    }
+}
+
+/// Linear RGB of a kind's sRGB palette colour.
+pub fn kind_linear(kind: TensorKind) -> [f32; 3] {
+    let c = LinearRgba::from(Color::srgb_from_array(hex_to_rgb(kind_color(kind))));
+    [c.red, c.green, c.blue]
+}
+
+/// One tensor's contribution to the instance list.
+pub struct TensorDraw {
+    pub center: Vec3,
+    pub size: f32,
+    pub kind: TensorKind,
+    pub params: u64,
+    pub group: Entity,
+    pub highlight: f32,
+}
+
+/// One layer's block.
+#[derive(Clone, Copy)]
+pub struct BlockDraw {
+    pub entity: Entity,
+    pub center: Vec3,
+    pub size: f32,
+    pub lod: LodState,
+}
+
+use crate::layout::lod::LodState;
+
+/// Builds the instance list: tensors scaled by their layer's LOD blend; a
+/// collapsed layer's block takes the colour of its largest visible kind
+/// (by parameters), slightly darkened so blocks read as summaries.
+pub fn build_instances(
+    tensors: &[TensorDraw],
+    blocks: &[BlockDraw],
+    hidden: &std::collections::HashSet<TensorKind>,
+) -> Vec<CubeInstance> {
+    let lod_of: std::collections::HashMap<Entity, LodState> = blocks.iter().map(|b| (b.entity, b.lod)).collect();
+    // Per layer: parameters of each visible kind.
+    let mut mix: std::collections::HashMap<Entity, std::collections::HashMap<TensorKind, u64>> = Default::default();
+    let mut out = Vec::with_capacity(tensors.len() + blocks.len());
+    for t in tensors.iter().filter(|t| !hidden.contains(&t.kind)) {
+        let color = kind_linear(t.kind);
+        *mix.entry(t.group).or_default().entry(t.kind).or_default() += t.params.max(1);
+        let scale = lod_of.get(&t.group).map_or(1.0, LodState::tensor_scale);
+        if scale <= 1e-3 {
+            continue;
+        }
+        out.push(CubeInstance {
+            pos_size: [t.center.x, t.center.y, t.center.z, t.size * scale],
+            color: [color[0], color[1], color[2], t.highlight],
+        });
+    }
+    for b in blocks {
+        let scale = b.lod.block_scale();
+        let dominant = mix.get(&b.entity).and_then(|kinds| kinds.iter().max_by_key(|&(k, p)| (*p, *k)).map(|(k, _)| *k));
+        let Some(kind) = dominant else { continue };
+        if scale <= 1e-3 {
+            continue;
+        }
+        let c = kind_linear(kind).map(|v| v * 0.8);
+        out.push(CubeInstance { pos_size: [b.center.x, b.center.y, b.center.z, b.size * scale], color: [c[0], c[1], c[2], 0.0] });
+    }
+    out
+}
+
+#[allow(clippy::type_complexity)]
+fn rebuild_instances(
+    settings: Res<ViewSettings>,
+    highlight: Res<Highlight>,
+    tensors: Query<(Entity, &Tensor, &Cube, &ChildOf)>,
+    layers: Query<(Entity, &Layer, &LayerLod)>,
+    changed: Query<(), Or<(Changed<LayerLod>, Added<Cube>)>>,
+    removed: RemovedComponents<Cube>,
+    mut batch: Query<&mut CubeInstances, With<CubeBatch>>,
+) {
+    let dirty = settings.is_changed() || highlight.is_changed() || !changed.is_empty() || !removed.is_empty();
+    if !dirty {
+        return;
+    }
+    let Ok(mut instances) = batch.single_mut() else { return };
+    let draws: Vec<TensorDraw> = tensors
+        .iter()
+        .map(|(e, t, c, parent)| TensorDraw {
+            center: c.center,
+            size: c.size,
+            kind: t.kind,
+            params: t.params,
+            group: parent.parent(),
+            highlight: if highlight.selected == Some(e) {
+                1.0
+            } else if highlight.hovered == Some(e) {
+                0.5
+            } else {
+                0.0
+            },
+        })
+        .collect();
+    let blocks: Vec<BlockDraw> = layers
+        .iter()
+        .map(|(e, l, lod)| BlockDraw { entity: e, center: l.center, size: l.block_size, lod: lod.0 })
+        .collect();
+    instances.set(build_instances(&draws, &blocks, &settings.hidden_kinds));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hidden_kinds_and_collapsed_layers_are_not_drawn_as_tensors() {
+        let g = Entity::from_raw_u32(7).unwrap();
+        let t = |kind| TensorDraw { center: Vec3::ZERO, size: 1.0, kind, params: 100, group: g, highlight: 0.0 };
+        let tensors = [t(TensorKind::Norm), t(TensorKind::MlpUp)];
+        let open = BlockDraw { entity: g, center: Vec3::Y, size: 2.0, lod: LodState::default() };
+        let hidden = [TensorKind::Norm].into_iter().collect();
+        assert_eq!(build_instances(&tensors, &[open], &hidden).len(), 1);
+        let closed = BlockDraw { lod: LodState { collapsed: true, blend: 1.0 }, ..open };
+        let drawn = build_instances(&tensors, &[closed], &Default::default());
+        assert_eq!(drawn.len(), 1, "only the block");
+        assert_eq!(drawn[0].pos_size, [0.0, 1.0, 0.0, 2.0]);
+    }
+}

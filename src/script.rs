@@ -1,0 +1,199 @@
+//! Frame scripts for the windowed viewer (`tensorcity view --script FILE`):
+//! reproducible demos and end-to-end tests under Xvfb. One command per line,
+//! `#` starts a comment:
+//!
+//! ```text
+//! wait-ready              # model loaded and cubes actually drawn
+//! frames 30               # let 30 frames pass
+//! orbit 120 25            # glide to yaw 120°, pitch 25°
+//! zoom 0.5                # half the current distance
+//! focus h.5.mlp.c_fc.weight   # select a tensor and glide to it
+//! layout floors           # switch arrangement
+//! hide norm               # hide a kind (legend label)
+//! screenshot shot.png     # save the window; waits until written
+//! exit
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use bevy::prelude::*;
+use bevy::render::view::screenshot::{Screenshot, save_to_disk};
+use bevy_panorbit_camera::PanOrbitCamera;
+
+use crate::arch::TensorKind;
+use crate::camera::{FocusOn, MainCamera};
+use crate::layout::LayoutKind;
+use crate::layout::spawn::{Cube, Tensor};
+use crate::model::ViewSettings;
+use crate::render::{Highlight, cube_draws};
+use crate::{AppState, AppSystems};
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Step {
+    WaitReady,
+    Frames(u32),
+    Orbit { yaw: f32, pitch: f32 },
+    Zoom(f32),
+    Focus(String),
+    Layout(LayoutKind),
+    Hide(TensorKind),
+    Screenshot(PathBuf),
+    Exit,
+}
+
+#[derive(Resource, Debug)]
+pub struct Script {
+    steps: Vec<Step>,
+    next: usize,
+    frames_left: u32,
+    draws_at_ready: Option<u64>,
+    saved: Option<Arc<AtomicBool>>,
+}
+
+impl Script {
+    pub fn load(path: &Path) -> anyhow::Result<Script> {
+        let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        let steps = parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        Ok(Script { steps, next: 0, frames_left: 0, draws_at_ready: None, saved: None })
+    }
+}
+
+/// Parses a script; errors name the line.
+pub fn parse(text: &str) -> Result<Vec<Step>, String> {
+    let mut steps = Vec::new();
+    for (n, raw) in text.lines().enumerate() {
+        let line = raw.split('#').next().unwrap_or("").trim();
+        if line.is_empty() {
+            continue;
+        }
+        let (cmd, rest) = line.split_once(char::is_whitespace).unwrap_or((line, ""));
+        let rest = rest.trim();
+        let err = |what: &str| format!("line {}: {what} (`{line}`)", n + 1);
+        let num = |s: &str| s.parse::<f32>().map_err(|_| err("expected a number"));
+        let step = match cmd {
+            "wait-ready" => Step::WaitReady,
+            "frames" => Step::Frames(rest.parse().map_err(|_| err("expected a frame count"))?),
+            "orbit" => {
+                let (a, b) = rest.split_once(char::is_whitespace).ok_or_else(|| err("expected YAW PITCH"))?;
+                Step::Orbit { yaw: num(a.trim())?, pitch: num(b.trim())? }
+            }
+            "zoom" => Step::Zoom(num(rest)?).clone(),
+            "focus" if !rest.is_empty() => Step::Focus(rest.to_string()),
+            "layout" => Step::Layout(match rest {
+                "trunk" => LayoutKind::Trunk,
+                "floors" => LayoutKind::Floors,
+                _ => return Err(err("layout is trunk or floors")),
+            }),
+            "hide" => Step::Hide(
+                TensorKind::ALL.into_iter().find(|k| k.label() == rest).ok_or_else(|| err("unknown kind"))?,
+            ),
+            "screenshot" if !rest.is_empty() => Step::Screenshot(PathBuf::from(rest)),
+            "exit" => Step::Exit,
+            _ => return Err(err("unknown command")),
+        };
+        steps.push(step);
+    }
+    Ok(steps)
+}
+
+pub(crate) fn plugin(app: &mut App) {
+    app.add_systems(Update, run_script.in_set(AppSystems::Input));
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_script(
+    mut commands: Commands,
+    mut script: ResMut<Script>,
+    state: Res<State<AppState>>,
+    mut settings: ResMut<ViewSettings>,
+    mut highlight: ResMut<Highlight>,
+    tensors: Query<(Entity, &Tensor, &Cube)>,
+    mut cameras: Query<&mut PanOrbitCamera, With<MainCamera>>,
+    mut focus: MessageWriter<FocusOn>,
+    mut exit: MessageWriter<AppExit>,
+) {
+    if script.frames_left > 0 {
+        script.frames_left -= 1;
+        return;
+    }
+    if let Some(saved) = &script.saved {
+        if !saved.load(Ordering::SeqCst) {
+            return;
+        }
+        script.saved = None;
+    }
+    let Some(step) = script.steps.get(script.next).cloned() else {
+        exit.write(AppExit::Success);
+        return;
+    };
+    match step {
+        Step::WaitReady => {
+            if *state.get() != AppState::Ready {
+                return;
+            }
+            // Ready means loaded; wait until the cubes have really been drawn a few times.
+            let base = *script.draws_at_ready.get_or_insert(cube_draws());
+            if cube_draws() < base + 3 {
+                return;
+            }
+            script.frames_left = 10;
+        }
+        Step::Frames(n) => script.frames_left = n,
+        Step::Orbit { yaw, pitch } => {
+            for mut cam in &mut cameras {
+                cam.target_yaw = yaw.to_radians();
+                cam.target_pitch = pitch.to_radians();
+            }
+        }
+        Step::Zoom(f) => {
+            for mut cam in &mut cameras {
+                cam.target_radius *= f.max(0.01);
+            }
+        }
+        Step::Focus(name) => match tensors.iter().find(|(_, t, _)| t.name == name) {
+            Some((e, _, cube)) => {
+                highlight.selected = Some(e);
+                focus.write(FocusOn { center: cube.center, size: cube.size });
+            }
+            None => {
+                error!("script: no tensor named `{name}`");
+                exit.write(AppExit::error());
+                return;
+            }
+        },
+        Step::Layout(kind) => settings.layout = kind,
+        Step::Hide(kind) => {
+            settings.hidden_kinds.insert(kind);
+        }
+        Step::Screenshot(path) => {
+            let done = Arc::new(AtomicBool::new(false));
+            let flag = done.clone();
+            commands.spawn(Screenshot::primary_window()).observe(save_to_disk(path)).observe(
+                move |_: On<bevy::render::view::screenshot::ScreenshotCaptured>| flag.store(true, Ordering::SeqCst),
+            );
+            script.saved = Some(done);
+        }
+        Step::Exit => {
+            exit.write(AppExit::Success);
+            return;
+        }
+    }
+    script.next += 1;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_every_command_and_names_bad_lines() {
+        let steps = parse("wait-ready\nframes 3 # comment\norbit 10 -5\nzoom 0.5\nfocus h.0.attn.c_attn.weight\nlayout floors\nhide norm\nscreenshot a.png\nexit\n").unwrap();
+        assert_eq!(steps.len(), 9);
+        assert_eq!(steps[2], Step::Orbit { yaw: 10.0, pitch: -5.0 });
+        assert_eq!(steps[6], Step::Hide(TensorKind::Norm));
+        assert!(parse("fly away").unwrap_err().starts_with("line 1"));
+        assert!(parse("\n\nzoom x").unwrap_err().starts_with("line 3"));
+    }
+}

@@ -1,0 +1,110 @@
+//! The egui panels: model panel (picker, facts, parameters by kind, legend,
+//! view settings) on the left, the searchable layer/tensor tree on the right,
+//! hover tooltip, loading overlay and error panel. The 3D view gets the space
+//! between the panels.
+
+mod model_panel;
+mod overlays;
+mod tree;
+
+use bevy::camera::visibility::RenderLayers;
+use bevy::camera::{CameraOutputMode, Viewport};
+use bevy::render::render_resource::BlendState;
+use bevy::prelude::*;
+use bevy::window::PrimaryWindow;
+use bevy_egui::{EguiContexts, EguiGlobalSettings, EguiPlugin, EguiPrimaryContextPass, PrimaryEguiContext, egui};
+
+use crate::camera::{MainCamera, UiFocus};
+
+pub(crate) fn plugin(app: &mut App) {
+    if !app.is_plugin_added::<EguiPlugin>() {
+        app.add_plugins(EguiPlugin::default());
+    }
+    app.init_resource::<UiState>().add_systems(Startup, spawn_ui_camera).add_systems(EguiPrimaryContextPass, draw_ui);
+}
+
+/// egui draws through its own camera over the whole window, so the 3D camera's
+/// viewport can shrink to the space between the panels.
+fn spawn_ui_camera(mut commands: Commands, mut egui_settings: ResMut<EguiGlobalSettings>) {
+    egui_settings.auto_create_primary_context = false;
+    commands.spawn((
+        PrimaryEguiContext,
+        Camera2d,
+        Name::new("ui camera"),
+        RenderLayers::none(),
+        Camera {
+            order: 1,
+            output_mode: CameraOutputMode::Write {
+                blend_state: Some(BlendState::ALPHA_BLENDING),
+                clear_color: ClearColorConfig::None,
+            },
+            clear_color: ClearColorConfig::Custom(Color::NONE),
+            ..default()
+        },
+    ));
+}
+
+/// Text fields and toggles of the panels.
+#[derive(Resource, Debug, Default)]
+pub struct UiState {
+    pub model_input: String,
+    pub search: String,
+    pub show_buffers: bool,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn draw_ui(
+    mut contexts: EguiContexts,
+    mut state: ResMut<UiState>,
+    mut panel: model_panel::PanelParams,
+    mut tree: tree::TreeParams,
+    mut overlay: overlays::OverlayParams,
+    mut focus: ResMut<UiFocus>,
+    mut camera: Query<&mut Camera, With<MainCamera>>,
+    window: Query<&Window, With<PrimaryWindow>>,
+) -> Result {
+    let ctx = contexts.ctx_mut()?.clone();
+    let mut root = egui::Ui::new(
+        ctx.clone(),
+        "viewport".into(),
+        egui::UiBuilder::new().layer_id(egui::LayerId::background()).max_rect(ctx.viewport_rect()),
+    );
+    let left = egui::Panel::left("model_panel")
+        .resizable(true)
+        .default_size(300.0)
+        .show_inside(&mut root, |ui| model_panel::show(ui, &mut state, &mut panel))
+        .response
+        .rect
+        .width();
+    let right = egui::Panel::right("tree_panel")
+        .resizable(true)
+        .default_size(280.0)
+        .show_inside(&mut root, |ui| tree::show(ui, &mut state, &mut tree))
+        .response
+        .rect
+        .width();
+    let hovered = tree.highlight.hovered;
+    overlays::show(&ctx, &mut overlay, hovered);
+
+    focus.pointer = ctx.is_pointer_over_egui() || ctx.egui_wants_pointer_input();
+    focus.keyboard = ctx.egui_wants_keyboard_input();
+
+    // The 3D view fills the space between the panels.
+    if let (Ok(window), Ok(mut camera)) = (window.single(), camera.single_mut()) {
+        let scale = window.scale_factor();
+        let (w, h) = (window.physical_width(), window.physical_height());
+        let x = ((left * scale) as u32).min(w.saturating_sub(1));
+        let width = w.saturating_sub(x + (right * scale) as u32).max(1);
+        let viewport = Viewport { physical_position: UVec2::new(x, 0), physical_size: UVec2::new(width, h.max(1)), ..default() };
+        if camera.viewport.as_ref().is_none_or(|v| v.physical_position != viewport.physical_position || v.physical_size != viewport.physical_size) {
+            camera.viewport = Some(viewport);
+        }
+    }
+    Ok(())
+}
+
+/// An egui colour swatch of a kind's palette colour.
+pub(crate) fn kind_color32(kind: crate::arch::TensorKind) -> egui::Color32 {
+    let hex = crate::arch::kind_color(kind);
+    egui::Color32::from_rgb((hex >> 16) as u8, (hex >> 8) as u8, hex as u8)
+}

@@ -1,0 +1,38 @@
+//! `tensorcity view`: the windowed app. Validates the request, opens the
+//! window and asks the model plugin to load the model (the window shows a
+//! loading overlay meanwhile; errors show in a panel, the app keeps running).
+
+use bevy::prelude::*;
+use bevy::window::WindowResolution;
+
+use crate::cli::ViewArgs;
+use crate::model::{LoadModel, ViewSettings, describe};
+
+pub fn run(args: ViewArgs) -> anyhow::Result<()> {
+    let script = match &args.script {
+        Some(path) => Some(crate::script::Script::load(path)?),
+        None => None,
+    };
+    crate::headless::check_gpu()?;
+    let model = args.model.model_ref();
+    let title = format!("tensorcity — {}", describe(&model));
+    let mut app = App::new();
+    app.add_plugins(DefaultPlugins.set(WindowPlugin {
+        primary_window: Some(Window {
+            title,
+            resolution: WindowResolution::new(args.size.0, args.size.1),
+            ..default()
+        }),
+        ..default()
+    }))
+    .add_plugins(crate::ViewerPlugin)
+    .insert_resource(ViewSettings { layout: args.layout, ..default() });
+    app.world_mut().write_message(LoadModel { model, options: args.model.load_options() });
+    if let Some(script) = script {
+        app.add_plugins(crate::script::plugin).insert_resource(script);
+    }
+    match app.run() {
+        AppExit::Success => Ok(()),
+        AppExit::Error(code) => anyhow::bail!("the viewer exited with code {code}"),
+    }
+}
