@@ -129,7 +129,12 @@ impl ModelArgs {
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         None => crate::viewer::run(ViewArgs {
-            model: ModelArgs { model: None, revision: None, offline: false, catalogue: false },
+            model: ModelArgs {
+                model: None,
+                revision: None,
+                offline: false,
+                catalogue: false,
+            },
             layout: LayoutKind::Trunk,
             size: (1600, 900),
             script: None,
@@ -141,7 +146,11 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             out: args.out,
             size: args.size,
             layout: args.layout,
-            scale: if args.absolute { CubeScale::Absolute } else { CubeScale::Relative },
+            scale: if args.absolute {
+                CubeScale::Absolute
+            } else {
+                CubeScale::Relative
+            },
             camera: args.camera,
         }),
         Some(Command::Info(args)) => info(args),

@@ -48,17 +48,36 @@ impl std::str::FromStr for CameraSpec {
     /// `iso` (default), `front`, `side`, `top`, `base` (low angle up a tall
     /// tower), or `YAW,PITCH[,ZOOM[,HEIGHT]]` (degrees; zoom > 0; height 0..1).
     fn from_str(s: &str) -> Result<Self, String> {
-        let usage = || format!("camera `{s}`: use iso, front, side, top, base or YAW,PITCH[,ZOOM[,HEIGHT]] (degrees, zoom > 0, height 0..1)");
-        let preset = |yaw, pitch| Ok(CameraSpec { yaw, pitch, zoom: 1.0, height: 0.5 });
+        let usage = || {
+            format!(
+                "camera `{s}`: use iso, front, side, top, base or YAW,PITCH[,ZOOM[,HEIGHT]] (degrees, zoom > 0, height 0..1)"
+            )
+        };
+        let preset = |yaw, pitch| {
+            Ok(CameraSpec {
+                yaw,
+                pitch,
+                zoom: 1.0,
+                height: 0.5,
+            })
+        };
         match s {
             "iso" => preset(35.0, 18.0),
             "front" => preset(0.0, 5.0),
             "side" => preset(90.0, 5.0),
             "top" => preset(0.0, 85.0),
-            "base" => Ok(CameraSpec { yaw: 35.0, pitch: 12.0, zoom: 0.22, height: 0.1 }),
+            "base" => Ok(CameraSpec {
+                yaw: 35.0,
+                pitch: 12.0,
+                zoom: 0.22,
+                height: 0.1,
+            }),
             _ => {
-                let parts: Vec<f32> =
-                    s.split(',').map(|p| p.trim().parse::<f32>()).collect::<Result<_, _>>().map_err(|_| usage())?;
+                let parts: Vec<f32> = s
+                    .split(',')
+                    .map(|p| p.trim().parse::<f32>())
+                    .collect::<Result<_, _>>()
+                    .map_err(|_| usage())?;
                 let (yaw, pitch, zoom, height) = match parts.as_slice() {
                     [y, p] => (*y, *p, 1.0, 0.5),
                     [y, p, z] => (*y, *p, *z, 0.5),
@@ -68,7 +87,12 @@ impl std::str::FromStr for CameraSpec {
                 if !(zoom > 0.0 && (0.0..=1.0).contains(&height) && yaw.is_finite() && pitch.is_finite()) {
                     return Err(usage());
                 }
-                Ok(CameraSpec { yaw, pitch, zoom, height })
+                Ok(CameraSpec {
+                    yaw,
+                    pitch,
+                    zoom,
+                    height,
+                })
             }
         }
     }
@@ -80,7 +104,11 @@ impl CameraSpec {
         let framed = frame_bounds_at(bounds, aspect, self.yaw.to_radians(), self.pitch.to_radians());
         let mut focus = framed.focus;
         focus.y = bounds.min[1] + (bounds.max[1] - bounds.min[1]) * self.height;
-        OrbitView { radius: framed.radius * self.zoom, focus, ..framed }
+        OrbitView {
+            radius: framed.radius * self.zoom,
+            focus,
+            ..framed
+        }
     }
 }
 
@@ -88,7 +116,10 @@ impl CameraSpec {
 pub fn parse_size(s: &str) -> Result<(u32, u32), String> {
     let bad = || format!("size `{s}`: use WIDTHxHEIGHT, e.g. 1280x720, each 16..={MAX_EDGE}");
     let (w, h) = s.split_once(['x', 'X']).ok_or_else(bad)?;
-    let (w, h): (u32, u32) = (w.trim().parse().map_err(|_| bad())?, h.trim().parse().map_err(|_| bad())?);
+    let (w, h): (u32, u32) = (
+        w.trim().parse().map_err(|_| bad())?,
+        h.trim().parse().map_err(|_| bad())?,
+    );
     if !(16..=MAX_EDGE).contains(&w) || !(16..=MAX_EDGE).contains(&h) {
         return Err(bad());
     }
@@ -109,13 +140,32 @@ pub struct RenderJob {
 
 /// Checks that a PNG can be written at `out` before any work starts.
 pub fn check_output(out: &Path, extensions: &[&str]) -> anyhow::Result<()> {
-    let ext = out.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).unwrap_or_default();
+    let ext = out
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase)
+        .unwrap_or_default();
     if !extensions.contains(&ext.as_str()) {
-        bail!("{}: unsupported output type `.{ext}`; use {}", out.display(), extensions.iter().map(|e| format!(".{e}")).collect::<Vec<_>>().join(", "));
+        bail!(
+            "{}: unsupported output type `.{ext}`; use {}",
+            out.display(),
+            extensions
+                .iter()
+                .map(|e| format!(".{e}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
     }
-    let dir = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     if !dir.is_dir() {
-        bail!("{}: folder {} does not exist; create it first", out.display(), dir.display());
+        bail!(
+            "{}: folder {} does not exist; create it first",
+            out.display(),
+            dir.display()
+        );
     }
     let probe = dir.join(format!(".tensorcity-write-test-{}", std::process::id()));
     std::fs::write(&probe, b"").with_context(|| format!("{}: cannot write to {}", out.display(), dir.display()))?;
@@ -144,20 +194,41 @@ pub fn render(job: RenderJob) -> anyhow::Result<()> {
     }
     check_gpu()?;
     let view = job.camera.view(&layout.bounds, job.size.0 as f32 / job.size.1 as f32);
-    let current = CurrentModel { arch: Arc::new(arch), layout: Arc::new(layout), request: job.model.clone() };
+    let current = CurrentModel {
+        arch: Arc::new(arch),
+        layout: Arc::new(layout),
+        request: job.model.clone(),
+    };
     let result: Arc<Mutex<Option<Result<(), String>>>> = Arc::default();
 
     let mut app = App::new();
     app.add_plugins(
         DefaultPlugins
-            .set(WindowPlugin { primary_window: None, exit_condition: ExitCondition::DontExit, ..default() })
+            .set(WindowPlugin {
+                primary_window: None,
+                exit_condition: ExitCondition::DontExit,
+                ..default()
+            })
             .disable::<WinitPlugin>(),
     )
     .add_plugins(ScheduleRunnerPlugin::run_loop(Duration::ZERO))
     .add_plugins(crate::ScenePlugin)
-    .insert_resource(ViewSettings { layout: job.layout, scale: job.scale, lod: false, ..default() })
+    .insert_resource(ViewSettings {
+        layout: job.layout,
+        scale: job.scale,
+        lod: false,
+        ..default()
+    })
     .insert_resource(current)
-    .insert_resource(Still { size: job.size, view, out: job.out.clone(), frames: 0, pending: false, draws_at_start: None, result: result.clone() })
+    .insert_resource(Still {
+        size: job.size,
+        view,
+        out: job.out.clone(),
+        frames: 0,
+        pending: false,
+        draws_at_start: None,
+        result: result.clone(),
+    })
     .add_systems(Startup, spawn_still_camera)
     .add_systems(Update, capture_when_rendered);
     app.run();
@@ -200,7 +271,12 @@ fn spawn_still_camera(mut commands: Commands, mut images: ResMut<Assets<Image>>,
 
 /// Takes a screenshot every few frames until one shows the scene (pipelines
 /// compile asynchronously: early frames are empty), then saves it and exits.
-fn capture_when_rendered(mut commands: Commands, mut still: ResMut<Still>, target: Option<Res<StillTarget>>, mut exit: MessageWriter<AppExit>) {
+fn capture_when_rendered(
+    mut commands: Commands,
+    mut still: ResMut<Still>,
+    target: Option<Res<StillTarget>>,
+    mut exit: MessageWriter<AppExit>,
+) {
     still.frames += 1;
     if still.frames > MAX_FRAMES {
         if let Ok(mut r) = still.result.lock() {
@@ -243,7 +319,10 @@ fn capture_when_rendered(mut commands: Commands, mut still: ResMut<Still>, targe
 
 /// False for a frame nothing was rendered into yet (transparent black).
 pub fn is_rendered(image: &Image) -> bool {
-    image.data.as_ref().is_some_and(|d| d.chunks_exact(4).any(|p| p[3] != 0))
+    image
+        .data
+        .as_ref()
+        .is_some_and(|d| d.chunks_exact(4).any(|p| p[3] != 0))
 }
 
 /// True when at least 0.2% of the pixels differ from the background.
@@ -260,6 +339,12 @@ pub fn shows_scene(image: &Image) -> bool {
 }
 
 fn save_png(image: &Image, out: &Path) -> Result<(), String> {
-    let dynamic = image.clone().try_into_dynamic().map_err(|e| format!("converting the frame: {e}"))?;
-    dynamic.to_rgb8().save(out).map_err(|e| format!("{}: {e}", out.display()))
+    let dynamic = image
+        .clone()
+        .try_into_dynamic()
+        .map_err(|e| format!("converting the frame: {e}"))?;
+    dynamic
+        .to_rgb8()
+        .save(out)
+        .map_err(|e| format!("{}: {e}", out.display()))
 }

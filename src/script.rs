@@ -56,7 +56,13 @@ impl Script {
     pub fn load(path: &Path) -> anyhow::Result<Script> {
         let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         let steps = parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-        Ok(Script { steps, next: 0, frames_left: 0, draws_at_ready: None, saved: None })
+        Ok(Script {
+            steps,
+            next: 0,
+            frames_left: 0,
+            draws_at_ready: None,
+            saved: None,
+        })
     }
 }
 
@@ -76,8 +82,13 @@ pub fn parse(text: &str) -> Result<Vec<Step>, String> {
             "wait-ready" => Step::WaitReady,
             "frames" => Step::Frames(rest.parse().map_err(|_| err("expected a frame count"))?),
             "orbit" => {
-                let (a, b) = rest.split_once(char::is_whitespace).ok_or_else(|| err("expected YAW PITCH"))?;
-                Step::Orbit { yaw: num(a.trim())?, pitch: num(b.trim())? }
+                let (a, b) = rest
+                    .split_once(char::is_whitespace)
+                    .ok_or_else(|| err("expected YAW PITCH"))?;
+                Step::Orbit {
+                    yaw: num(a.trim())?,
+                    pitch: num(b.trim())?,
+                }
             }
             "zoom" => Step::Zoom(num(rest)?).clone(),
             "focus" if !rest.is_empty() => Step::Focus(rest.to_string()),
@@ -87,7 +98,10 @@ pub fn parse(text: &str) -> Result<Vec<Step>, String> {
                 _ => return Err(err("layout is trunk or floors")),
             }),
             "hide" => Step::Hide(
-                TensorKind::ALL.into_iter().find(|k| k.label() == rest).ok_or_else(|| err("unknown kind"))?,
+                TensorKind::ALL
+                    .into_iter()
+                    .find(|k| k.label() == rest)
+                    .ok_or_else(|| err("unknown kind"))?,
             ),
             "screenshot" if !rest.is_empty() => Step::Screenshot(PathBuf::from(rest)),
             "exit" => Step::Exit,
@@ -102,7 +116,6 @@ pub(crate) fn plugin(app: &mut App) {
     app.add_systems(Update, run_script.in_set(AppSystems::Input));
 }
 
-#[allow(clippy::too_many_arguments)]
 fn run_script(
     mut commands: Commands,
     mut script: ResMut<Script>,
@@ -155,7 +168,10 @@ fn run_script(
         Step::Focus(name) => match tensors.iter().find(|(_, t, _)| t.name == name) {
             Some((e, _, cube)) => {
                 highlight.selected = Some(e);
-                focus.write(FocusOn { center: cube.center, size: cube.size });
+                focus.write(FocusOn {
+                    center: cube.center,
+                    size: cube.size,
+                });
             }
             None => {
                 error!("script: no tensor named `{name}`");
@@ -170,9 +186,12 @@ fn run_script(
         Step::Screenshot(path) => {
             let done = Arc::new(AtomicBool::new(false));
             let flag = done.clone();
-            commands.spawn(Screenshot::primary_window()).observe(save_to_disk(path)).observe(
-                move |_: On<bevy::render::view::screenshot::ScreenshotCaptured>| flag.store(true, Ordering::SeqCst),
-            );
+            commands
+                .spawn(Screenshot::primary_window())
+                .observe(save_to_disk(path))
+                .observe(move |_: On<bevy::render::view::screenshot::ScreenshotCaptured>| {
+                    flag.store(true, Ordering::SeqCst)
+                });
             script.saved = Some(done);
         }
         Step::Exit => {

@@ -26,8 +26,14 @@ pub fn run(args: ViewArgs) -> anyhow::Result<()> {
         ..default()
     }))
     .add_plugins(crate::ViewerPlugin)
-    .insert_resource(ViewSettings { layout: args.layout, ..default() });
-    app.world_mut().write_message(LoadModel { model, options: args.model.load_options() });
+    .insert_resource(ViewSettings {
+        layout: args.layout,
+        ..default()
+    });
+    app.world_mut().write_message(LoadModel {
+        model,
+        options: args.model.load_options(),
+    });
     if let Some(script) = script {
         app.add_plugins(crate::script::plugin).insert_resource(script);
     }

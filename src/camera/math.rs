@@ -24,7 +24,12 @@ pub const FOV_Y: f32 = std::f32::consts::FRAC_PI_4;
 pub fn frame_bounds(bounds: &Bounds) -> OrbitView {
     let extent = bounds.extent().max(1.0);
     let radius = (extent / 2.0) / (FOV_Y / 2.0).sin() * 1.05;
-    OrbitView { focus: Vec3::from(bounds.center()), radius, yaw: 0.6, pitch: 0.3 }
+    OrbitView {
+        focus: Vec3::from(bounds.center()),
+        radius,
+        yaw: 0.6,
+        pitch: 0.3,
+    }
 }
 
 /// The closest pose at the given angles from which every corner of the box is
@@ -48,7 +53,12 @@ pub fn frame_bounds_at(bounds: &Bounds, aspect: f32, yaw: f32, pitch: f32) -> Or
         let (x, y, z) = (corner.dot(right), corner.dot(up), corner.dot(back));
         radius = radius.max(z + x.abs() / tan_x).max(z + y.abs() / tan_y);
     }
-    OrbitView { focus, radius, yaw, pitch }
+    OrbitView {
+        focus,
+        radius,
+        yaw,
+        pitch,
+    }
 }
 
 /// Distance to look at a single object of edge `size`.
@@ -59,7 +69,11 @@ pub fn focus_radius(size: f32) -> f32 {
 /// The camera transform of an orbit pose (panorbit's convention).
 pub fn orbit_transform(view: OrbitView) -> Transform {
     let rotation = Quat::from_rotation_y(view.yaw) * Quat::from_rotation_x(-view.pitch);
-    Transform { translation: view.focus + rotation * Vec3::new(0.0, 0.0, view.radius), rotation, ..Transform::IDENTITY }
+    Transform {
+        translation: view.focus + rotation * Vec3::new(0.0, 0.0, view.radius),
+        rotation,
+        ..Transform::IDENTITY
+    }
 }
 
 /// The orbit pose around the point `radius` ahead of a camera.
@@ -68,7 +82,12 @@ pub fn orbit_from_transform(transform: &Transform, radius: f32) -> OrbitView {
     let offset = transform.translation - focus;
     let yaw = offset.x.atan2(offset.z);
     let pitch = (offset.y / radius.max(1e-3)).clamp(-1.0, 1.0).asin();
-    OrbitView { focus, radius, yaw, pitch }
+    OrbitView {
+        focus,
+        radius,
+        yaw,
+        pitch,
+    }
 }
 
 /// One fly-mode step: `mv` is (right, up, back) input in -1..1, `look` the
@@ -95,7 +114,12 @@ mod tests {
 
     #[test]
     fn orbit_round_trips_through_a_transform() {
-        let view = OrbitView { focus: Vec3::new(1.0, 2.0, 3.0), radius: 10.0, yaw: 0.7, pitch: 0.4 };
+        let view = OrbitView {
+            focus: Vec3::new(1.0, 2.0, 3.0),
+            radius: 10.0,
+            yaw: 0.7,
+            pitch: 0.4,
+        };
         let t = orbit_transform(view);
         assert!((t.translation.distance(view.focus) - 10.0).abs() < 1e-4);
         // The camera looks at the focus.
@@ -107,7 +131,10 @@ mod tests {
 
     #[test]
     fn framing_fits_the_bounds() {
-        let b = Bounds { min: [-1.0, 0.0, -1.0], max: [1.0, 100.0, 1.0] };
+        let b = Bounds {
+            min: [-1.0, 0.0, -1.0],
+            max: [1.0, 100.0, 1.0],
+        };
         let v = frame_bounds(&b);
         assert_eq!(v.focus, Vec3::new(0.0, 50.0, 0.0));
         assert!(v.radius * (FOV_Y / 2.0).sin() >= b.extent() / 2.0);
@@ -115,13 +142,20 @@ mod tests {
 
     #[test]
     fn tight_framing_keeps_every_corner_in_view() {
-        let b = Bounds { min: [-1.0, 0.0, -1.0], max: [1.0, 100.0, 1.0] };
+        let b = Bounds {
+            min: [-1.0, 0.0, -1.0],
+            max: [1.0, 100.0, 1.0],
+        };
         for aspect in [0.5, 1.0, 16.0 / 9.0] {
             let v = frame_bounds_at(&b, aspect, 0.6, 0.3);
             let t = orbit_transform(v);
             let inv = t.compute_affine().inverse();
             for i in 0..8 {
-                let c = Vec3::new(b.min[0] + 2.0 * (i & 1) as f32, 100.0 * ((i >> 1) & 1) as f32, b.min[2] + 2.0 * ((i >> 2) & 1) as f32);
+                let c = Vec3::new(
+                    b.min[0] + 2.0 * (i & 1) as f32,
+                    100.0 * ((i >> 1) & 1) as f32,
+                    b.min[2] + 2.0 * ((i >> 2) & 1) as f32,
+                );
                 let p = inv.transform_point3(c);
                 assert!(p.z < 0.0);
                 assert!(p.y.abs() <= -p.z * (FOV_Y / 2.0).tan() + 1e-3);

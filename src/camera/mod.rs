@@ -22,7 +22,9 @@ pub(crate) fn plugin(app: &mut App) {
         .add_systems(Startup, spawn_camera)
         .add_systems(
             Update,
-            (frame_new_model, home_key, apply_focus, toggle_fly, fly).chain().in_set(AppSystems::Camera),
+            (frame_new_model, home_key, apply_focus, toggle_fly, fly)
+                .chain()
+                .in_set(AppSystems::Camera),
         )
         .add_plugins(pick::plugin);
 }
@@ -50,7 +52,10 @@ pub struct FlyMode {
 
 impl Default for FlyMode {
     fn default() -> Self {
-        FlyMode { active: false, speed: 10.0 }
+        FlyMode {
+            active: false,
+            speed: 10.0,
+        }
     }
 }
 
@@ -117,7 +122,9 @@ fn apply_focus(
     mut cameras: Query<&mut PanOrbitCamera, With<MainCamera>>,
     mut fly: ResMut<FlyMode>,
 ) {
-    let Some(focus) = requests.read().last().copied() else { return };
+    let Some(focus) = requests.read().last().copied() else {
+        return;
+    };
     fly.active = false;
     for mut cam in &mut cameras {
         cam.enabled = true;
@@ -183,7 +190,11 @@ fn fly(
         input(KeyCode::KeyE) - input(KeyCode::KeyQ),
         input(KeyCode::KeyS) - input(KeyCode::KeyW),
     );
-    let look = if !ui.pointer && buttons.pressed(MouseButton::Left) { motion.delta } else { Vec2::ZERO };
+    let look = if !ui.pointer && buttons.pressed(MouseButton::Left) {
+        motion.delta
+    } else {
+        Vec2::ZERO
+    };
     for mut transform in &mut cameras {
         *transform = math::fly_step(*transform, mv, look, fly.speed, time.delta_secs());
     }

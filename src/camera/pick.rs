@@ -5,9 +5,9 @@
 use bevy::prelude::*;
 use bevy::window::PrimaryWindow;
 
+use super::math::FOV_Y;
 use super::{FocusOn, MainCamera, UiFocus};
 use crate::AppSystems;
-use super::math::FOV_Y;
 use crate::layout::lod::apparent_pixels;
 use crate::layout::pick::nearest_hit;
 use crate::layout::spawn::{Cube, Layer, LayerLod, Tensor};
@@ -15,7 +15,8 @@ use crate::model::ViewSettings;
 use crate::render::Highlight;
 
 pub(super) fn plugin(app: &mut App) {
-    app.init_resource::<ClickTracker>().add_systems(Update, (update_lod, hover_and_click).in_set(AppSystems::Interact));
+    app.init_resource::<ClickTracker>()
+        .add_systems(Update, (update_lod, hover_and_click).in_set(AppSystems::Interact));
 }
 
 /// Seconds between two clicks that make a double-click.
@@ -35,7 +36,9 @@ fn update_lod(
     cameras: Query<(&Camera, &GlobalTransform), With<MainCamera>>,
     mut layers: Query<(&Layer, &mut LayerLod)>,
 ) {
-    let Ok((camera, transform)) = cameras.single() else { return };
+    let Ok((camera, transform)) = cameras.single() else {
+        return;
+    };
     let eye = transform.translation();
     let height = camera.logical_viewport_size().map_or(720.0, |s| s.y);
     for (layer, mut lod) in &mut layers {
@@ -47,7 +50,6 @@ fn update_lod(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 fn hover_and_click(
     time: Res<Time>,
     ui: Res<UiFocus>,
@@ -61,7 +63,9 @@ fn hover_and_click(
     mut clicks: ResMut<ClickTracker>,
     mut focus: MessageWriter<FocusOn>,
 ) {
-    let (Ok(window), Ok((camera, camera_transform))) = (windows.single(), cameras.single()) else { return };
+    let (Ok(window), Ok((camera, camera_transform))) = (windows.single(), cameras.single()) else {
+        return;
+    };
     let cursor = window.cursor_position().filter(|_| !ui.pointer);
     // Window coordinates to coordinates inside the camera's viewport (between the panels).
     let offset = camera.logical_viewport_rect().map_or(Vec2::ZERO, |r| r.min);
@@ -97,10 +101,15 @@ fn hover_and_click(
         }
         let now = time.elapsed_secs();
         if let Some(entity) = hit {
-            let double = clicks.last_click.is_some_and(|(t, e)| e == entity && now - t < DOUBLE_CLICK);
+            let double = clicks
+                .last_click
+                .is_some_and(|(t, e)| e == entity && now - t < DOUBLE_CLICK);
             highlight.selected = Some(entity);
             if double && let Ok((_, _, cube, _)) = tensors.get(entity) {
-                focus.write(FocusOn { center: cube.center, size: cube.size });
+                focus.write(FocusOn {
+                    center: cube.center,
+                    size: cube.size,
+                });
             }
             clicks.last_click = Some((now, entity));
         } else {

@@ -35,7 +35,11 @@ pub(super) fn place(arch: &Architecture, groups: &[Group], sizes: &[f32]) -> Vec
             0.0
         } else {
             let by_count = ring.len() as f32 * ring_biggest * PITCH * SQRT_2 / TAU;
-            let by_grid = if experts.is_empty() { 0.0 } else { grid_radius + ring_biggest * PITCH * SQRT_2 };
+            let by_grid = if experts.is_empty() {
+                0.0
+            } else {
+                grid_radius + ring_biggest * PITCH * SQRT_2
+            };
             by_count.max(by_grid).max(ring_biggest * PITCH / 2.0)
         };
         let floor_y = y + biggest / 2.0;

@@ -34,7 +34,10 @@ pub enum Tower {
 
 impl Tower {
     pub fn of(name: &str) -> Tower {
-        if ["vision", "visual", "image_encoder", "img_"].iter().any(|m| name.contains(m)) {
+        if ["vision", "visual", "image_encoder", "img_"]
+            .iter()
+            .any(|m| name.contains(m))
+        {
             Tower::Vision
         } else if ["audio", "speech", "whisper_encoder"].iter().any(|m| name.contains(m)) {
             Tower::Audio
@@ -86,7 +89,10 @@ pub struct Bounds {
 }
 
 impl Bounds {
-    pub const EMPTY: Bounds = Bounds { min: [f32::MAX; 3], max: [f32::MIN; 3] };
+    pub const EMPTY: Bounds = Bounds {
+        min: [f32::MAX; 3],
+        max: [f32::MIN; 3],
+    };
 
     pub fn around(center: [f32; 3], size: f32) -> Bounds {
         let h = size / 2.0;
@@ -170,10 +176,19 @@ fn group_tensors(arch: &Architecture, order: &[usize]) -> Vec<Group> {
             None if !seen_block.contains(&tower) => "embeddings".to_string(),
             None => "head".to_string(),
         };
-        let label = if tower == Tower::Text { stage } else { format!("{} {stage}", tower.label()) };
+        let label = if tower == Tower::Text {
+            stage
+        } else {
+            format!("{} {stage}", tower.label())
+        };
         match groups.iter_mut().rev().find(|g| g.tower == tower && g.label == label) {
             Some(g) => g.tensors.push(i),
-            None => groups.push(Group { tower, layer: t.layer, label, tensors: vec![i] }),
+            None => groups.push(Group {
+                tower,
+                layer: t.layer,
+                label,
+                tensors: vec![i],
+            }),
         }
     }
     // Towers side by side, each in its own model order.
@@ -184,7 +199,11 @@ fn group_tensors(arch: &Architecture, order: &[usize]) -> Vec<Group> {
 fn finish(
     kind: LayoutKind,
     scale: CubeScale,
-    arch: &Architecture, groups: Vec<Group>, centers: Vec<[f32; 3]>, sizes: &[f32]) -> Layout {
+    arch: &Architecture,
+    groups: Vec<Group>,
+    centers: Vec<[f32; 3]>,
+    sizes: &[f32],
+) -> Layout {
     let mut cubes = Vec::with_capacity(arch.tensors.len());
     let mut slots = Vec::with_capacity(groups.len());
     let mut bounds = Bounds::EMPTY;
@@ -199,7 +218,12 @@ fn finish(
             gb = gb.union(Bounds::around(center, sizes[t]));
             volume += sizes[t].powi(3);
             members.push(cubes.len());
-            cubes.push(CubeSlot { tensor: t, center, size: sizes[t], group: gi });
+            cubes.push(CubeSlot {
+                tensor: t,
+                center,
+                size: sizes[t],
+                group: gi,
+            });
         }
         bounds = bounds.union(gb);
         slots.push(GroupSlot {
@@ -212,7 +236,13 @@ fn finish(
             bounds: gb,
         });
     }
-    Layout { kind, scale, cubes, groups: slots, bounds }
+    Layout {
+        kind,
+        scale,
+        cubes,
+        groups: slots,
+        bounds,
+    }
 }
 
 /// True for tensors laid out in an expert grid rather than on the ring.
@@ -269,7 +299,11 @@ mod tests {
         }
         // Experts of one layer sit on a grid: 8 experts x 3 tensors, 8 distinct (x, z) cells.
         let layer0 = &l.groups[1];
-        let experts: Vec<_> = layer0.cubes.iter().filter(|&&c| is_expert(&arch, l.cubes[c].tensor)).collect();
+        let experts: Vec<_> = layer0
+            .cubes
+            .iter()
+            .filter(|&&c| is_expert(&arch, l.cubes[c].tensor))
+            .collect();
         assert_eq!(experts.len(), 24);
     }
 

@@ -90,9 +90,22 @@ fn respawn_model(mut commands: Commands, current: Option<Res<CurrentModel>>, roo
 
 /// Spawns a model's entities; returns the root.
 pub fn spawn_model(commands: &mut Commands, arch: &Architecture, layout: &Layout) -> Entity {
-    let root = commands.spawn((ModelRoot, Name::new(format!("model {}", arch.name)), Transform::default(), Visibility::default())).id();
+    let root = commands
+        .spawn((
+            ModelRoot,
+            Name::new(format!("model {}", arch.name)),
+            Transform::default(),
+            Visibility::default(),
+        ))
+        .id();
     for (gi, group) in layout.groups.iter().enumerate() {
-        let params = group.cubes.iter().map(|&c| &arch.tensors[layout.cubes[c].tensor]).filter(|t| !t.buffer).map(|t| t.params).sum();
+        let params = group
+            .cubes
+            .iter()
+            .map(|&c| &arch.tensors[layout.cubes[c].tensor])
+            .filter(|t| !t.buffer)
+            .map(|t| t.params)
+            .sum();
         let layer = commands
             .spawn((
                 Layer {
@@ -126,7 +139,11 @@ pub fn spawn_model(commands: &mut Commands, arch: &Architecture, layout: &Layout
                         layer: t.layer,
                         buffer: t.buffer,
                     },
-                    Cube { center: Vec3::from(slot.center), size: slot.size, slot: c },
+                    Cube {
+                        center: Vec3::from(slot.center),
+                        size: slot.size,
+                        slot: c,
+                    },
                     Name::new(t.name.clone()),
                     ChildOf(layer),
                 )

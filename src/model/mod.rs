@@ -17,7 +17,10 @@ pub(crate) fn plugin(app: &mut App) {
         .add_message::<ModelLoaded>()
         .init_resource::<ViewSettings>()
         .init_resource::<RecentModels>()
-        .add_systems(Update, (start_loading, finish_loading).chain().in_set(AppSystems::Model));
+        .add_systems(
+            Update,
+            (start_loading, finish_loading).chain().in_set(AppSystems::Model),
+        );
 }
 
 /// Ask for a model to be loaded (replacing the current one when it succeeds).
@@ -53,7 +56,12 @@ pub struct ViewSettings {
 
 impl Default for ViewSettings {
     fn default() -> Self {
-        ViewSettings { layout: LayoutKind::Trunk, scale: CubeScale::Relative, hidden_kinds: Default::default(), lod: true }
+        ViewSettings {
+            layout: LayoutKind::Trunk,
+            scale: CubeScale::Relative,
+            hidden_kinds: Default::default(),
+            lod: true,
+        }
     }
 }
 
@@ -102,7 +110,9 @@ fn start_loading(
     mut next: ResMut<NextState<AppState>>,
 ) {
     // A newer request replaces an older one still running (its task is dropped, which cancels it).
-    let Some(request) = requests.read().last().cloned() else { return };
+    let Some(request) = requests.read().last().cloned() else {
+        return;
+    };
     let (kind, scale) = (settings.layout, settings.scale);
     let model = request.model.clone();
     let task = AsyncComputeTaskPool::get()
@@ -124,7 +134,9 @@ fn finish_loading(
     mut next: ResMut<NextState<AppState>>,
 ) {
     let Some(mut loading) = loading else { return };
-    let Some(result) = block_on(future::poll_once(&mut loading.task)) else { return };
+    let Some(result) = block_on(future::poll_once(&mut loading.task)) else {
+        return;
+    };
     commands.remove_resource::<Loading>();
     match result {
         Ok((arch, layout)) => {

@@ -12,8 +12,8 @@ use bevy::core_pipeline::core_3d::{Transparent3d, TransparentSortingInfo3d};
 use bevy::ecs::system::{SystemParamItem, lifetimeless::*};
 use bevy::mesh::{MeshVertexBufferLayoutRef, VertexBufferLayout};
 use bevy::pbr::{
-    MeshPipeline, MeshPipelineKey, MeshPipelineSystems, RenderMeshInstances, SetMeshBindGroup,
-    SetMeshViewBindGroup, SetMeshViewBindingArrayBindGroup, ViewKeyCache,
+    MeshPipeline, MeshPipelineKey, MeshPipelineSystems, RenderMeshInstances, SetMeshBindGroup, SetMeshViewBindGroup,
+    SetMeshViewBindingArrayBindGroup, ViewKeyCache,
 };
 use bevy::prelude::*;
 use bevy::render::{
@@ -108,7 +108,9 @@ impl Plugin for CubeInstancingPlugin {
             }
         }
         app.add_plugins(ExtractComponentPlugin::<CubeInstances>::default());
-        let Some(render_app) = app.get_sub_app_mut(RenderApp) else { return };
+        let Some(render_app) = app.get_sub_app_mut(RenderApp) else {
+            return;
+        };
         render_app
             .add_render_command::<Transparent3d, DrawCubes>()
             .init_resource::<SpecializedMeshPipelines<CubePipeline>>()
@@ -123,7 +125,6 @@ impl Plugin for CubeInstancingPlugin {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 fn queue_cubes(
     draw_functions: Res<DrawFunctions<Transparent3d>>,
     pipeline: Res<CubePipeline>,
@@ -138,21 +139,35 @@ fn queue_cubes(
 ) {
     let draw = draw_functions.read().id::<DrawCubes>();
     for view in &views {
-        let Some(phase) = phases.get_mut(&view.retained_view_entity) else { continue };
-        let Some(&view_key) = view_key_cache.get(&view.retained_view_entity) else { continue };
+        let Some(phase) = phases.get_mut(&view.retained_view_entity) else {
+            continue;
+        };
+        let Some(&view_key) = view_key_cache.get(&view.retained_view_entity) else {
+            continue;
+        };
         for (entity, main_entity, instances) in &batches {
             if instances.is_empty() {
                 continue;
             }
-            let Some(mesh_instance) = render_mesh_instances.render_mesh_queue_data(*main_entity) else { continue };
-            let Some(mesh) = meshes.get(mesh_instance.mesh_asset_id()) else { continue };
+            let Some(mesh_instance) = render_mesh_instances.render_mesh_queue_data(*main_entity) else {
+                continue;
+            };
+            let Some(mesh) = meshes.get(mesh_instance.mesh_asset_id()) else {
+                continue;
+            };
             let key = view_key
-                | MeshPipelineKey::from_primitive_topology_and_strip_index(mesh.primitive_topology(), mesh.index_format());
+                | MeshPipelineKey::from_primitive_topology_and_strip_index(
+                    mesh.primitive_topology(),
+                    mesh.index_format(),
+                );
             let Ok(pipeline_id) = pipelines.specialize(&pipeline_cache, &pipeline, key, &mesh.layout) else {
                 continue;
             };
             phase.add_retained(Transparent3d {
-                sorting_info: TransparentSortingInfo3d::Sorted { mesh_center: Vec3::ZERO, depth_bias: 0.0 },
+                sorting_info: TransparentSortingInfo3d::Sorted {
+                    mesh_center: Vec3::ZERO,
+                    depth_bias: 0.0,
+                },
                 entity: (entity, *main_entity),
                 pipeline: pipeline_id,
                 draw_function: draw,
@@ -187,7 +202,11 @@ fn prepare_instance_buffers(
             contents: bytemuck::cast_slice(instances.data()),
             usage: BufferUsages::VERTEX | BufferUsages::COPY_DST,
         });
-        commands.entity(entity).insert(InstanceBuffer { buffer, length: instances.len(), generation: instances.generation });
+        commands.entity(entity).insert(InstanceBuffer {
+            buffer,
+            length: instances.len(),
+            generation: instances.generation,
+        });
     }
 }
 
@@ -198,7 +217,10 @@ struct CubePipeline {
 }
 
 fn init_pipeline(mut commands: Commands, mesh_pipeline: Res<MeshPipeline>) {
-    commands.insert_resource(CubePipeline { shader: CUBE_SHADER, mesh_pipeline: mesh_pipeline.clone() });
+    commands.insert_resource(CubePipeline {
+        shader: CUBE_SHADER,
+        mesh_pipeline: mesh_pipeline.clone(),
+    });
 }
 
 impl SpecializedMeshPipeline for CubePipeline {
@@ -216,7 +238,11 @@ impl SpecializedMeshPipeline for CubePipeline {
             step_mode: VertexStepMode::Instance,
             attributes: vec![
                 // Locations 0-2 are the mesh's position, normal and uv.
-                VertexAttribute { format: VertexFormat::Float32x4, offset: 0, shader_location: 3 },
+                VertexAttribute {
+                    format: VertexFormat::Float32x4,
+                    offset: 0,
+                    shader_location: 3,
+                },
                 VertexAttribute {
                     format: VertexFormat::Float32x4,
                     offset: VertexFormat::Float32x4.size(),
@@ -231,13 +257,22 @@ impl SpecializedMeshPipeline for CubePipeline {
     }
 }
 
-type DrawCubes =
-    (SetItemPipeline, SetMeshViewBindGroup<0>, SetMeshViewBindingArrayBindGroup<1>, SetMeshBindGroup<2>, DrawInstanced);
+type DrawCubes = (
+    SetItemPipeline,
+    SetMeshViewBindGroup<0>,
+    SetMeshViewBindingArrayBindGroup<1>,
+    SetMeshBindGroup<2>,
+    DrawInstanced,
+);
 
 struct DrawInstanced;
 
 impl<P: PhaseItem> RenderCommand<P> for DrawInstanced {
-    type Param = (SRes<RenderAssets<RenderMesh>>, SRes<RenderMeshInstances>, SRes<MeshAllocator>);
+    type Param = (
+        SRes<RenderAssets<RenderMesh>>,
+        SRes<RenderMeshInstances>,
+        SRes<MeshAllocator>,
+    );
     type ViewQuery = ();
     type ItemQuery = Read<InstanceBuffer>;
 
@@ -256,7 +291,9 @@ impl<P: PhaseItem> RenderCommand<P> for DrawInstanced {
         let Some(gpu_mesh) = meshes.into_inner().get(mesh_instance.mesh_asset_id()) else {
             return RenderCommandResult::Skip;
         };
-        let Some(instance_buffer) = instance_buffer else { return RenderCommandResult::Skip };
+        let Some(instance_buffer) = instance_buffer else {
+            return RenderCommandResult::Skip;
+        };
         let Some(vertex_slice) = mesh_allocator.mesh_vertex_slice(&mesh_instance.mesh_asset_id()) else {
             return RenderCommandResult::Skip;
         };

@@ -104,18 +104,22 @@ pub fn build_instances(
     }
     for b in blocks {
         let scale = b.lod.block_scale();
-        let dominant = mix.get(&b.entity).and_then(|kinds| kinds.iter().max_by_key(|&(k, p)| (*p, *k)).map(|(k, _)| *k));
+        let dominant = mix
+            .get(&b.entity)
+            .and_then(|kinds| kinds.iter().max_by_key(|&(k, p)| (*p, *k)).map(|(k, _)| *k));
         let Some(kind) = dominant else { continue };
         if scale <= 1e-3 {
             continue;
         }
         let c = kind_linear(kind).map(|v| v * 0.8);
-        out.push(CubeInstance { pos_size: [b.center.x, b.center.y, b.center.z, b.size * scale], color: [c[0], c[1], c[2], 0.0] });
+        out.push(CubeInstance {
+            pos_size: [b.center.x, b.center.y, b.center.z, b.size * scale],
+            color: [c[0], c[1], c[2], 0.0],
+        });
     }
     out
 }
 
-#[allow(clippy::type_complexity)]
 fn rebuild_instances(
     settings: Res<ViewSettings>,
     highlight: Res<Highlight>,
@@ -149,7 +153,12 @@ fn rebuild_instances(
         .collect();
     let blocks: Vec<BlockDraw> = layers
         .iter()
-        .map(|(e, l, lod)| BlockDraw { entity: e, center: l.center, size: l.block_size, lod: lod.0 })
+        .map(|(e, l, lod)| BlockDraw {
+            entity: e,
+            center: l.center,
+            size: l.block_size,
+            lod: lod.0,
+        })
         .collect();
     instances.set(build_instances(&draws, &blocks, &settings.hidden_kinds));
 }
@@ -161,12 +170,30 @@ mod tests {
     #[test]
     fn hidden_kinds_and_collapsed_layers_are_not_drawn_as_tensors() {
         let g = Entity::from_raw_u32(7).unwrap();
-        let t = |kind| TensorDraw { center: Vec3::ZERO, size: 1.0, kind, params: 100, group: g, highlight: 0.0 };
+        let t = |kind| TensorDraw {
+            center: Vec3::ZERO,
+            size: 1.0,
+            kind,
+            params: 100,
+            group: g,
+            highlight: 0.0,
+        };
         let tensors = [t(TensorKind::Norm), t(TensorKind::MlpUp)];
-        let open = BlockDraw { entity: g, center: Vec3::Y, size: 2.0, lod: LodState::default() };
+        let open = BlockDraw {
+            entity: g,
+            center: Vec3::Y,
+            size: 2.0,
+            lod: LodState::default(),
+        };
         let hidden = [TensorKind::Norm].into_iter().collect();
         assert_eq!(build_instances(&tensors, &[open], &hidden).len(), 1);
-        let closed = BlockDraw { lod: LodState { collapsed: true, blend: 1.0 }, ..open };
+        let closed = BlockDraw {
+            lod: LodState {
+                collapsed: true,
+                blend: 1.0,
+            },
+            ..open
+        };
         let drawn = build_instances(&tensors, &[closed], &Default::default());
         assert_eq!(drawn.len(), 1, "only the block");
         assert_eq!(drawn[0].pos_size, [0.0, 1.0, 0.0, 2.0]);

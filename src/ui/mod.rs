@@ -9,8 +9,8 @@ mod tree;
 
 use bevy::camera::visibility::RenderLayers;
 use bevy::camera::{CameraOutputMode, Viewport};
-use bevy::render::render_resource::BlendState;
 use bevy::prelude::*;
+use bevy::render::render_resource::BlendState;
 use bevy::window::PrimaryWindow;
 use bevy_egui::{EguiContexts, EguiGlobalSettings, EguiPlugin, EguiPrimaryContextPass, PrimaryEguiContext, egui};
 
@@ -20,7 +20,9 @@ pub(crate) fn plugin(app: &mut App) {
     if !app.is_plugin_added::<EguiPlugin>() {
         app.add_plugins(EguiPlugin::default());
     }
-    app.init_resource::<UiState>().add_systems(Startup, spawn_ui_camera).add_systems(EguiPrimaryContextPass, draw_ui);
+    app.init_resource::<UiState>()
+        .add_systems(Startup, spawn_ui_camera)
+        .add_systems(EguiPrimaryContextPass, draw_ui);
 }
 
 /// egui draws through its own camera over the whole window, so the 3D camera's
@@ -52,7 +54,6 @@ pub struct UiState {
     pub show_buffers: bool,
 }
 
-#[allow(clippy::too_many_arguments)]
 fn draw_ui(
     mut contexts: EguiContexts,
     mut state: ResMut<UiState>,
@@ -67,7 +68,9 @@ fn draw_ui(
     let mut root = egui::Ui::new(
         ctx.clone(),
         "viewport".into(),
-        egui::UiBuilder::new().layer_id(egui::LayerId::background()).max_rect(ctx.viewport_rect()),
+        egui::UiBuilder::new()
+            .layer_id(egui::LayerId::background())
+            .max_rect(ctx.viewport_rect()),
     );
     let left = egui::Panel::left("model_panel")
         .resizable(true)
@@ -95,8 +98,14 @@ fn draw_ui(
         let (w, h) = (window.physical_width(), window.physical_height());
         let x = ((left * scale) as u32).min(w.saturating_sub(1));
         let width = w.saturating_sub(x + (right * scale) as u32).max(1);
-        let viewport = Viewport { physical_position: UVec2::new(x, 0), physical_size: UVec2::new(width, h.max(1)), ..default() };
-        if camera.viewport.as_ref().is_none_or(|v| v.physical_position != viewport.physical_position || v.physical_size != viewport.physical_size) {
+        let viewport = Viewport {
+            physical_position: UVec2::new(x, 0),
+            physical_size: UVec2::new(width, h.max(1)),
+            ..default()
+        };
+        if camera.viewport.as_ref().is_none_or(|v| {
+            v.physical_position != viewport.physical_position || v.physical_size != viewport.physical_size
+        }) {
             camera.viewport = Some(viewport);
         }
     }

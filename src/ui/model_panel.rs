@@ -43,25 +43,44 @@ fn picker(ui: &mut egui::Ui, state: &mut UiState, p: &mut PanelParams) {
     ui.label("Open a model: Hugging Face id, .safetensors file or folder");
     let mut open = None;
     ui.horizontal(|ui| {
-        let edit = ui.add(egui::TextEdit::singleline(&mut state.model_input).hint_text("gpt2, ~/models/x, ...").desired_width(180.0));
+        let edit = ui.add(
+            egui::TextEdit::singleline(&mut state.model_input)
+                .hint_text("gpt2, ~/models/x, ...")
+                .desired_width(180.0),
+        );
         let enter = edit.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
         if (ui.button("Open").clicked() || enter) && !state.model_input.trim().is_empty() {
             open = Some(state.model_input.trim().to_string());
         }
     });
-    egui::ComboBox::from_id_salt("catalogue").selected_text("Catalogue…").width(260.0).show_ui(ui, |ui| {
-        if ui.selectable_label(false, format!("{} (embedded)", arch::EMBEDDED_NAME)).clicked() {
-            p.load.write(LoadModel { model: ModelRef::Embedded, options: LoadOptions::default() });
-        }
-        for entry in arch::catalogue() {
-            if ui.selectable_label(false, format!("{} — {}", entry.id, entry.description)).clicked() {
+    egui::ComboBox::from_id_salt("catalogue")
+        .selected_text("Catalogue…")
+        .width(260.0)
+        .show_ui(ui, |ui| {
+            if ui
+                .selectable_label(false, format!("{} (embedded)", arch::EMBEDDED_NAME))
+                .clicked()
+            {
                 p.load.write(LoadModel {
-                    model: ModelRef::Id(entry.id.to_string()),
-                    options: LoadOptions { catalogue_only: true, ..Default::default() },
+                    model: ModelRef::Embedded,
+                    options: LoadOptions::default(),
                 });
             }
-        }
-    });
+            for entry in arch::catalogue() {
+                if ui
+                    .selectable_label(false, format!("{} — {}", entry.id, entry.description))
+                    .clicked()
+                {
+                    p.load.write(LoadModel {
+                        model: ModelRef::Id(entry.id.to_string()),
+                        options: LoadOptions {
+                            catalogue_only: true,
+                            ..Default::default()
+                        },
+                    });
+                }
+            }
+        });
     if !p.recent.0.is_empty() {
         ui.collapsing("Recent", |ui| {
             for r in p.recent.0.clone() {
@@ -72,8 +91,15 @@ fn picker(ui: &mut egui::Ui, state: &mut UiState, p: &mut PanelParams) {
         });
     }
     if let Some(text) = open {
-        let model = if text == arch::EMBEDDED_NAME { ModelRef::Embedded } else { ModelRef::parse(&text) };
-        p.load.write(LoadModel { model, options: LoadOptions::default() });
+        let model = if text == arch::EMBEDDED_NAME {
+            ModelRef::Embedded
+        } else {
+            ModelRef::parse(&text)
+        };
+        p.load.write(LoadModel {
+            model,
+            options: LoadOptions::default(),
+        });
     }
 }
 
@@ -87,9 +113,15 @@ fn facts(ui: &mut egui::Ui, a: &arch::Architecture) {
             ("source", s.source.clone()),
             ("layers", s.layers.to_string()),
             ("hidden size", opt(s.hidden_size)),
-            ("heads / kv heads", format!("{} / {}", opt(s.num_heads), opt(s.num_kv_heads))),
+            (
+                "heads / kv heads",
+                format!("{} / {}", opt(s.num_heads), opt(s.num_kv_heads)),
+            ),
             ("vocab", opt(s.vocab_size)),
-            ("parameters", format!("{} ({})", group_digits(s.total_params), human(s.total_params))),
+            (
+                "parameters",
+                format!("{} ({})", group_digits(s.total_params), human(s.total_params)),
+            ),
             ("tensors", s.tensor_count.to_string()),
         ];
         for (k, v) in rows {
@@ -133,15 +165,25 @@ fn params_chart(ui: &mut egui::Ui, a: &arch::Architecture) {
 
 fn legend(ui: &mut egui::Ui, a: &arch::Architecture, settings: &mut ViewSettings) {
     ui.label("Legend (click to hide / show)");
-    let present: Vec<arch::TensorKind> =
-        arch::TensorKind::ALL.into_iter().filter(|k| a.tensors.iter().any(|t| t.kind == *k)).collect();
+    let present: Vec<arch::TensorKind> = arch::TensorKind::ALL
+        .into_iter()
+        .filter(|k| a.tensors.iter().any(|t| t.kind == *k))
+        .collect();
     for kind in present {
         let hidden = settings.hidden_kinds.contains(&kind);
         ui.horizontal(|ui| {
             let (rect, response) = ui.allocate_exact_size(egui::vec2(14.0, 14.0), egui::Sense::click());
-            let color = if hidden { egui::Color32::from_gray(60) } else { kind_color32(kind) };
+            let color = if hidden {
+                egui::Color32::from_gray(60)
+            } else {
+                kind_color32(kind)
+            };
             ui.painter().rect_filled(rect, 2.0, color);
-            let text = if hidden { egui::RichText::new(kind.label()).strikethrough().weak() } else { egui::RichText::new(kind.label()) };
+            let text = if hidden {
+                egui::RichText::new(kind.label()).strikethrough().weak()
+            } else {
+                egui::RichText::new(kind.label())
+            };
             if response.clicked() || ui.add(egui::Label::new(text).sense(egui::Sense::click())).clicked() {
                 if hidden {
                     settings.hidden_kinds.remove(&kind);
@@ -178,7 +220,10 @@ fn view_settings(ui: &mut egui::Ui, p: &mut PanelParams) {
         p.settings.lod = lod;
     }
     ui.small(if p.fly.active {
-        format!("Fly mode (F to leave): WASD move, Q/E down/up, drag to look, wheel speed ({:.1}/s)", p.fly.speed)
+        format!(
+            "Fly mode (F to leave): WASD move, Q/E down/up, drag to look, wheel speed ({:.1}/s)",
+            p.fly.speed
+        )
     } else {
         "Orbit: drag, right-drag pans, wheel zooms. F fly mode, Home frames all, double-click a cube to glide there."
             .to_string()

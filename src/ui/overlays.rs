@@ -24,19 +24,35 @@ pub(super) fn show(ctx: &egui::Context, p: &mut OverlayParams, hovered: Option<E
         && let Ok((t, parent)) = p.tensors.get(hovered)
     {
         let total = current.arch.total_params().max(1);
-        let layer = p.layers.get(parent.parent()).map(|l| l.label.clone()).unwrap_or_default();
-        egui::Tooltip::always_open(ctx.clone(), egui::LayerId::background(), egui::Id::new("cube_tooltip"), egui::PopupAnchor::Pointer)
-            .show(|ui| {
-                ui.strong(&t.name);
-                ui.label(format!("{layer} · {}", if t.buffer { "buffer (not counted)" } else { t.kind.label() }));
-                ui.label(format!("shape {:?} · {}", t.shape, t.dtype));
-                ui.label(format!(
-                    "{} params ({}) · {:.3}% of the model",
-                    group_digits(t.params),
-                    human(t.params),
-                    100.0 * t.params as f64 / total as f64
-                ));
-            });
+        let layer = p
+            .layers
+            .get(parent.parent())
+            .map(|l| l.label.clone())
+            .unwrap_or_default();
+        egui::Tooltip::always_open(
+            ctx.clone(),
+            egui::LayerId::background(),
+            egui::Id::new("cube_tooltip"),
+            egui::PopupAnchor::Pointer,
+        )
+        .show(|ui| {
+            ui.strong(&t.name);
+            ui.label(format!(
+                "{layer} · {}",
+                if t.buffer {
+                    "buffer (not counted)"
+                } else {
+                    t.kind.label()
+                }
+            ));
+            ui.label(format!("shape {:?} · {}", t.shape, t.dtype));
+            ui.label(format!(
+                "{} params ({}) · {:.3}% of the model",
+                group_digits(t.params),
+                human(t.params),
+                100.0 * t.params as f64 / total as f64
+            ));
+        });
     }
     if let Some(loading) = &p.loading {
         egui::Window::new("Loading")
@@ -46,7 +62,11 @@ pub(super) fn show(ctx: &egui::Context, p: &mut OverlayParams, hovered: Option<E
             .show(ctx, |ui| {
                 ui.horizontal(|ui| {
                     ui.spinner();
-                    ui.label(format!("Reading {} (headers and config only)… {:.1} s", loading.what, loading.started.elapsed().as_secs_f32()));
+                    ui.label(format!(
+                        "Reading {} (headers and config only)… {:.1} s",
+                        loading.what,
+                        loading.started.elapsed().as_secs_f32()
+                    ));
                 });
             });
     }

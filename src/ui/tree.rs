@@ -29,7 +29,11 @@ pub fn matches(name: &str, search: &str) -> bool {
 pub(super) fn show(ui: &mut egui::Ui, state: &mut UiState, p: &mut TreeParams) {
     ui.horizontal(|ui| {
         ui.label("Search");
-        ui.add(egui::TextEdit::singleline(&mut state.search).hint_text("mlp, layers.3, q_proj").desired_width(170.0));
+        ui.add(
+            egui::TextEdit::singleline(&mut state.search)
+                .hint_text("mlp, layers.3, q_proj")
+                .desired_width(170.0),
+        );
     });
     let mut layers: Vec<_> = p.layers.iter().collect();
     layers.sort_by_key(|(_, l, _)| l.group);
@@ -63,13 +67,19 @@ pub(super) fn show(ui: &mut egui::Ui, state: &mut UiState, p: &mut TreeParams) {
                             ));
                             if label.clicked() {
                                 p.highlight.selected = Some(e);
-                                p.focus.write(FocusOn { center: cube.center, size: cube.size });
+                                p.focus.write(FocusOn {
+                                    center: cube.center,
+                                    size: cube.size,
+                                });
                             }
                         });
                     }
                 });
             if response.header_response.double_clicked() {
-                p.focus.write(FocusOn { center: layer.center, size: layer.block_size });
+                p.focus.write(FocusOn {
+                    center: layer.center,
+                    size: layer.block_size,
+                });
             }
         }
     });

@@ -2,6 +2,8 @@
 
 mod arch_fixtures;
 mod cli;
+mod ecs;
 mod hub;
 mod local_sources;
+mod rendering;
 mod support;

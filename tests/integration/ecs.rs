@@ -1,0 +1,147 @@
+//! The scene as ECS, without a renderer: `MinimalPlugins` + the scene plugin.
+//! Entity counts equal tensor counts, switching models leaves no orphans, a
+//! failed load keeps the app (and the old model) alive, hidden kinds leave the
+//! instance buffer.
+
+use bevy::prelude::*;
+use bevy::state::app::StatesPlugin;
+use tensorcity::arch::{LoadOptions, ModelRef, TensorKind, catalogue_entry};
+use tensorcity::layout::spawn::{Layer, ModelRoot, Tensor};
+use tensorcity::model::{CurrentModel, LoadError, LoadModel, Loading, ViewSettings};
+use tensorcity::render::{CubeBatch, CubeInstances};
+use tensorcity::{AppState, ScenePlugin};
+
+fn app() -> App {
+    let mut app = App::new();
+    app.add_plugins((MinimalPlugins, StatesPlugin, ScenePlugin));
+    app
+}
+
+/// Sends a load request and runs frames until the background task finishes.
+fn load(app: &mut App, id: &str) {
+    let model = if id.starts_with('/') {
+        ModelRef::parse(id)
+    } else {
+        ModelRef::Id(id.to_string())
+    };
+    app.world_mut().write_message(LoadModel {
+        model,
+        options: LoadOptions {
+            catalogue_only: true,
+            ..Default::default()
+        },
+    });
+    app.update();
+    assert!(
+        app.world().contains_resource::<Loading>(),
+        "the request started a background load"
+    );
+    for _ in 0..5000 {
+        app.update();
+        if !app.world().contains_resource::<Loading>() {
+            // Let the state transition and the spawn commands apply.
+            app.update();
+            app.update();
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    panic!("load of {id} did not finish");
+}
+
+fn count<C: Component>(app: &mut App) -> usize {
+    app.world_mut().query::<&C>().iter(app.world()).count()
+}
+
+/// Every tensor hangs under a layer, every layer under the one root.
+fn assert_no_orphans(app: &mut App) {
+    let world = app.world_mut();
+    let roots: Vec<Entity> = world.query_filtered::<Entity, With<ModelRoot>>().iter(world).collect();
+    assert_eq!(roots.len(), 1);
+    let layers: Vec<(Entity, Entity)> = world
+        .query_filtered::<(Entity, &ChildOf), With<Layer>>()
+        .iter(world)
+        .map(|(e, c)| (e, c.parent()))
+        .collect();
+    assert!(layers.iter().all(|(_, p)| *p == roots[0]));
+    let layer_ids: std::collections::HashSet<Entity> = layers.iter().map(|(e, _)| *e).collect();
+    let tensor_parents: Vec<Entity> = world
+        .query_filtered::<&ChildOf, With<Tensor>>()
+        .iter(world)
+        .map(|c| c.parent())
+        .collect();
+    assert!(tensor_parents.iter().all(|p| layer_ids.contains(p)));
+    // Nothing else is left besides root, layers, tensors and the persistent cube batch.
+    let names = world.query::<&Name>().iter(world).count();
+    assert_eq!(names, 1 + layers.len() + tensor_parents.len() + 1);
+}
+
+#[test]
+fn entity_counts_equal_tensor_counts_and_switching_leaves_no_orphans() {
+    let mut app = app();
+    load(&mut app, "gpt2");
+    let gpt2 = catalogue_entry("gpt2").unwrap().architecture().unwrap();
+    assert_eq!(count::<Tensor>(&mut app), gpt2.tensors.len());
+    assert_eq!(count::<Layer>(&mut app), 12 + 2);
+    assert_no_orphans(&mut app);
+
+    load(&mut app, "mistralai/Mixtral-8x7B-v0.1");
+    let mixtral = catalogue_entry("mistralai/Mixtral-8x7B-v0.1")
+        .unwrap()
+        .architecture()
+        .unwrap();
+    assert_eq!(count::<Tensor>(&mut app), mixtral.tensors.len());
+    assert_eq!(count::<Layer>(&mut app), 32 + 2);
+    assert_no_orphans(&mut app);
+    assert!(
+        app.world_mut()
+            .query::<&Tensor>()
+            .iter(app.world())
+            .all(|t| !t.name.starts_with("h."))
+    );
+
+    // Switching layout respawns in place.
+    app.world_mut().resource_mut::<ViewSettings>().layout = tensorcity::layout::LayoutKind::Floors;
+    app.update();
+    app.update();
+    assert_eq!(count::<Tensor>(&mut app), mixtral.tensors.len());
+    assert_no_orphans(&mut app);
+}
+
+#[test]
+fn a_failed_load_keeps_the_app_and_the_old_model() {
+    let mut app = app();
+    load(&mut app, "gpt2");
+    load(&mut app, "/definitely/not/here/model.safetensors");
+    assert_eq!(*app.world().resource::<State<AppState>>().get(), AppState::Error);
+    let error = app.world().resource::<LoadError>().0.clone();
+    assert!(error.contains("no such file"), "{error}");
+    assert_eq!(app.world().resource::<CurrentModel>().arch.name, "gpt2");
+    assert_eq!(count::<Tensor>(&mut app), 160);
+    // And a good load afterwards recovers.
+    load(&mut app, "bert-base-uncased");
+    assert_eq!(*app.world().resource::<State<AppState>>().get(), AppState::Ready);
+    assert!(!app.world().contains_resource::<LoadError>());
+}
+
+#[test]
+fn instance_buffer_follows_visibility() {
+    let mut app = app();
+    load(&mut app, "gpt2");
+    app.update();
+    let drawn = |app: &mut App| {
+        app.world_mut()
+            .query_filtered::<&CubeInstances, With<CubeBatch>>()
+            .single(app.world())
+            .unwrap()
+            .len()
+    };
+    // No camera: every layer stays detailed, one instance per tensor.
+    assert_eq!(drawn(&mut app), 160);
+    app.world_mut()
+        .resource_mut::<ViewSettings>()
+        .hidden_kinds
+        .insert(TensorKind::Norm);
+    app.update();
+    assert_eq!(drawn(&mut app), 160 - 50);
+}

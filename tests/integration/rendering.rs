@@ -1,0 +1,182 @@
+//! Real pixels: `tensorcity render` headless (Mesa's software Vulkan in CI) and
+//! the windowed viewer under Xvfb driven by a frame script. Small sizes, few
+//! frames.
+
+use std::path::Path;
+use std::process::Command;
+
+use tensorcity::arch::{TensorKind, kind_color};
+
+/// Hue in degrees and saturation of an sRGB pixel.
+fn hue_sat(p: &[u8]) -> (f32, f32) {
+    let [r, g, b] = [p[0], p[1], p[2]].map(|c| c as f32 / 255.0);
+    let (max, min) = (r.max(g).max(b), r.min(g).min(b));
+    let d = max - min;
+    if d < 1e-6 {
+        return (0.0, 0.0);
+    }
+    let h = if max == r {
+        60.0 * (((g - b) / d).rem_euclid(6.0))
+    } else if max == g {
+        60.0 * ((b - r) / d + 2.0)
+    } else {
+        60.0 * ((r - g) / d + 4.0)
+    };
+    (h, d / max)
+}
+
+fn hue_of_kind(kind: TensorKind) -> f32 {
+    let c = kind_color(kind);
+    hue_sat(&[(c >> 16) as u8, (c >> 8) as u8, c as u8]).0
+}
+
+fn hue_distance(a: f32, b: f32) -> f32 {
+    let d = (a - b).abs() % 360.0;
+    d.min(360.0 - d)
+}
+
+/// Share of saturated pixels nearest (by hue) to each kind's palette hue.
+fn kind_shares(png: &Path, kinds: &[TensorKind]) -> (Vec<f32>, f32) {
+    let img = image::open(png).unwrap().to_rgb8();
+    let total = (img.width() * img.height()) as f32;
+    let mut counts = vec![0usize; kinds.len()];
+    let mut coloured = 0usize;
+    for p in img.pixels() {
+        let (h, s) = hue_sat(&p.0);
+        if s < 0.35 || p.0.iter().all(|&c| c < 40) {
+            continue;
+        }
+        coloured += 1;
+        let nearest = (0..kinds.len())
+            .min_by(|&a, &b| hue_distance(h, hue_of_kind(kinds[a])).total_cmp(&hue_distance(h, hue_of_kind(kinds[b]))));
+        if let Some(i) = nearest {
+            counts[i] += 1;
+        }
+    }
+    let shares = counts.iter().map(|&c| c as f32 / coloured.max(1) as f32).collect();
+    (shares, coloured as f32 / total)
+}
+
+#[test]
+fn headless_render_draws_the_kind_colours() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("shot.png");
+    let status = Command::new(env!("CARGO_BIN_EXE_tensorcity"))
+        .args([
+            "render",
+            "gpt2",
+            "--catalogue",
+            "--layout",
+            "floors",
+            "--size",
+            "320x240",
+            "--out",
+        ])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
+    let kinds = [
+        TensorKind::Embedding,
+        TensorKind::AttentionQkv,
+        TensorKind::AttentionOutput,
+        TensorKind::MlpUp,
+        TensorKind::MlpDown,
+    ];
+    let (shares, coloured) = kind_shares(&out, &kinds);
+    assert!(
+        coloured > 0.03,
+        "only {:.1}% of the picture is coloured",
+        coloured * 100.0
+    );
+    for (kind, share) in kinds.iter().zip(&shares) {
+        assert!(
+            *share > 0.02,
+            "{kind:?} covers only {:.1}% of the coloured pixels: {shares:?}",
+            share * 100.0
+        );
+    }
+    // The 12 MLP-up cubes (2.4M params each) outweigh the single position embedding... and
+    // MLP up + down + qkv together dominate the picture, as they dominate the parameters.
+    assert!(shares[1] + shares[3] + shares[4] > 0.5, "{shares:?}");
+}
+
+#[test]
+fn render_rejects_bad_requests_before_rendering() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        let o = Command::new(env!("CARGO_BIN_EXE_tensorcity"))
+            .args(args)
+            .output()
+            .unwrap();
+        (o.status.code(), String::from_utf8_lossy(&o.stderr).into_owned())
+    };
+    let jpg = tmp.path().join("x.jpg");
+    let (code, err) = run(&["render", "gpt2", "--catalogue", "--out", jpg.to_str().unwrap()]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("unsupported output type `.jpg`"), "{err}");
+    let (code, err) = run(&["render", "gpt2", "--catalogue", "--out", "/nonexistent-dir/x.png"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("does not exist"), "{err}");
+    let (code, err) = run(&["render", "gpt2", "--catalogue", "--size", "99999x10", "--out", "x.png"]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("WIDTHxHEIGHT"), "{err}");
+    let (code, err) = run(&[
+        "render",
+        "nope/nope",
+        "--catalogue",
+        "--out",
+        tmp.path().join("y.png").to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("catalogue"), "{err}");
+}
+
+#[test]
+fn windowed_viewer_under_xvfb_orbits_focuses_and_screenshots() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b, c) = (
+        tmp.path().join("a.png"),
+        tmp.path().join("b.png"),
+        tmp.path().join("c.png"),
+    );
+    let script = tmp.path().join("demo.script");
+    std::fs::write(
+        &script,
+        format!(
+            "wait-ready\nscreenshot {}\norbit 150 30\nframes 30\nscreenshot {}\nfocus h.5.mlp.c_fc.weight\nframes 40\nscreenshot {}\nexit\n",
+            a.display(),
+            b.display(),
+            c.display()
+        ),
+    )
+    .unwrap();
+    let out = Command::new("xvfb-run")
+        .args(["-a", "-s", "-screen 0 800x600x24"])
+        .arg(env!("CARGO_BIN_EXE_tensorcity"))
+        .args(["view", "gpt2", "--catalogue", "--size", "800x600", "--script"])
+        .arg(&script)
+        .output()
+        .expect("xvfb-run is installed by .ci/setup");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let load = |p: &Path| {
+        image::open(p)
+            .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+            .to_rgb8()
+    };
+    let (ia, ib, ic) = (load(&a), load(&b), load(&c));
+    assert_eq!(ia.dimensions(), (800, 600));
+    let differ = |x: &image::RgbImage, y: &image::RgbImage| x.pixels().zip(y.pixels()).filter(|(p, q)| p != q).count();
+    assert!(differ(&ia, &ib) > 1000, "orbiting changed the view");
+    assert!(differ(&ib, &ic) > 1000, "focusing changed the view");
+    // The focused MLP-up cube fills much of the 3D view: lots of its orange.
+    let orange = hue_of_kind(TensorKind::MlpUp);
+    let near = ic
+        .pixels()
+        .filter(|p| hue_sat(&p.0).1 > 0.4 && hue_distance(hue_sat(&p.0).0, orange) < 12.0)
+        .count();
+    assert!(
+        near > 5000,
+        "only {near} orange pixels after focusing the MLP-up tensor"
+    );
+}
