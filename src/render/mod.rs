@@ -14,11 +14,21 @@ use crate::arch::{TensorKind, hex_to_rgb, kind_color};
 use crate::layout::spawn::{Cube, Layer, LayerLod, Tensor};
 use crate::model::ViewSettings;
 
+/// Cube drawing on its own (the batch entity, instance rebuilds, the pipeline),
+/// for benchmarks and tools that place instances themselves.
+pub struct CubeRenderPlugin;
+
+impl Plugin for CubeRenderPlugin {
+    fn build(&self, app: &mut App) {
+        app.add_plugins(instancing::CubeInstancingPlugin)
+            .insert_resource(ClearColor(BACKGROUND))
+            .add_systems(Startup, spawn_batch);
+    }
+}
+
 pub(crate) fn plugin(app: &mut App) {
-    app.add_plugins(instancing::CubeInstancingPlugin)
+    app.add_plugins(CubeRenderPlugin)
         .init_resource::<Highlight>()
-        .insert_resource(ClearColor(BACKGROUND))
-        .add_systems(Startup, spawn_batch)
         .add_systems(Update, rebuild_instances.in_set(AppSystems::Render));
 }
 

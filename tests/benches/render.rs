@@ -1,0 +1,215 @@
+//! Rendering benchmark (`cargo bench --bench render`), headless on whatever
+//! adapter wgpu finds (Mesa's software Vulkan here):
+//!
+//! - frame time for 10k / 100k / 1M cubes drawn by the instanced pipeline, and
+//!   the same cubes as one entity each (shared mesh, 16 shared materials: Bevy's
+//!   automatic batching);
+//! - time from launch to the first drawn frame for the Llama-3.1-405B catalogue
+//!   model (load + layout + pipeline compilation);
+//! - peak memory (VmHWM) of each scenario, each run in its own process.
+//!
+//! Usage: `cargo bench --bench render [-- --sizes 10000,100000 --frames 20]`.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use bevy::app::ScheduleRunnerPlugin;
+use bevy::camera::RenderTarget;
+use bevy::core_pipeline::tonemapping::Tonemapping;
+use bevy::prelude::*;
+use bevy::render::render_resource::{TextureFormat, TextureUsages};
+use bevy::render::view::NoIndirectDrawing;
+use bevy::window::ExitCondition;
+use bevy::winit::WinitPlugin;
+use tensorcity::arch::{CubeScale, LoadOptions, ModelRef, TensorKind};
+use tensorcity::camera::math::{frame_bounds_at, orbit_transform};
+use tensorcity::layout::{Bounds, LayoutKind};
+use tensorcity::model::{CurrentModel, ViewSettings, load_and_layout};
+use tensorcity::render::{CubeBatch, CubeInstance, CubeInstances, cube_draws, kind_linear};
+
+const SIZE: (u32, u32) = (960, 540);
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--scenario") {
+        // Child process: run one scenario and print its result line.
+        let scenario = args.get(i + 1).map(String::as_str).unwrap_or("");
+        let n: usize = args.get(i + 2).and_then(|s| s.parse().ok()).unwrap_or(0);
+        let frames: usize = args.get(i + 3).and_then(|s| s.parse().ok()).unwrap_or(20);
+        run_scenario(scenario, n, frames);
+        return;
+    }
+    let flag = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
+    let sizes: Vec<usize> = flag("--sizes")
+        .map(|s| s.split(',').filter_map(|x| x.parse().ok()).collect())
+        .unwrap_or_else(|| vec![10_000, 100_000, 1_000_000]);
+    let frames = flag("--frames").unwrap_or_else(|| "20".into());
+    let exe = std::env::current_exe().expect("own path");
+    println!("scenario              cubes   frame ms (mean)  frame ms (min)  peak MiB");
+    let run = |scenario: &str, n: usize| {
+        let out = Command::new(&exe).args(["--scenario", scenario, &n.to_string(), &frames]).output().expect("child");
+        let text = String::from_utf8_lossy(&out.stdout);
+        match text.lines().find(|l| l.starts_with("RESULT")) {
+            Some(line) => println!("{}", &line[7..]),
+            None => println!("{scenario:<20} {n:>8}  failed: {}", String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("")),
+        }
+    };
+    for &n in &sizes {
+        run("instanced", n);
+        run("entities", n);
+    }
+    run("first-frame-405b", 0);
+}
+
+fn peak_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM")).map(|l| l.to_string()))
+        .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse::<f64>().ok()))
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+/// A windowless app; `plugins` are added before the renderer is initialised.
+fn headless_app(plugins: impl FnOnce(&mut App)) -> App {
+    let mut app = App::new();
+    app.add_plugins(
+        DefaultPlugins
+            .set(WindowPlugin { primary_window: None, exit_condition: ExitCondition::DontExit, ..default() })
+            .disable::<WinitPlugin>(),
+    )
+    .add_plugins(ScheduleRunnerPlugin::run_loop(Duration::ZERO));
+    plugins(&mut app);
+    app.finish();
+    app.cleanup();
+    app
+}
+
+fn spawn_camera(app: &mut App, bounds: &Bounds) {
+    let world = app.world_mut();
+    let mut image = Image::new_target_texture(SIZE.0, SIZE.1, TextureFormat::Rgba8UnormSrgb, None);
+    image.texture_descriptor.usage |= TextureUsages::COPY_SRC;
+    let handle = world.resource_mut::<Assets<Image>>().add(image);
+    let view = frame_bounds_at(bounds, SIZE.0 as f32 / SIZE.1 as f32, 0.6, 0.35);
+    world.spawn((Camera3d::default(), RenderTarget::Image(handle.into()), Tonemapping::None, orbit_transform(view), NoIndirectDrawing));
+}
+
+/// `n` cubes on a jittered grid, coloured by cycling kinds.
+fn grid(n: usize) -> (Vec<([f32; 3], f32, TensorKind)>, Bounds) {
+    let side = (n as f32).cbrt().ceil() as usize;
+    let mut cubes = Vec::with_capacity(n);
+    let mut bounds = Bounds::EMPTY;
+    for i in 0..n {
+        let (x, y, z) = (i % side, (i / side) % side, i / (side * side));
+        let c = [x as f32 * 2.0, y as f32 * 2.0, z as f32 * 2.0];
+        let size = 0.5 + (i % 7) as f32 * 0.2;
+        bounds = bounds.union(Bounds::around(c, size));
+        cubes.push((c, size, TensorKind::ALL[i % 16]));
+    }
+    (cubes, bounds)
+}
+
+/// Runs frames until cubes have been drawn (pipelines compiled), then times `frames` updates.
+fn time_frames(app: &mut App, frames: usize, ready: impl Fn() -> bool) -> (f64, f64) {
+    let start = Instant::now();
+    while !ready() && start.elapsed() < Duration::from_secs(600) {
+        app.update();
+    }
+    for _ in 0..3 {
+        app.update();
+    }
+    let mut times = Vec::with_capacity(frames);
+    for _ in 0..frames {
+        let t = Instant::now();
+        app.update();
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    // Bevy's render error handler asks the app to quit on a wgpu validation error:
+    // frames after that draw nothing, so they are not a measurement.
+    if app.should_exit().is_some() {
+        return (f64::NAN, f64::NAN);
+    }
+    let mean = times.iter().sum::<f64>() / times.len().max(1) as f64;
+    let min = times.iter().copied().fold(f64::INFINITY, f64::min);
+    (mean, min)
+}
+
+fn run_scenario(scenario: &str, n: usize, frames: usize) {
+    match scenario {
+        "instanced" => {
+            let mut app = headless_app(|app| {
+                app.add_plugins(tensorcity::render::CubeRenderPlugin);
+            });
+            let (cubes, bounds) = grid(n);
+            let data: Vec<CubeInstance> = cubes
+                .iter()
+                .map(|(c, s, k)| {
+                    let rgb = kind_linear(*k);
+                    CubeInstance { pos_size: [c[0], c[1], c[2], *s], color: [rgb[0], rgb[1], rgb[2], 0.0] }
+                })
+                .collect();
+            app.update(); // spawns the batch entity
+            let world = app.world_mut();
+            let mut q = world.query_filtered::<&mut CubeInstances, With<CubeBatch>>();
+            if let Ok(mut instances) = q.single_mut(world) {
+                instances.set(data);
+            }
+            spawn_camera(&mut app, &bounds);
+            let base = cube_draws();
+            let (mean, min) = time_frames(&mut app, frames, || cube_draws() > base);
+            println!("RESULT {scenario:<20} {n:>8}  {mean:>15.1}  {min:>14.1}  {:>8.0}", peak_mib());
+        }
+        "entities" => {
+            let mut app = headless_app(|_| {});
+            let (cubes, bounds) = grid(n);
+            let world = app.world_mut();
+            let mesh = world.resource_mut::<Assets<Mesh>>().add(Cuboid::new(1.0, 1.0, 1.0));
+            let materials: Vec<Handle<StandardMaterial>> = TensorKind::ALL
+                .iter()
+                .map(|&k| {
+                    let rgb = kind_linear(k);
+                    world.resource_mut::<Assets<StandardMaterial>>().add(StandardMaterial {
+                        base_color: Color::linear_rgb(rgb[0], rgb[1], rgb[2]),
+                        unlit: true,
+                        ..default()
+                    })
+                })
+                .collect();
+            world.spawn_batch(cubes.iter().enumerate().map(|(i, (c, s, _))| {
+                (Mesh3d(mesh.clone()), MeshMaterial3d(materials[i % 16].clone()), Transform::from_translation(Vec3::from(*c)).with_scale(Vec3::splat(*s)))
+            }));
+            spawn_camera(&mut app, &bounds);
+            // No draw counter for Bevy's own pipeline: warm up with a fixed number of frames.
+            let warm = std::cell::Cell::new(0);
+            let (mean, min) = time_frames(&mut app, frames, || {
+                warm.set(warm.get() + 1);
+                warm.get() > 40
+            });
+            if mean.is_nan() {
+                println!("RESULT {scenario:<20} {n:>8}  renderer stopped: wgpu validation error (buffers over the adapter's limits)  {:>8.0}", peak_mib());
+            } else {
+                println!("RESULT {scenario:<20} {n:>8}  {mean:>15.1}  {min:>14.1}  {:>8.0}", peak_mib());
+            }
+        }
+        "first-frame-405b" => {
+            let launch = Instant::now();
+            let model = ModelRef::Id("meta-llama/Llama-3.1-405B".into());
+            let options = LoadOptions { catalogue_only: true, ..Default::default() };
+            let (arch, layout) = load_and_layout(&model, &options, LayoutKind::Floors, CubeScale::Relative).expect("catalogue");
+            let tensors = arch.tensors.len();
+            let bounds = layout.bounds;
+            let mut app = headless_app(|app| {
+                app.add_plugins(tensorcity::ScenePlugin)
+                    .insert_resource(ViewSettings { layout: LayoutKind::Floors, lod: false, ..default() })
+                    .insert_resource(CurrentModel { arch: arch.into(), layout: layout.into(), request: model });
+            });
+            spawn_camera(&mut app, &bounds);
+            let base = cube_draws();
+            while cube_draws() == base && launch.elapsed() < Duration::from_secs(600) {
+                app.update();
+            }
+            let first = launch.elapsed().as_secs_f64() * 1e3;
+            println!("RESULT {:<20} {tensors:>8}  first frame {first:.0} ms (launch to first drawn frame)  {:>8.0}", scenario, peak_mib());
+        }
+        other => eprintln!("unknown scenario {other}"),
+    }
+}
