@@ -26,6 +26,8 @@ use crate::render::{BACKGROUND, cube_draws};
 
 /// Largest image edge we accept (the common GPU texture limit).
 pub const MAX_EDGE: u32 = 8192;
+/// Screenshots that may come back showing only background before we believe it.
+const EMPTY_TRIES: u32 = 40;
 /// Frames to wait for pipelines to compile before giving up.
 const MAX_FRAMES: u32 = 3000;
 
@@ -227,6 +229,7 @@ pub fn render(job: RenderJob) -> anyhow::Result<()> {
         frames: 0,
         pending: false,
         draws_at_start: None,
+        captures: 0,
         result: result.clone(),
     })
     .add_systems(Startup, spawn_still_camera)
@@ -249,6 +252,7 @@ struct Still {
     frames: u32,
     pending: bool,
     draws_at_start: Option<u64>,
+    captures: u32,
     result: Arc<Mutex<Option<Result<(), String>>>>,
 }
 
@@ -303,10 +307,16 @@ fn capture_when_rendered(
     commands.spawn(Screenshot::image(target.0.clone())).observe(
         move |captured: On<ScreenshotCaptured>, mut still: ResMut<Still>| {
             still.pending = false;
+            still.captures += 1;
             if !is_rendered(&captured.image) {
                 return;
             }
+            // The first drawn frames can still come back empty while the target settles;
+            // only after many tries is an empty picture what the camera really sees.
             if !shows_scene(&captured.image) {
+                if still.captures < EMPTY_TRIES {
+                    return;
+                }
                 warn!("the camera sees no cubes; saving the empty frame anyway");
             }
             let saved = save_png(&captured.image, &out);

@@ -3,7 +3,7 @@
 //! `#` starts a comment:
 //!
 //! ```text
-//! wait-ready              # model loaded and cubes actually drawn
+//! wait-ready              # model loaded and cubes actually drawn (or the load failed)
 //! frames 30               # let 30 frames pass
 //! orbit 120 25            # glide to yaw 120°, pitch 25°
 //! zoom 0.5                # half the current distance
@@ -143,8 +143,15 @@ fn run_script(
     };
     match step {
         Step::WaitReady => {
-            if *state.get() != AppState::Ready {
-                return;
+            match state.get() {
+                AppState::Loading => return,
+                // A failed load shows the error panel; let the script go on (and screenshot it).
+                AppState::Error => {
+                    script.frames_left = 10;
+                    script.next += 1;
+                    return;
+                }
+                AppState::Ready => {}
             }
             // Ready means loaded; wait until the cubes have really been drawn a few times.
             let base = *script.draws_at_ready.get_or_insert(cube_draws());

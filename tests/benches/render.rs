@@ -39,7 +39,12 @@ fn main() {
         run_scenario(scenario, n, frames);
         return;
     }
-    let flag = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
+    let flag = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
     let sizes: Vec<usize> = flag("--sizes")
         .map(|s| s.split(',').filter_map(|x| x.parse().ok()).collect())
         .unwrap_or_else(|| vec![10_000, 100_000, 1_000_000]);
@@ -47,11 +52,17 @@ fn main() {
     let exe = std::env::current_exe().expect("own path");
     println!("scenario              cubes   frame ms (mean)  frame ms (min)  peak MiB");
     let run = |scenario: &str, n: usize| {
-        let out = Command::new(&exe).args(["--scenario", scenario, &n.to_string(), &frames]).output().expect("child");
+        let out = Command::new(&exe)
+            .args(["--scenario", scenario, &n.to_string(), &frames])
+            .output()
+            .expect("child");
         let text = String::from_utf8_lossy(&out.stdout);
         match text.lines().find(|l| l.starts_with("RESULT")) {
             Some(line) => println!("{}", &line[7..]),
-            None => println!("{scenario:<20} {n:>8}  failed: {}", String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("")),
+            None => println!(
+                "{scenario:<20} {n:>8}  failed: {}",
+                String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("")
+            ),
         }
     };
     for &n in &sizes {
@@ -74,7 +85,11 @@ fn headless_app(plugins: impl FnOnce(&mut App)) -> App {
     let mut app = App::new();
     app.add_plugins(
         DefaultPlugins
-            .set(WindowPlugin { primary_window: None, exit_condition: ExitCondition::DontExit, ..default() })
+            .set(WindowPlugin {
+                primary_window: None,
+                exit_condition: ExitCondition::DontExit,
+                ..default()
+            })
             .disable::<WinitPlugin>(),
     )
     .add_plugins(ScheduleRunnerPlugin::run_loop(Duration::ZERO));
@@ -90,7 +105,13 @@ fn spawn_camera(app: &mut App, bounds: &Bounds) {
     image.texture_descriptor.usage |= TextureUsages::COPY_SRC;
     let handle = world.resource_mut::<Assets<Image>>().add(image);
     let view = frame_bounds_at(bounds, SIZE.0 as f32 / SIZE.1 as f32, 0.6, 0.35);
-    world.spawn((Camera3d::default(), RenderTarget::Image(handle.into()), Tonemapping::None, orbit_transform(view), NoIndirectDrawing));
+    world.spawn((
+        Camera3d::default(),
+        RenderTarget::Image(handle.into()),
+        Tonemapping::None,
+        orbit_transform(view),
+        NoIndirectDrawing,
+    ));
 }
 
 /// `n` cubes on a jittered grid, coloured by cycling kinds.
@@ -144,7 +165,10 @@ fn run_scenario(scenario: &str, n: usize, frames: usize) {
                 .iter()
                 .map(|(c, s, k)| {
                     let rgb = kind_linear(*k);
-                    CubeInstance { pos_size: [c[0], c[1], c[2], *s], color: [rgb[0], rgb[1], rgb[2], 0.0] }
+                    CubeInstance {
+                        pos_size: [c[0], c[1], c[2], *s],
+                        color: [rgb[0], rgb[1], rgb[2], 0.0],
+                    }
                 })
                 .collect();
             app.update(); // spawns the batch entity
@@ -156,7 +180,10 @@ fn run_scenario(scenario: &str, n: usize, frames: usize) {
             spawn_camera(&mut app, &bounds);
             let base = cube_draws();
             let (mean, min) = time_frames(&mut app, frames, || cube_draws() > base);
-            println!("RESULT {scenario:<20} {n:>8}  {mean:>15.1}  {min:>14.1}  {:>8.0}", peak_mib());
+            println!(
+                "RESULT {scenario:<20} {n:>8}  {mean:>15.1}  {min:>14.1}  {:>8.0}",
+                peak_mib()
+            );
         }
         "entities" => {
             let mut app = headless_app(|_| {});
@@ -175,7 +202,11 @@ fn run_scenario(scenario: &str, n: usize, frames: usize) {
                 })
                 .collect();
             world.spawn_batch(cubes.iter().enumerate().map(|(i, (c, s, _))| {
-                (Mesh3d(mesh.clone()), MeshMaterial3d(materials[i % 16].clone()), Transform::from_translation(Vec3::from(*c)).with_scale(Vec3::splat(*s)))
+                (
+                    Mesh3d(mesh.clone()),
+                    MeshMaterial3d(materials[i % 16].clone()),
+                    Transform::from_translation(Vec3::from(*c)).with_scale(Vec3::splat(*s)),
+                )
             }));
             spawn_camera(&mut app, &bounds);
             // No draw counter for Bevy's own pipeline: warm up with a fixed number of frames.
@@ -185,22 +216,40 @@ fn run_scenario(scenario: &str, n: usize, frames: usize) {
                 warm.get() > 40
             });
             if mean.is_nan() {
-                println!("RESULT {scenario:<20} {n:>8}  renderer stopped: wgpu validation error (buffers over the adapter's limits)  {:>8.0}", peak_mib());
+                println!(
+                    "RESULT {scenario:<20} {n:>8}  renderer stopped: wgpu validation error (buffers over the adapter's limits)  {:>8.0}",
+                    peak_mib()
+                );
             } else {
-                println!("RESULT {scenario:<20} {n:>8}  {mean:>15.1}  {min:>14.1}  {:>8.0}", peak_mib());
+                println!(
+                    "RESULT {scenario:<20} {n:>8}  {mean:>15.1}  {min:>14.1}  {:>8.0}",
+                    peak_mib()
+                );
             }
         }
         "first-frame-405b" => {
             let launch = Instant::now();
             let model = ModelRef::Id("meta-llama/Llama-3.1-405B".into());
-            let options = LoadOptions { catalogue_only: true, ..Default::default() };
-            let (arch, layout) = load_and_layout(&model, &options, LayoutKind::Floors, CubeScale::Relative).expect("catalogue");
+            let options = LoadOptions {
+                catalogue_only: true,
+                ..Default::default()
+            };
+            let (arch, layout) =
+                load_and_layout(&model, &options, LayoutKind::Floors, CubeScale::Relative).expect("catalogue");
             let tensors = arch.tensors.len();
             let bounds = layout.bounds;
             let mut app = headless_app(|app| {
                 app.add_plugins(tensorcity::ScenePlugin)
-                    .insert_resource(ViewSettings { layout: LayoutKind::Floors, lod: false, ..default() })
-                    .insert_resource(CurrentModel { arch: arch.into(), layout: layout.into(), request: model });
+                    .insert_resource(ViewSettings {
+                        layout: LayoutKind::Floors,
+                        lod: false,
+                        ..default()
+                    })
+                    .insert_resource(CurrentModel {
+                        arch: arch.into(),
+                        layout: layout.into(),
+                        request: model,
+                    });
             });
             spawn_camera(&mut app, &bounds);
             let base = cube_draws();
@@ -208,7 +257,11 @@ fn run_scenario(scenario: &str, n: usize, frames: usize) {
                 app.update();
             }
             let first = launch.elapsed().as_secs_f64() * 1e3;
-            println!("RESULT {:<20} {tensors:>8}  first frame {first:.0} ms (launch to first drawn frame)  {:>8.0}", scenario, peak_mib());
+            println!(
+                "RESULT {:<20} {tensors:>8}  first frame {first:.0} ms (launch to first drawn frame)  {:>8.0}",
+                scenario,
+                peak_mib()
+            );
         }
         other => eprintln!("unknown scenario {other}"),
     }

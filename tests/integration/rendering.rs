@@ -180,3 +180,34 @@ fn windowed_viewer_under_xvfb_orbits_focuses_and_screenshots() {
         "only {near} orange pixels after focusing the MLP-up tensor"
     );
 }
+
+#[test]
+fn windowed_viewer_shows_an_error_panel_for_a_bad_model_and_keeps_running() {
+    let tmp = tempfile::tempdir().unwrap();
+    let shot = tmp.path().join("error.png");
+    let script = tmp.path().join("error.script");
+    std::fs::write(&script, format!("wait-ready\nscreenshot {}\nexit\n", shot.display())).unwrap();
+    let bad = tmp.path().join("broken.safetensors");
+    std::fs::write(&bad, b"abc").unwrap();
+    let out = Command::new("xvfb-run")
+        .args(["-a", "-s", "-screen 0 800x600x24"])
+        .arg(env!("CARGO_BIN_EXE_tensorcity"))
+        .arg("view")
+        .arg(&bad)
+        .args(["--size", "800x600", "--script"])
+        .arg(&script)
+        .output()
+        .expect("xvfb-run is installed by .ci/setup");
+    assert!(
+        out.status.success(),
+        "the app survives a bad model: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let img = image::open(&shot).unwrap().to_rgb8();
+    // The error text is drawn in a light red.
+    let red = img
+        .pixels()
+        .filter(|p| p.0[0] > 200 && p.0[1] < 150 && p.0[2] < 150)
+        .count();
+    assert!(red > 200, "error panel text not found ({red} red pixels)");
+}
