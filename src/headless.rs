@@ -203,6 +203,40 @@ pub fn render(job: RenderJob) -> anyhow::Result<()> {
     };
     let result: Arc<Mutex<Option<Result<(), String>>>> = Arc::default();
 
+    let mut app = windowless_app();
+    app.add_plugins(crate::ScenePlugin)
+        .insert_resource(ViewSettings {
+            layout: job.layout,
+            scale: job.scale,
+            lod: false,
+            ..default()
+        })
+        .insert_resource(current)
+        .insert_resource(Still {
+            size: job.size,
+            view,
+            out: job.out.clone(),
+            frames: 0,
+            pending: false,
+            draws_at_start: None,
+            captures: 0,
+            result: result.clone(),
+        })
+        .add_systems(Startup, spawn_still_camera)
+        .add_systems(Update, capture_when_rendered);
+    app.run();
+
+    let outcome = result.lock().ok().and_then(|mut r| r.take());
+    match outcome {
+        Some(Ok(())) => Ok(()),
+        Some(Err(e)) => bail!(e),
+        None => bail!("rendering stopped before a frame was captured"),
+    }
+}
+
+/// Bevy's default plugins without a window or winit: frames run back to back
+/// until something sends `AppExit`. Shared with the benchmarks.
+pub fn windowless_app() -> App {
     let mut app = App::new();
     app.add_plugins(
         DefaultPlugins
@@ -213,35 +247,8 @@ pub fn render(job: RenderJob) -> anyhow::Result<()> {
             })
             .disable::<WinitPlugin>(),
     )
-    .add_plugins(ScheduleRunnerPlugin::run_loop(Duration::ZERO))
-    .add_plugins(crate::ScenePlugin)
-    .insert_resource(ViewSettings {
-        layout: job.layout,
-        scale: job.scale,
-        lod: false,
-        ..default()
-    })
-    .insert_resource(current)
-    .insert_resource(Still {
-        size: job.size,
-        view,
-        out: job.out.clone(),
-        frames: 0,
-        pending: false,
-        draws_at_start: None,
-        captures: 0,
-        result: result.clone(),
-    })
-    .add_systems(Startup, spawn_still_camera)
-    .add_systems(Update, capture_when_rendered);
-    app.run();
-
-    let outcome = result.lock().ok().and_then(|mut r| r.take());
-    match outcome {
-        Some(Ok(())) => Ok(()),
-        Some(Err(e)) => bail!(e),
-        None => bail!("rendering stopped before a frame was captured"),
-    }
+    .add_plugins(ScheduleRunnerPlugin::run_loop(Duration::ZERO));
+    app
 }
 
 #[derive(Resource)]

@@ -10,11 +10,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use hf_hub::{HFClient, HFError, split_id};
-use serde::Deserialize;
 
 use super::header::{parse_header, parse_header_prefix};
-use super::local::read_header_file;
-use super::{ArchError, Architecture, HeaderTensor, ModelConfig};
+use super::local::{read_config, read_header_file, read_index, shard_names};
+use super::{ArchError, Architecture, HeaderTensor};
 
 const INDEX_FILE: &str = "model.safetensors.index.json";
 const SINGLE_FILE: &str = "model.safetensors";
@@ -93,7 +92,7 @@ pub fn load(id: &str, opts: &HubOptions) -> Result<Architecture, HubFailure> {
         None => None,
     };
     let shards = match hub.file(INDEX_FILE)? {
-        Some(index) => shard_names(&index).map_err(HubFailure::Invalid)?,
+        Some(index) => shard_names(&read_index(&index).map_err(HubFailure::Invalid)?),
         None => vec![SINGLE_FILE.to_string()],
     };
     let mut rows = Vec::new();
@@ -258,28 +257,6 @@ fn build_client(opts: &HubOptions) -> Result<HFClient, HFError> {
         builder = builder.token(token.clone());
     }
     builder.build()
-}
-
-#[derive(Deserialize)]
-struct ShardIndex {
-    weight_map: std::collections::BTreeMap<String, String>,
-}
-
-fn shard_names(index: &Path) -> Result<Vec<String>, ArchError> {
-    let bytes = std::fs::read(index).map_err(|e| ArchError::io(index, e))?;
-    let parsed: ShardIndex = serde_json::from_slice(&bytes).map_err(|e| ArchError::BadIndex {
-        what: index.display().to_string(),
-        detail: e.to_string(),
-    })?;
-    let mut shards: Vec<String> = parsed.weight_map.into_values().collect();
-    shards.sort();
-    shards.dedup();
-    Ok(shards)
-}
-
-fn read_config(path: &Path) -> Result<ModelConfig, ArchError> {
-    let bytes = std::fs::read(path).map_err(|e| ArchError::io(path, e))?;
-    ModelConfig::from_json(&bytes, &path.display().to_string())
 }
 
 fn parse_cached(bytes: &[u8], path: &Path) -> Result<Vec<HeaderTensor>, ArchError> {

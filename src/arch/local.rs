@@ -81,23 +81,34 @@ pub fn load_folder(dir: &Path) -> Result<Architecture, ArchError> {
 }
 
 #[derive(Deserialize)]
-struct ShardIndex {
-    weight_map: std::collections::BTreeMap<String, String>,
+pub(crate) struct ShardIndex {
+    pub weight_map: std::collections::BTreeMap<String, String>,
+}
+
+/// Parses `model.safetensors.index.json`.
+pub(crate) fn read_index(index: &Path) -> Result<ShardIndex, ArchError> {
+    let text = std::fs::read(index).map_err(|e| ArchError::io(index, e))?;
+    serde_json::from_slice(&text).map_err(|e| ArchError::BadIndex {
+        what: index.display().to_string(),
+        detail: e.to_string(),
+    })
+}
+
+/// Shard file names of an index, sorted (the `-00001-of-000NN` numbering), unique.
+pub(crate) fn shard_names(index: &ShardIndex) -> Vec<String> {
+    let mut shards: Vec<String> = index.weight_map.values().cloned().collect();
+    shards.sort();
+    shards.dedup();
+    shards
 }
 
 /// Reads every shard an index names, in shard-name order (the `-00001-of-000NN`
 /// numbering), and checks the index and the headers agree.
 fn read_sharded(dir: &Path, index: &Path, notices: &mut Vec<String>) -> Result<Vec<HeaderTensor>, ArchError> {
-    let text = std::fs::read(index).map_err(|e| ArchError::io(index, e))?;
-    let parsed: ShardIndex = serde_json::from_slice(&text).map_err(|e| ArchError::BadIndex {
-        what: index.display().to_string(),
-        detail: e.to_string(),
-    })?;
-    let mut shards: Vec<&String> = parsed.weight_map.values().collect();
-    shards.sort();
-    shards.dedup();
+    let parsed = read_index(index)?;
+    let shards = shard_names(&parsed);
     let mut rows = Vec::new();
-    for shard in shards {
+    for shard in &shards {
         if shard.contains("..") || Path::new(shard).is_absolute() {
             return Err(ArchError::BadIndex {
                 what: index.display().to_string(),
@@ -138,7 +149,7 @@ fn safetensors_files(dir: &Path) -> Result<Vec<PathBuf>, ArchError> {
         .collect())
 }
 
-fn read_config(path: &Path) -> Result<ModelConfig, ArchError> {
+pub(crate) fn read_config(path: &Path) -> Result<ModelConfig, ArchError> {
     let bytes = std::fs::read(path).map_err(|e| ArchError::io(path, e))?;
     ModelConfig::from_json(&bytes, &path.display().to_string())
 }

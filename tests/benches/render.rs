@@ -13,14 +13,11 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use bevy::app::ScheduleRunnerPlugin;
 use bevy::camera::RenderTarget;
 use bevy::core_pipeline::tonemapping::Tonemapping;
 use bevy::prelude::*;
 use bevy::render::render_resource::{TextureFormat, TextureUsages};
 use bevy::render::view::NoIndirectDrawing;
-use bevy::window::ExitCondition;
-use bevy::winit::WinitPlugin;
 use tensorcity::arch::{CubeScale, LoadOptions, ModelRef, TensorKind};
 use tensorcity::camera::math::{frame_bounds_at, orbit_transform};
 use tensorcity::layout::{Bounds, LayoutKind};
@@ -82,17 +79,7 @@ fn peak_mib() -> f64 {
 
 /// A windowless app; `plugins` are added before the renderer is initialised.
 fn headless_app(plugins: impl FnOnce(&mut App)) -> App {
-    let mut app = App::new();
-    app.add_plugins(
-        DefaultPlugins
-            .set(WindowPlugin {
-                primary_window: None,
-                exit_condition: ExitCondition::DontExit,
-                ..default()
-            })
-            .disable::<WinitPlugin>(),
-    )
-    .add_plugins(ScheduleRunnerPlugin::run_loop(Duration::ZERO));
+    let mut app = tensorcity::headless::windowless_app();
     plugins(&mut app);
     app.finish();
     app.cleanup();
