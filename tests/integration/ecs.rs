@@ -17,28 +17,28 @@ fn app() -> App {
     app
 }
 
-/// Sends a load request and runs frames until the background task finishes.
+/// Sends a load request and runs frames until it has finished (loaded or failed).
 fn load(app: &mut App, id: &str) {
     let model = if id.starts_with('/') {
         ModelRef::parse(id)
     } else {
         ModelRef::Id(id.to_string())
     };
+    app.world_mut().remove_resource::<LoadError>();
+    let options = LoadOptions {
+        catalogue_only: true,
+        ..Default::default()
+    };
     app.world_mut().write_message(LoadModel {
-        model,
-        options: LoadOptions {
-            catalogue_only: true,
-            ..Default::default()
-        },
+        model: model.clone(),
+        options,
     });
-    app.update();
-    assert!(
-        app.world().contains_resource::<Loading>(),
-        "the request started a background load"
-    );
     for _ in 0..5000 {
         app.update();
-        if !app.world().contains_resource::<Loading>() {
+        let world = app.world();
+        let finished = world.contains_resource::<LoadError>()
+            || world.get_resource::<CurrentModel>().is_some_and(|c| c.request == model);
+        if finished && !world.contains_resource::<Loading>() {
             // Let the state transition and the spawn commands apply.
             app.update();
             app.update();
