@@ -8,11 +8,23 @@ use bevy::window::WindowResolution;
 use crate::cli::ViewArgs;
 use crate::model::{LoadModel, ViewSettings, describe};
 
+/// winit panics without a display server; say what to do instead.
+fn check_display() -> anyhow::Result<()> {
+    let has = |var: &str| std::env::var_os(var).is_some_and(|v| !v.is_empty());
+    if cfg!(target_os = "linux") && !has("DISPLAY") && !has("WAYLAND_DISPLAY") {
+        anyhow::bail!(
+            "no display found (neither DISPLAY nor WAYLAND_DISPLAY is set); run the viewer in a desktop session or under `xvfb-run`, or draw a picture with `tensorcity render MODEL --out shot.png`"
+        );
+    }
+    Ok(())
+}
+
 pub fn run(args: ViewArgs) -> anyhow::Result<()> {
     let script = match &args.script {
         Some(path) => Some(crate::script::Script::load(path)?),
         None => None,
     };
+    check_display()?;
     crate::headless::check_gpu()?;
     let model = args.model.model_ref();
     let title = format!("tensorcity — {}", describe(&model));

@@ -141,6 +141,21 @@ fn bad_input_gets_one_clear_line_and_exit_1() {
 }
 
 #[test]
+fn viewer_without_a_display_says_what_to_do() {
+    let out = Command::new(env!("CARGO_BIN_EXE_tensorcity"))
+        .env_remove("DISPLAY")
+        .env_remove("WAYLAND_DISPLAY")
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.starts_with("error: no display found") && err.contains("xvfb-run"),
+        "{err}"
+    );
+}
+
+#[test]
 fn info_prints_summary_json_and_catalogue() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tensorcity(&["info", "gpt2", "--offline"], tmp.path());
