@@ -30,6 +30,25 @@ pub enum Command {
     Render(RenderArgs),
     /// Print what is inside a model: totals, sizes, parameters by kind (headers only, no weights).
     Info(InfoArgs),
+    /// Run a local model on a prompt and save every activation (hidden states,
+    /// attention probabilities, logits) as safetensors.
+    Capture(CaptureArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("input").required(true).args(["prompt", "token_ids"])))]
+pub struct CaptureArgs {
+    /// A model folder with config.json, safetensors weights and (for --prompt) tokenizer.json.
+    pub model: std::path::PathBuf,
+    /// Text to run, tokenized with the model's tokenizer.json (special tokens added as transformers does).
+    #[arg(long)]
+    pub prompt: Option<String>,
+    /// Token ids to run instead of a prompt, e.g. 464,2068,7586.
+    #[arg(long, value_delimiter = ',')]
+    pub token_ids: Option<Vec<u32>>,
+    /// Where to write the capture.
+    #[arg(long)]
+    pub out: std::path::PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -154,7 +173,34 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             camera: args.camera,
         }),
         Some(Command::Info(args)) => info(args),
+        Some(Command::Capture(args)) => capture(args),
     }
+}
+
+fn capture(args: CaptureArgs) -> anyhow::Result<()> {
+    crate::headless::check_output(&args.out, &["safetensors"])?;
+    if !args.model.is_dir() {
+        anyhow::bail!(
+            "{}: not a model folder; capture runs a local folder with config.json, safetensors weights and tokenizer.json",
+            args.model.display()
+        );
+    }
+    let tokens = match (&args.token_ids, &args.prompt) {
+        (Some(ids), _) => ids.clone(),
+        (None, Some(prompt)) => crate::inference::tokenize(&args.model, prompt)?,
+        (None, None) => anyhow::bail!("give --prompt TEXT or --token-ids 1,2,3"),
+    };
+    let model = crate::inference::Model::load(&args.model)?;
+    let capture = model.capture(&tokens)?;
+    capture.save(&args.out)?;
+    eprintln!(
+        "wrote {} ({} tokens, {} hidden states, {} attention maps)",
+        args.out.display(),
+        tokens.len(),
+        capture.hidden.len(),
+        capture.attn.len()
+    );
+    Ok(())
 }
 
 fn info(args: InfoArgs) -> anyhow::Result<()> {

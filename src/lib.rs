@@ -10,6 +10,7 @@ pub mod arch;
 pub mod camera;
 pub mod cli;
 pub mod headless;
+pub mod inference;
 pub mod layout;
 pub mod model;
 pub mod render;

@@ -94,6 +94,11 @@ pub(crate) fn read_index(index: &Path) -> Result<ShardIndex, ArchError> {
     })
 }
 
+/// Shard file names of a `model.safetensors.index.json`, sorted and unique.
+pub fn read_index_file(index: &Path) -> Result<Vec<String>, ArchError> {
+    Ok(shard_names(&read_index(index)?))
+}
+
 /// Shard file names of an index, sorted (the `-00001-of-000NN` numbering), unique.
 pub(crate) fn shard_names(index: &ShardIndex) -> Vec<String> {
     let mut shards: Vec<String> = index.weight_map.values().cloned().collect();

@@ -26,7 +26,7 @@ pub use error::ArchError;
 pub use family::Family;
 pub use header::{HeaderTensor, MAX_HEADER_BYTES, parse_file_bytes, parse_header, parse_header_prefix};
 pub use kind::{TensorKind, classify};
-pub use local::{load_folder, load_safetensors_file};
+pub use local::{load_folder, load_safetensors_file, read_index_file};
 pub use names::{clean_name, numeric_segments};
 pub use palette::{KIND_COLORS, hex_to_rgb, kind_color};
 pub use resolve::{EMBEDDED_CONFIG, EMBEDDED_NAME, LoadOptions, ModelRef, load_model};

@@ -4,6 +4,7 @@ mod arch_fixtures;
 mod cli;
 mod ecs;
 mod hub;
+mod inference;
 mod local_sources;
 mod rendering;
 mod support;

@@ -1,0 +1,158 @@
+//! GPT-2 with taps. Conv1D weights are stored `[in, out]`; published files name
+//! tensors with or without a `transformer.` prefix.
+
+use candle_core::{D, Module, Tensor};
+use candle_nn::{Embedding, LayerNorm, VarBuilder};
+
+use super::{Capture, InferenceError};
+use crate::arch::ModelConfig;
+
+/// GPT-2's `Conv1D`: `x @ W + b` with `W` stored `[in, out]`.
+struct Conv1D {
+    weight: Tensor,
+    bias: Tensor,
+}
+
+impl Conv1D {
+    fn load(vb: VarBuilder, fan_in: usize, fan_out: usize) -> candle_core::Result<Self> {
+        Ok(Conv1D {
+            weight: vb.get((fan_in, fan_out), "weight")?,
+            bias: vb.get(fan_out, "bias")?,
+        })
+    }
+
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        x.matmul(&self.weight)?.broadcast_add(&self.bias)
+    }
+}
+
+struct Block {
+    ln_1: LayerNorm,
+    c_attn: Conv1D,
+    attn_proj: Conv1D,
+    ln_2: LayerNorm,
+    c_fc: Conv1D,
+    mlp_proj: Conv1D,
+}
+
+pub struct Gpt2 {
+    wte: Embedding,
+    wpe: Embedding,
+    blocks: Vec<Block>,
+    ln_f: LayerNorm,
+    heads: usize,
+    hidden: usize,
+    context: usize,
+    vocab: usize,
+}
+
+fn layer_norm(vb: VarBuilder, size: usize, eps: f64) -> candle_core::Result<LayerNorm> {
+    Ok(LayerNorm::new(vb.get(size, "weight")?, vb.get(size, "bias")?, eps))
+}
+
+impl Gpt2 {
+    pub fn load(cfg: &ModelConfig, vb: VarBuilder, what: &str) -> Result<Gpt2, InferenceError> {
+        let need = |v: Option<u64>, key: &str| {
+            v.map(|v| v as usize).ok_or_else(|| InferenceError::Model {
+                what: what.to_string(),
+                detail: format!("config.json has no `{key}`"),
+            })
+        };
+        let hidden = need(cfg.hidden_size, "n_embd")?;
+        let heads = need(cfg.num_heads, "n_head")?;
+        let layers = need(cfg.num_layers, "n_layer")?;
+        let vocab = need(cfg.vocab_size, "vocab_size")?;
+        let context = need(cfg.max_positions, "n_positions")?;
+        let inner = cfg.intermediate_size.map_or(4 * hidden, |v| v as usize);
+        let eps = cfg
+            .raw_field("layer_norm_epsilon")
+            .and_then(|v| v.as_f64())
+            .unwrap_or(1e-5);
+        if heads == 0 || hidden % heads != 0 {
+            return Err(InferenceError::Model {
+                what: what.to_string(),
+                detail: format!("n_embd {hidden} is not divisible by n_head {heads}"),
+            });
+        }
+        let vb = if vb.contains_tensor("transformer.wte.weight") {
+            vb.pp("transformer")
+        } else {
+            vb
+        };
+        let blocks = (0..layers)
+            .map(|i| {
+                let b = vb.pp(format!("h.{i}"));
+                Ok(Block {
+                    ln_1: layer_norm(b.pp("ln_1"), hidden, eps)?,
+                    c_attn: Conv1D::load(b.pp("attn.c_attn"), hidden, 3 * hidden)?,
+                    attn_proj: Conv1D::load(b.pp("attn.c_proj"), hidden, hidden)?,
+                    ln_2: layer_norm(b.pp("ln_2"), hidden, eps)?,
+                    c_fc: Conv1D::load(b.pp("mlp.c_fc"), hidden, inner)?,
+                    mlp_proj: Conv1D::load(b.pp("mlp.c_proj"), inner, hidden)?,
+                })
+            })
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        Ok(Gpt2 {
+            wte: Embedding::new(vb.get((vocab, hidden), "wte.weight")?, hidden),
+            wpe: Embedding::new(vb.get((context, hidden), "wpe.weight")?, hidden),
+            ln_f: layer_norm(vb.pp("ln_f"), hidden, eps)?,
+            blocks,
+            heads,
+            hidden,
+            context,
+            vocab,
+        })
+    }
+
+    pub fn capture(&self, tokens: &[u32]) -> Result<Capture, InferenceError> {
+        let t = tokens.len();
+        super::check_tokens(tokens, self.vocab, self.context)?;
+        let device = self.wte.embeddings().device();
+        let ids = Tensor::new(tokens, device)?;
+        let positions = Tensor::arange(0u32, t as u32, device)?;
+        let mut xs = (self.wte.forward(&ids)? + self.wpe.forward(&positions)?)?;
+        let mask = causal_mask(t, device)?;
+        let head_dim = self.hidden / self.heads;
+        let scale = 1.0 / (head_dim as f64).sqrt();
+        let mut hidden = Vec::with_capacity(self.blocks.len() + 1);
+        let mut attn = Vec::with_capacity(self.blocks.len());
+        for block in &self.blocks {
+            hidden.push(xs.clone());
+            let residual = &xs;
+            let qkv = block.c_attn.forward(&block.ln_1.forward(residual)?)?;
+            // [T, 3H] -> three [heads, T, head_dim]
+            let split = |i: usize| -> candle_core::Result<Tensor> {
+                qkv.narrow(D::Minus1, i * self.hidden, self.hidden)?
+                    .reshape((t, self.heads, head_dim))?
+                    .transpose(0, 1)?
+                    .contiguous()
+            };
+            let (q, k, v) = (split(0)?, split(1)?, split(2)?);
+            let scores = (q.matmul(&k.t()?)? * scale)?.broadcast_add(&mask)?;
+            let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+            let context = probs.matmul(&v)?.transpose(0, 1)?.reshape((t, self.hidden))?;
+            attn.push(probs);
+            let xs_attn = (residual + block.attn_proj.forward(&context)?)?;
+            let m = block.c_fc.forward(&block.ln_2.forward(&xs_attn)?)?.gelu()?;
+            xs = (&xs_attn + block.mlp_proj.forward(&m)?)?;
+        }
+        let last = self.ln_f.forward(&xs)?;
+        // The LM head is tied to the token embeddings.
+        let logits = last.matmul(&self.wte.embeddings().t()?)?;
+        hidden.push(last);
+        Ok(Capture {
+            tokens: tokens.to_vec(),
+            hidden,
+            attn,
+            logits: Some(logits),
+        })
+    }
+}
+
+/// `[T, T]` additive mask: 0 on and below the diagonal, -inf above.
+pub(super) fn causal_mask(t: usize, device: &candle_core::Device) -> candle_core::Result<Tensor> {
+    let mask: Vec<f32> = (0..t)
+        .flat_map(|i| (0..t).map(move |j| if j <= i { 0.0 } else { f32::NEG_INFINITY }))
+        .collect();
+    Tensor::from_vec(mask, (t, t), device)
+}

@@ -1,0 +1,150 @@
+//! Golden tests: tensorcity's forward passes against transformers' own
+//! `output_hidden_states` / `output_attentions` / logits for tiny random
+//! checkpoints (made by `tests/fixtures/gen_inference_fixtures.py`).
+
+use std::path::Path;
+
+use candle_core::{Device, Tensor};
+use tensorcity::inference::{Capture, Model};
+
+use crate::support::fixtures;
+
+fn reference(dir: &Path) -> std::collections::HashMap<String, Tensor> {
+    candle_core::safetensors::load(dir.join("reference.safetensors"), &Device::Cpu).unwrap()
+}
+
+fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+    assert_eq!(a.dims(), b.dims());
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
+}
+
+fn assert_matches_reference(name: &str) {
+    let dir = fixtures().join("inference").join(name);
+    let reference = reference(&dir);
+    let tokens: Vec<u32> = reference["tokens"]
+        .to_vec1::<i64>()
+        .unwrap()
+        .into_iter()
+        .map(|t| t as u32)
+        .collect();
+    let model = Model::load(&dir).unwrap();
+    let capture: Capture = model.capture(&tokens).unwrap();
+    let hidden = reference.keys().filter(|k| k.starts_with("hidden.")).count();
+    let attn = reference.keys().filter(|k| k.starts_with("attn.")).count();
+    assert_eq!(capture.hidden.len(), hidden, "{name}: hidden-state count");
+    assert_eq!(capture.attn.len(), attn, "{name}: attention count");
+    for (i, h) in capture.hidden.iter().enumerate() {
+        let d = max_abs_diff(h, &reference[&format!("hidden.{i}")]);
+        assert!(d < 1e-4, "{name}: hidden.{i} differs by {d}");
+    }
+    for (i, a) in capture.attn.iter().enumerate() {
+        let d = max_abs_diff(a, &reference[&format!("attn.{i}")]);
+        assert!(d < 1e-4, "{name}: attn.{i} differs by {d}");
+    }
+    if let Some(expected) = reference.get("logits") {
+        let d = max_abs_diff(capture.logits.as_ref().unwrap(), expected);
+        assert!(d < 1e-4, "{name}: logits differ by {d}");
+    }
+}
+
+#[test]
+fn gpt2_matches_transformers() {
+    assert_matches_reference("gpt2-tiny");
+}
+
+#[test]
+fn llama_with_gqa_and_llama3_rope_scaling_matches_transformers() {
+    assert_matches_reference("llama-tiny");
+}
+
+#[test]
+fn qwen2_with_qkv_biases_and_tied_head_matches_transformers() {
+    assert_matches_reference("qwen2-tiny");
+}
+
+#[test]
+fn bert_matches_transformers() {
+    assert_matches_reference("bert-tiny");
+}
+
+fn run_capture(args: &[&str]) -> (Option<i32>, String) {
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_tensorcity"))
+        .arg("capture")
+        .args(args)
+        .output()
+        .unwrap();
+    (o.status.code(), String::from_utf8_lossy(&o.stderr).into_owned())
+}
+
+#[test]
+fn capture_cli_writes_the_contract_and_rejects_bad_input() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = fixtures().join("inference").join("llama-tiny");
+    let out = tmp.path().join("acts.safetensors");
+    let (code, err) = run_capture(&[
+        dir.to_str().unwrap(),
+        "--token-ids",
+        "5,17,3,42",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    let saved = candle_core::safetensors::load(&out, &Device::Cpu).unwrap();
+    assert_eq!(saved["tokens"].to_vec1::<i64>().unwrap(), [5, 17, 3, 42]);
+    assert_eq!(saved["hidden.0"].dims(), [4, 32]);
+    assert_eq!(saved["hidden.2"].dims(), [4, 32]);
+    assert_eq!(saved["attn.1"].dims(), [4, 4, 4]);
+    assert_eq!(saved["logits"].dims(), [4, 101]);
+    // Causal: no attention to later tokens.
+    let a = saved["attn.0"].to_vec3::<f32>().unwrap();
+    assert!(
+        a.iter()
+            .all(|head| (0..4).all(|q| (q + 1..4).all(|k| head[q][k] == 0.0)))
+    );
+
+    let o = out.to_str().unwrap();
+    let d = dir.to_str().unwrap();
+    let (code, err) = run_capture(&[d, "--prompt", "hello", "--out", o]);
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains("no tokenizer.json") && err.contains("--token-ids"),
+        "{err}"
+    );
+    let (code, err) = run_capture(&[d, "--token-ids", "1,2,999", "--out", o]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("token id 999 is outside the vocabulary"), "{err}");
+    let long: Vec<String> = (0..65).map(|i| (i % 100).to_string()).collect();
+    let (code, err) = run_capture(&[d, "--token-ids", &long.join(","), "--out", o]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("exceed the model's context of 64"), "{err}");
+    let (code, err) = run_capture(&[
+        d,
+        "--token-ids",
+        "1",
+        "--out",
+        tmp.path().join("x.bin").to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("unsupported output type"), "{err}");
+
+    // A family that does not run: clear error naming the ones that do.
+    let other = tmp.path().join("phi");
+    std::fs::create_dir_all(&other).unwrap();
+    std::fs::write(other.join("config.json"), r#"{"model_type":"phi3"}"#).unwrap();
+    crate::support::write_safetensors(&other.join("model.safetensors"), &[("w", "F32", &[2])]);
+    let (code, err) = run_capture(&[other.to_str().unwrap(), "--token-ids", "1", "--out", o]);
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains("phi3") && err.contains("gpt2, llama, mistral, qwen2 and bert"),
+        "{err}"
+    );
+}
