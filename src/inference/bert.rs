@@ -6,7 +6,7 @@ use candle_core::{Module, Tensor};
 use candle_nn::{Embedding, LayerNorm, Linear, VarBuilder};
 use serde_json::Value;
 
-use super::{Capture, InferenceError};
+use super::{InferenceError, Tap};
 use crate::arch::ModelConfig;
 
 struct Layer {
@@ -124,7 +124,14 @@ impl Bert {
         })
     }
 
-    pub fn capture(&self, tokens: &[u32]) -> Result<Capture, InferenceError> {
+    pub fn run(&self, tokens: &[u32], sink: &mut dyn FnMut(Tap, Tensor) -> bool) -> Result<(), InferenceError> {
+        let mut emit = |tap: Tap, t: Tensor| {
+            if sink(tap, t) {
+                Ok(())
+            } else {
+                Err(InferenceError::Cancelled)
+            }
+        };
         let t = tokens.len();
         super::check_tokens(tokens, self.vocab, self.context)?;
         let device = self.word.embeddings().device().clone();
@@ -136,9 +143,8 @@ impl Bert {
         let mut xs = self.embed_norm.forward(&embedded)?;
         let head_dim = self.hidden / self.heads;
         let scale = 1.0 / (head_dim as f64).sqrt();
-        let mut hidden = vec![xs.clone()];
-        let mut attn = Vec::with_capacity(self.layers.len());
-        for layer in &self.layers {
+        emit(Tap::Hidden(0), xs.clone())?;
+        for (i, layer) in self.layers.iter().enumerate() {
             let split = |y: Tensor| -> candle_core::Result<Tensor> {
                 y.reshape((t, self.heads, head_dim))?.transpose(0, 1)?.contiguous()
             };
@@ -148,7 +154,7 @@ impl Bert {
             // Bidirectional: no mask for a single unpadded sequence.
             let probs = candle_nn::ops::softmax_last_dim(&(q.matmul(&k.t()?)? * scale)?)?;
             let context = probs.matmul(&v)?.transpose(0, 1)?.reshape((t, self.hidden))?;
-            attn.push(probs);
+            emit(Tap::Attention(i), probs)?;
             let after_attn = layer.attn_norm.forward(&(layer.attn_out.forward(&context)? + &xs)?)?;
             let inner = layer.intermediate.forward(&after_attn)?;
             let inner = match self.act {
@@ -159,13 +165,8 @@ impl Bert {
             xs = layer
                 .out_norm
                 .forward(&(layer.output.forward(&inner)? + &after_attn)?)?;
-            hidden.push(xs.clone());
+            emit(Tap::Hidden(i + 1), xs.clone())?;
         }
-        Ok(Capture {
-            tokens: tokens.to_vec(),
-            hidden,
-            attn,
-            logits: None,
-        })
+        Ok(())
     }
 }

@@ -4,7 +4,7 @@
 use candle_core::{D, Module, Tensor};
 use candle_nn::{Embedding, LayerNorm, VarBuilder};
 
-use super::{Capture, InferenceError};
+use super::{InferenceError, Tap};
 use crate::arch::ModelConfig;
 
 /// GPT-2's `Conv1D`: `x @ W + b` with `W` stored `[in, out]`.
@@ -104,7 +104,14 @@ impl Gpt2 {
         })
     }
 
-    pub fn capture(&self, tokens: &[u32]) -> Result<Capture, InferenceError> {
+    pub fn run(&self, tokens: &[u32], sink: &mut dyn FnMut(Tap, Tensor) -> bool) -> Result<(), InferenceError> {
+        let mut emit = |tap: Tap, t: Tensor| {
+            if sink(tap, t) {
+                Ok(())
+            } else {
+                Err(InferenceError::Cancelled)
+            }
+        };
         let t = tokens.len();
         super::check_tokens(tokens, self.vocab, self.context)?;
         let device = self.wte.embeddings().device();
@@ -114,10 +121,8 @@ impl Gpt2 {
         let mask = causal_mask(t, device)?;
         let head_dim = self.hidden / self.heads;
         let scale = 1.0 / (head_dim as f64).sqrt();
-        let mut hidden = Vec::with_capacity(self.blocks.len() + 1);
-        let mut attn = Vec::with_capacity(self.blocks.len());
-        for block in &self.blocks {
-            hidden.push(xs.clone());
+        for (i, block) in self.blocks.iter().enumerate() {
+            emit(Tap::Hidden(i), xs.clone())?;
             let residual = &xs;
             let qkv = block.c_attn.forward(&block.ln_1.forward(residual)?)?;
             // [T, 3H] -> three [heads, T, head_dim]
@@ -131,7 +136,7 @@ impl Gpt2 {
             let scores = (q.matmul(&k.t()?)? * scale)?.broadcast_add(&mask)?;
             let probs = candle_nn::ops::softmax_last_dim(&scores)?;
             let context = probs.matmul(&v)?.transpose(0, 1)?.reshape((t, self.hidden))?;
-            attn.push(probs);
+            emit(Tap::Attention(i), probs)?;
             let xs_attn = (residual + block.attn_proj.forward(&context)?)?;
             let m = block.c_fc.forward(&block.ln_2.forward(&xs_attn)?)?.gelu()?;
             xs = (&xs_attn + block.mlp_proj.forward(&m)?)?;
@@ -139,13 +144,9 @@ impl Gpt2 {
         let last = self.ln_f.forward(&xs)?;
         // The LM head is tied to the token embeddings.
         let logits = last.matmul(&self.wte.embeddings().t()?)?;
-        hidden.push(last);
-        Ok(Capture {
-            tokens: tokens.to_vec(),
-            hidden,
-            attn,
-            logits: Some(logits),
-        })
+        emit(Tap::Hidden(self.blocks.len()), last)?;
+        emit(Tap::Logits, logits)?;
+        Ok(())
     }
 }
 

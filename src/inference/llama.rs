@@ -8,7 +8,7 @@ use candle_nn::{Embedding, Linear, VarBuilder};
 use serde_json::Value;
 
 use super::gpt2::causal_mask;
-use super::{Capture, InferenceError};
+use super::{InferenceError, Tap};
 use crate::arch::{Family, ModelConfig};
 
 struct Attention {
@@ -143,7 +143,14 @@ impl Llama {
         })
     }
 
-    pub fn capture(&self, tokens: &[u32]) -> Result<Capture, InferenceError> {
+    pub fn run(&self, tokens: &[u32], sink: &mut dyn FnMut(Tap, Tensor) -> bool) -> Result<(), InferenceError> {
+        let mut emit = |tap: Tap, t: Tensor| {
+            if sink(tap, t) {
+                Ok(())
+            } else {
+                Err(InferenceError::Cancelled)
+            }
+        };
         let t = tokens.len();
         super::check_tokens(tokens, self.vocab, self.context)?;
         let device = self.embed.embeddings().device().clone();
@@ -155,10 +162,8 @@ impl Llama {
         let scale = 1.0 / (self.head_dim as f64).sqrt();
         let n_rep = self.heads / self.kv_heads;
         let mut xs = self.embed.forward(&Tensor::new(tokens, &device)?)?;
-        let mut hidden = Vec::with_capacity(self.blocks.len() + 1);
-        let mut attn = Vec::with_capacity(self.blocks.len());
-        for block in &self.blocks {
-            hidden.push(xs.clone());
+        for (i, block) in self.blocks.iter().enumerate() {
+            emit(Tap::Hidden(i), xs.clone())?;
             let residual = &xs;
             let x = candle_nn::ops::rms_norm(residual, &block.input_norm, self.eps)?;
             let shape = |y: Tensor, n: usize| -> candle_core::Result<Tensor> {
@@ -179,7 +184,7 @@ impl Llama {
                 .matmul(&v)?
                 .transpose(0, 1)?
                 .reshape((t, self.heads * self.head_dim))?;
-            attn.push(probs);
+            emit(Tap::Attention(i), probs)?;
             let xs_attn = (residual + block.attn.o.forward(&context)?)?;
             let y = candle_nn::ops::rms_norm(&xs_attn, &block.post_norm, self.eps)?;
             let gated = (block.mlp.gate.forward(&y)?.silu()? * block.mlp.up.forward(&y)?)?;
@@ -187,13 +192,9 @@ impl Llama {
         }
         let last = candle_nn::ops::rms_norm(&xs, &self.norm, self.eps)?;
         let logits = last.matmul(&self.lm_head.t()?)?;
-        hidden.push(last);
-        Ok(Capture {
-            tokens: tokens.to_vec(),
-            hidden,
-            attn,
-            logits: Some(logits),
-        })
+        emit(Tap::Hidden(self.blocks.len()), last)?;
+        emit(Tap::Logits, logits)?;
+        Ok(())
     }
 
     /// cos/sin tables `[T, head_dim / 2]` for positions 0..T.

@@ -29,6 +29,19 @@ pub enum InferenceError {
     TooLong { len: usize, max: usize },
     #[error("no tokens to run")]
     Empty,
+    #[error("the run was cancelled")]
+    Cancelled,
+}
+
+/// One tapped activation of a forward pass, in transformers' numbering.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tap {
+    /// `hidden_states[i]` (`[T, hidden]`): 0 = embeddings output, the last after the final norm.
+    Hidden(usize),
+    /// Attention probabilities of block `i` (`[heads, T, T]`).
+    Attention(usize),
+    /// `[T, vocab]` (causal language models).
+    Logits,
 }
 
 /// Everything one forward pass exposes.
@@ -99,13 +112,33 @@ impl Model {
         }
     }
 
+    /// One forward pass over `tokens`, handing each tap to `sink` as soon as it is
+    /// computed (layer by layer). `sink` returning false cancels the pass.
+    pub fn run(&self, tokens: &[u32], sink: &mut dyn FnMut(Tap, Tensor) -> bool) -> Result<(), InferenceError> {
+        match self {
+            Model::Gpt2(m) => m.run(tokens, sink),
+            Model::Llama(m) => m.run(tokens, sink),
+            Model::Bert(m) => m.run(tokens, sink),
+        }
+    }
+
     /// One forward pass over `tokens` with every tap recorded.
     pub fn capture(&self, tokens: &[u32]) -> Result<Capture, InferenceError> {
-        match self {
-            Model::Gpt2(m) => m.capture(tokens),
-            Model::Llama(m) => m.capture(tokens),
-            Model::Bert(m) => m.capture(tokens),
-        }
+        let mut capture = Capture {
+            tokens: tokens.to_vec(),
+            hidden: Vec::new(),
+            attn: Vec::new(),
+            logits: None,
+        };
+        self.run(tokens, &mut |tap, tensor| {
+            match tap {
+                Tap::Hidden(_) => capture.hidden.push(tensor),
+                Tap::Attention(_) => capture.attn.push(tensor),
+                Tap::Logits => capture.logits = Some(tensor),
+            }
+            true
+        })?;
+        Ok(capture)
     }
 }
 
