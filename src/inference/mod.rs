@@ -7,6 +7,7 @@
 mod bert;
 mod gpt2;
 mod llama;
+pub mod stream;
 
 use std::path::Path;
 

@@ -148,3 +148,149 @@ fn capture_cli_writes_the_contract_and_rejects_bad_input() {
         "{err}"
     );
 }
+
+mod streaming {
+    use std::time::{Duration, Instant};
+
+    use tensorcity::inference::stream::{
+        ActivationFrame, CHANNEL_CAPACITY, Decoding, FrameData, LocalRunner, Replay, RunRequest, Worker,
+    };
+    use tensorcity::inference::{Model, Tap};
+
+    use crate::support::fixtures;
+
+    fn worker() -> Worker {
+        let model = Model::load(&fixtures().join("inference/gpt2-tiny")).unwrap();
+        Worker::spawn(Box::new(LocalRunner { model }))
+    }
+
+    /// Drains until the current run is done (or failed).
+    fn collect(worker: &Worker) -> Vec<ActivationFrame> {
+        let start = Instant::now();
+        let mut all = Vec::new();
+        while start.elapsed() < Duration::from_secs(30) {
+            let batch = worker.drain(16);
+            let done = batch
+                .iter()
+                .any(|f| matches!(f.data, FrameData::Done | FrameData::Failed(_)));
+            all.extend(batch);
+            if done {
+                return all;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        panic!("run did not finish");
+    }
+
+    #[test]
+    fn frames_arrive_layer_by_layer_then_generated_tokens() {
+        let mut w = worker();
+        w.request(RunRequest {
+            tokens: vec![5, 17, 3],
+            new_tokens: 3,
+            decoding: Decoding::Greedy,
+        });
+        let frames = collect(&w);
+        let taps: Vec<Tap> = frames
+            .iter()
+            .take_while(|f| !matches!(f.data, FrameData::Generated { .. }))
+            .filter_map(|f| match &f.data {
+                FrameData::Activation { tap, .. } => Some(*tap),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            taps,
+            [
+                Tap::Hidden(0),
+                Tap::Attention(0),
+                Tap::Hidden(1),
+                Tap::Attention(1),
+                Tap::Hidden(2),
+                Tap::Logits
+            ]
+        );
+        let generated: Vec<u32> = frames
+            .iter()
+            .filter_map(|f| match f.data {
+                FrameData::Generated { id, .. } => Some(id),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(generated.len(), 3);
+        // Greedy = argmax of the last position's logits of the full-sequence pass.
+        let model = Model::load(&fixtures().join("inference/gpt2-tiny")).unwrap();
+        let mut seq = vec![5, 17, 3];
+        for &id in &generated {
+            let logits = model.capture(&seq).unwrap().logits.unwrap();
+            let last = logits.get(seq.len() - 1).unwrap().to_vec1::<f32>().unwrap();
+            let argmax = (0..last.len()).max_by(|&a, &b| last[a].total_cmp(&last[b])).unwrap() as u32;
+            assert_eq!(id, argmax);
+            seq.push(id);
+        }
+        assert!(matches!(frames.last().unwrap().data, FrameData::Done));
+    }
+
+    #[test]
+    fn a_new_request_cancels_the_old_run() {
+        let mut w = worker();
+        let old = w.request(RunRequest {
+            tokens: vec![1, 2, 3],
+            new_tokens: 50,
+            decoding: Decoding::Greedy,
+        });
+        std::thread::sleep(Duration::from_millis(20));
+        let new = w.request(RunRequest {
+            tokens: vec![4, 5],
+            new_tokens: 0,
+            decoding: Decoding::Greedy,
+        });
+        assert!(new > old);
+        let frames = collect(&w);
+        assert!(frames.iter().all(|f| f.run == new));
+        assert!(matches!(&frames[0].data, FrameData::Tokens(t) if *t == [4, 5]));
+    }
+
+    #[test]
+    fn a_slow_consumer_bounds_the_buffer() {
+        let mut w = worker();
+        w.request(RunRequest {
+            tokens: vec![1, 2, 3],
+            new_tokens: 40,
+            decoding: Decoding::TopK {
+                k: 5,
+                temperature: 0.8,
+                seed: 1,
+            },
+        });
+        std::thread::sleep(Duration::from_millis(300));
+        // 40 generated tokens produce hundreds of frames; undrained, at most the channel's worth wait.
+        let waiting = w.drain(10_000).len();
+        assert!(waiting <= CHANNEL_CAPACITY + 1, "{waiting} frames buffered");
+        let rest = collect(&w);
+        let generated = rest
+            .iter()
+            .filter(|f| matches!(f.data, FrameData::Generated { .. }))
+            .count();
+        assert!(generated > 0);
+    }
+
+    #[test]
+    fn replay_streams_a_capture_file() {
+        let path = fixtures().join("inference/bert-tiny/reference.safetensors");
+        let mut w = Worker::spawn(Box::new(Replay::open(&path).unwrap()));
+        w.request(RunRequest {
+            tokens: vec![],
+            new_tokens: 0,
+            decoding: Decoding::Greedy,
+        });
+        let frames = collect(&w);
+        let taps = frames
+            .iter()
+            .filter(|f| matches!(f.data, FrameData::Activation { .. }))
+            .count();
+        // BERT: 3 hidden states + 2 attention maps, no logits.
+        assert_eq!(taps, 5);
+        assert!(Replay::open(&fixtures().join("inference/bert-tiny/config.json")).is_err());
+    }
+}

@@ -1,0 +1,288 @@
+//! Streaming activations to the viewer: an [`ActivationSource`] produces
+//! [`ActivationFrame`]s — from the candle runner on a worker thread (natively),
+//! or from a saved capture file (replay). The channel is bounded, so a slow
+//! consumer pauses the producer instead of letting memory grow; a new request
+//! cancels the one still running.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+
+use candle_core::{Device, Tensor};
+use candle_transformers::generation::{LogitsProcessor, Sampling};
+
+use super::{InferenceError, Model, Tap};
+
+/// Frames buffered between producer and consumer.
+pub const CHANNEL_CAPACITY: usize = 64;
+
+/// What a frame carries.
+#[derive(Debug, Clone)]
+pub enum FrameData {
+    /// The run's tokens so far (sent first, and again after each generated token).
+    Tokens(Vec<u32>),
+    /// One tapped tensor of the forward pass over `tokens`.
+    Activation { tap: Tap, tensor: Tensor },
+    /// Generation produced this token (already appended to the sequence).
+    Generated { id: u32, probability: f32 },
+    /// The run is over.
+    Done,
+    /// The run failed; the message is for the user.
+    Failed(String),
+}
+
+/// One message of a run.
+#[derive(Debug, Clone)]
+pub struct ActivationFrame {
+    /// Which request this belongs to; frames of cancelled runs are stale.
+    pub run: u64,
+    pub data: FrameData,
+}
+
+/// How to continue after the prompt.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Decoding {
+    Greedy,
+    TopK { k: usize, temperature: f64, seed: u64 },
+}
+
+/// A request: run these tokens, then optionally generate `new_tokens` more.
+#[derive(Debug, Clone)]
+pub struct RunRequest {
+    pub tokens: Vec<u32>,
+    pub new_tokens: usize,
+    pub decoding: Decoding,
+}
+
+/// Produces frames for requests.
+pub trait ActivationSource: Send {
+    /// Runs `request` as run `run`, sending frames through `send`; stops early
+    /// when `send` returns false (cancelled or consumer gone).
+    fn run(&mut self, run: u64, request: &RunRequest, send: &mut dyn FnMut(ActivationFrame) -> bool);
+}
+
+/// The candle runner: forward passes with taps, then generation.
+pub struct LocalRunner {
+    pub model: Model,
+}
+
+impl ActivationSource for LocalRunner {
+    fn run(&mut self, run: u64, request: &RunRequest, send: &mut dyn FnMut(ActivationFrame) -> bool) {
+        let frame = |data| ActivationFrame { run, data };
+        let mut tokens = request.tokens.clone();
+        let mut sampler = match request.decoding {
+            Decoding::Greedy => LogitsProcessor::from_sampling(0, Sampling::ArgMax),
+            Decoding::TopK { k, temperature, seed } => LogitsProcessor::from_sampling(
+                seed,
+                Sampling::TopK {
+                    k: k.max(1),
+                    temperature: temperature.max(1e-3),
+                },
+            ),
+        };
+        for step in 0..=request.new_tokens {
+            if !send(frame(FrameData::Tokens(tokens.clone()))) {
+                return;
+            }
+            let mut logits = None;
+            let result = self.model.run(&tokens, &mut |tap, tensor| {
+                if tap == Tap::Logits {
+                    logits = Some(tensor.clone());
+                }
+                send(frame(FrameData::Activation { tap, tensor }))
+            });
+            match result {
+                Ok(()) => {}
+                Err(InferenceError::Cancelled) => return,
+                Err(e) => {
+                    send(frame(FrameData::Failed(e.to_string())));
+                    return;
+                }
+            }
+            if step == request.new_tokens {
+                break;
+            }
+            let Some(logits) = logits else {
+                send(frame(FrameData::Failed(
+                    "this model has no language-model head to generate with".into(),
+                )));
+                return;
+            };
+            match next_token(&logits, &mut sampler) {
+                Ok((id, probability)) => {
+                    tokens.push(id);
+                    if !send(frame(FrameData::Generated { id, probability })) {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    send(frame(FrameData::Failed(e)));
+                    return;
+                }
+            }
+        }
+        send(frame(FrameData::Done));
+    }
+}
+
+/// Samples the token after the last position; reports NaN/Inf logits instead of sampling garbage.
+fn next_token(logits: &Tensor, sampler: &mut LogitsProcessor) -> Result<(u32, f32), String> {
+    let last = logits
+        .get(logits.dim(0).map_err(|e| e.to_string())?.saturating_sub(1))
+        .map_err(|e| e.to_string())?;
+    let values = last.to_vec1::<f32>().map_err(|e| e.to_string())?;
+    if values.iter().any(|v| !v.is_finite()) {
+        return Err("the model produced NaN or infinite logits (are the weights corrupt?)".into());
+    }
+    let id = sampler.sample(&last).map_err(|e| e.to_string())?;
+    let probs = candle_nn::ops::softmax_last_dim(&last)
+        .and_then(|p| p.to_vec1::<f32>())
+        .map_err(|e| e.to_string())?;
+    Ok((id, probs.get(id as usize).copied().unwrap_or(0.0)))
+}
+
+/// Replays a capture file written by `tensorcity capture` (or transformers via
+/// the golden-fixture script) as if it were running: tokens, then each layer.
+pub struct Replay {
+    tokens: Vec<u32>,
+    frames: Vec<(Tap, Tensor)>,
+}
+
+impl Replay {
+    pub fn open(path: &Path) -> Result<Replay, InferenceError> {
+        let what = path.display().to_string();
+        let bad = |detail: String| InferenceError::Model {
+            what: what.clone(),
+            detail,
+        };
+        let map = candle_core::safetensors::load(path, &Device::Cpu).map_err(|e| bad(e.to_string()))?;
+        let tokens = map
+            .get("tokens")
+            .ok_or_else(|| bad("not a capture: no `tokens` tensor".into()))?
+            .to_dtype(candle_core::DType::I64)
+            .and_then(|t| t.to_vec1::<i64>())
+            .map_err(|e| bad(e.to_string()))?
+            .into_iter()
+            .map(|t| t as u32)
+            .collect();
+        let mut frames = Vec::new();
+        for i in 0.. {
+            let (h, a) = (map.get(&format!("hidden.{i}")), map.get(&format!("attn.{i}")));
+            if h.is_none() && a.is_none() {
+                break;
+            }
+            frames.extend(h.map(|t| (Tap::Hidden(i), t.clone())));
+            frames.extend(a.map(|t| (Tap::Attention(i), t.clone())));
+        }
+        frames.extend(map.get("logits").map(|t| (Tap::Logits, t.clone())));
+        Ok(Replay { tokens, frames })
+    }
+}
+
+impl ActivationSource for Replay {
+    fn run(&mut self, run: u64, _request: &RunRequest, send: &mut dyn FnMut(ActivationFrame) -> bool) {
+        if !send(ActivationFrame {
+            run,
+            data: FrameData::Tokens(self.tokens.clone()),
+        }) {
+            return;
+        }
+        for (tap, tensor) in &self.frames {
+            if !send(ActivationFrame {
+                run,
+                data: FrameData::Activation {
+                    tap: *tap,
+                    tensor: tensor.clone(),
+                },
+            }) {
+                return;
+            }
+        }
+        send(ActivationFrame {
+            run,
+            data: FrameData::Done,
+        });
+    }
+}
+
+/// A source running on its own thread. Requests go in; frames come out of a
+/// bounded channel; a newer request cancels the older run between layers.
+pub struct Worker {
+    requests: std::sync::mpsc::Sender<(u64, RunRequest)>,
+    frames: Receiver<ActivationFrame>,
+    latest: Arc<AtomicU64>,
+    next_run: u64,
+}
+
+impl Worker {
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn spawn(mut source: Box<dyn ActivationSource>) -> Worker {
+        let (requests, inbox) = std::sync::mpsc::channel::<(u64, RunRequest)>();
+        let (tx, frames): (SyncSender<ActivationFrame>, _) = sync_channel(CHANNEL_CAPACITY);
+        let latest = Arc::new(AtomicU64::new(0));
+        let current = latest.clone();
+        std::thread::Builder::new()
+            .name("tensorcity-inference".into())
+            .spawn(move || {
+                while let Ok((mut run, mut request)) = inbox.recv() {
+                    // Only the newest queued request matters.
+                    while let Ok(newer) = inbox.try_recv() {
+                        (run, request) = newer;
+                    }
+                    source.run(run, &request, &mut |frame| {
+                        // Block while the consumer is behind, but notice cancellation.
+                        let mut frame = frame;
+                        loop {
+                            if current.load(Ordering::SeqCst) != run {
+                                return false;
+                            }
+                            match tx.try_send(frame) {
+                                Ok(()) => return true,
+                                Err(TrySendError::Full(f)) => {
+                                    frame = f;
+                                    std::thread::sleep(std::time::Duration::from_millis(1));
+                                }
+                                Err(TrySendError::Disconnected(_)) => return false,
+                            }
+                        }
+                    });
+                }
+            })
+            .ok();
+        Worker {
+            requests,
+            frames,
+            latest,
+            next_run: 0,
+        }
+    }
+
+    /// Starts a run (cancelling any older one); returns its id.
+    pub fn request(&mut self, request: RunRequest) -> u64 {
+        self.next_run += 1;
+        let run = self.next_run;
+        self.latest.store(run, Ordering::SeqCst);
+        let _ = self.requests.send((run, request));
+        run
+    }
+
+    /// The id of the run whose frames are current.
+    pub fn current_run(&self) -> u64 {
+        self.latest.load(Ordering::SeqCst)
+    }
+
+    /// Up to `max` frames ready now, stale runs' frames dropped. Never blocks.
+    pub fn drain(&self, max: usize) -> Vec<ActivationFrame> {
+        let current = self.current_run();
+        let mut out = Vec::new();
+        while out.len() < max {
+            match self.frames.try_recv() {
+                Ok(f) if f.run == current => out.push(f),
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+        out
+    }
+}
