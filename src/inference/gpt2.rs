@@ -44,6 +44,9 @@ pub struct Gpt2 {
     hidden: usize,
     context: usize,
     vocab: usize,
+    eps: f64,
+    /// Use ops that candle can backpropagate through (slower): for training.
+    differentiable: bool,
 }
 
 fn layer_norm(vb: VarBuilder, size: usize, eps: f64) -> candle_core::Result<LayerNorm> {
@@ -101,7 +104,35 @@ impl Gpt2 {
             hidden,
             context,
             vocab,
+            eps,
+            differentiable: false,
         })
+    }
+
+    /// Longest sequence the position embeddings cover.
+    pub fn context(&self) -> usize {
+        self.context
+    }
+
+    /// Switches to ops with gradients (candle's fused layer-norm and softmax
+    /// kernels have none), for training.
+    pub fn set_differentiable(&mut self, on: bool) {
+        self.differentiable = on;
+    }
+
+    fn norm(&self, ln: &LayerNorm, x: &Tensor) -> candle_core::Result<Tensor> {
+        match (self.differentiable, ln.bias()) {
+            (true, Some(bias)) => candle_nn::ops::layer_norm_slow(x, ln.weight(), bias, self.eps as f32),
+            _ => ln.forward(x),
+        }
+    }
+
+    fn softmax(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        if self.differentiable {
+            candle_nn::ops::softmax(x, D::Minus1)
+        } else {
+            candle_nn::ops::softmax_last_dim(x)
+        }
     }
 
     pub fn run(&self, tokens: &[u32], sink: &mut dyn FnMut(Tap, Tensor) -> bool) -> Result<(), InferenceError> {
@@ -124,7 +155,7 @@ impl Gpt2 {
         for (i, block) in self.blocks.iter().enumerate() {
             emit(Tap::Hidden(i), xs.clone())?;
             let residual = &xs;
-            let qkv = block.c_attn.forward(&block.ln_1.forward(residual)?)?;
+            let qkv = block.c_attn.forward(&self.norm(&block.ln_1, residual)?)?;
             // [T, 3H] -> three [heads, T, head_dim]
             let split = |i: usize| -> candle_core::Result<Tensor> {
                 qkv.narrow(D::Minus1, i * self.hidden, self.hidden)?
@@ -134,14 +165,14 @@ impl Gpt2 {
             };
             let (q, k, v) = (split(0)?, split(1)?, split(2)?);
             let scores = (q.matmul(&k.t()?)? * scale)?.broadcast_add(&mask)?;
-            let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+            let probs = self.softmax(&scores)?;
             let context = probs.matmul(&v)?.transpose(0, 1)?.reshape((t, self.hidden))?;
             emit(Tap::Attention(i), probs)?;
             let xs_attn = (residual + block.attn_proj.forward(&context)?)?;
-            let m = block.c_fc.forward(&block.ln_2.forward(&xs_attn)?)?.gelu()?;
+            let m = block.c_fc.forward(&self.norm(&block.ln_2, &xs_attn)?)?.gelu()?;
             xs = (&xs_attn + block.mlp_proj.forward(&m)?)?;
         }
-        let last = self.ln_f.forward(&xs)?;
+        let last = self.norm(&self.ln_f, &xs)?;
         // The LM head is tied to the token embeddings.
         let logits = last.matmul(&self.wte.embeddings().t()?)?;
         emit(Tap::Hidden(self.blocks.len()), last)?;

@@ -5,7 +5,7 @@
 //! forward is written here because candle-transformers keeps these private.
 
 mod bert;
-mod gpt2;
+pub mod gpt2;
 mod llama;
 pub mod stream;
 

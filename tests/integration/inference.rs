@@ -294,3 +294,40 @@ mod streaming {
         assert!(Replay::open(&fixtures().join("inference/bert-tiny/config.json")).is_err());
     }
 }
+
+#[test]
+fn training_program_runs_end_to_end_on_a_small_corpus() {
+    let tmp = tempfile::tempdir().unwrap();
+    let text: String = (0..200)
+        .map(|i| format!("ROMEO:\nWhat light through yonder window breaks, line {i}?\n\n"))
+        .collect();
+    let data = tmp.path().join("text.txt");
+    std::fs::write(&data, text).unwrap();
+    let out = tmp.path().join("model");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(
+        out.join("config.json"),
+        r#"{"model_type":"gpt2","n_layer":1,"n_embd":16,"n_head":2,"n_positions":64,"vocab_size":300,"tie_word_embeddings":true}"#,
+    )
+    .unwrap();
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_train_default"))
+        .args([
+            "--data",
+            data.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--steps",
+            "5",
+            "--seq",
+            "32",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // The result is a model tensorcity runs, with its own tokenizer.
+    let tokens = tensorcity::inference::tokenize(&out, "ROMEO: What light").unwrap();
+    let capture = Model::load(&out).unwrap().capture(&tokens).unwrap();
+    assert_eq!(capture.hidden.len(), 2);
+    let report = std::fs::read_to_string(out.join("TRAINING.md")).unwrap();
+    assert!(report.contains("Validation loss"));
+}
