@@ -146,11 +146,6 @@ impl Layout {
         };
         finish(kind, scale, arch, groups, placed, &sizes)
     }
-
-    /// Cube of a tensor index, if drawn.
-    pub fn cube_of(&self, tensor: usize) -> Option<&CubeSlot> {
-        self.cubes.iter().find(|c| c.tensor == tensor)
-    }
 }
 
 /// Groups in drawing order: per tower, embeddings, each block, then the head.
