@@ -58,12 +58,7 @@ fn layer_norm(vb: VarBuilder, size: usize, eps: f64) -> candle_core::Result<Laye
 
 impl Bert {
     pub fn load(cfg: &ModelConfig, vb: VarBuilder, what: &str) -> Result<Bert, InferenceError> {
-        let need = |v: Option<u64>, key: &str| {
-            v.map(|v| v as usize).ok_or_else(|| InferenceError::Model {
-                what: what.to_string(),
-                detail: format!("config.json has no `{key}`"),
-            })
-        };
+        let need = |v: Option<u64>, key: &str| super::need(v, key, what);
         let hidden = need(cfg.hidden_size, "hidden_size")?;
         let heads = need(cfg.num_heads, "num_attention_heads")?;
         let layers = need(cfg.num_layers, "num_hidden_layers")?;
@@ -125,13 +120,7 @@ impl Bert {
     }
 
     pub fn run(&self, tokens: &[u32], sink: &mut dyn FnMut(Tap, Tensor) -> bool) -> Result<(), InferenceError> {
-        let mut emit = |tap: Tap, t: Tensor| {
-            if sink(tap, t) {
-                Ok(())
-            } else {
-                Err(InferenceError::Cancelled)
-            }
-        };
+        let mut emit = super::emitter(sink);
         let t = tokens.len();
         super::check_tokens(tokens, self.vocab, self.context)?;
         let device = self.word.embeddings().device().clone();

@@ -55,12 +55,7 @@ fn layer_norm(vb: VarBuilder, size: usize, eps: f64) -> candle_core::Result<Laye
 
 impl Gpt2 {
     pub fn load(cfg: &ModelConfig, vb: VarBuilder, what: &str) -> Result<Gpt2, InferenceError> {
-        let need = |v: Option<u64>, key: &str| {
-            v.map(|v| v as usize).ok_or_else(|| InferenceError::Model {
-                what: what.to_string(),
-                detail: format!("config.json has no `{key}`"),
-            })
-        };
+        let need = |v: Option<u64>, key: &str| super::need(v, key, what);
         let hidden = need(cfg.hidden_size, "n_embd")?;
         let heads = need(cfg.num_heads, "n_head")?;
         let layers = need(cfg.num_layers, "n_layer")?;
@@ -136,13 +131,7 @@ impl Gpt2 {
     }
 
     pub fn run(&self, tokens: &[u32], sink: &mut dyn FnMut(Tap, Tensor) -> bool) -> Result<(), InferenceError> {
-        let mut emit = |tap: Tap, t: Tensor| {
-            if sink(tap, t) {
-                Ok(())
-            } else {
-                Err(InferenceError::Cancelled)
-            }
-        };
+        let mut emit = super::emitter(sink);
         let t = tokens.len();
         super::check_tokens(tokens, self.vocab, self.context)?;
         let device = self.wte.embeddings().device();

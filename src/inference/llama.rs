@@ -54,12 +54,7 @@ fn linear(vb: VarBuilder, fan_in: usize, fan_out: usize, bias: bool) -> candle_c
 
 impl Llama {
     pub fn load(cfg: &ModelConfig, vb: VarBuilder, what: &str) -> Result<Llama, InferenceError> {
-        let need = |v: Option<u64>, key: &str| {
-            v.map(|v| v as usize).ok_or_else(|| InferenceError::Model {
-                what: what.to_string(),
-                detail: format!("config.json has no `{key}`"),
-            })
-        };
+        let need = |v: Option<u64>, key: &str| super::need(v, key, what);
         let hidden = need(cfg.hidden_size, "hidden_size")?;
         let heads = need(cfg.num_heads, "num_attention_heads")?;
         let kv_heads = need(cfg.num_kv_heads, "num_key_value_heads")?;
@@ -144,13 +139,7 @@ impl Llama {
     }
 
     pub fn run(&self, tokens: &[u32], sink: &mut dyn FnMut(Tap, Tensor) -> bool) -> Result<(), InferenceError> {
-        let mut emit = |tap: Tap, t: Tensor| {
-            if sink(tap, t) {
-                Ok(())
-            } else {
-                Err(InferenceError::Cancelled)
-            }
-        };
+        let mut emit = super::emitter(sink);
         let t = tokens.len();
         super::check_tokens(tokens, self.vocab, self.context)?;
         let device = self.embed.embeddings().device().clone();

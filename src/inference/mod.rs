@@ -171,6 +171,27 @@ pub fn tokenize(dir: &Path, text: &str) -> Result<Vec<u32>, InferenceError> {
     Ok(encoding.get_ids().to_vec())
 }
 
+/// A config value a family needs, or an error naming the key.
+pub(crate) fn need(value: Option<u64>, key: &str, what: &str) -> Result<usize, InferenceError> {
+    value.map(|v| v as usize).ok_or_else(|| InferenceError::Model {
+        what: what.to_string(),
+        detail: format!("config.json has no `{key}`"),
+    })
+}
+
+/// Wraps a tap sink so that a `false` from it becomes [`InferenceError::Cancelled`].
+pub(crate) fn emitter(
+    sink: &mut dyn FnMut(Tap, Tensor) -> bool,
+) -> impl FnMut(Tap, Tensor) -> Result<(), InferenceError> + '_ {
+    move |tap, t| {
+        if sink(tap, t) {
+            Ok(())
+        } else {
+            Err(InferenceError::Cancelled)
+        }
+    }
+}
+
 /// Rejects empty input, ids outside the vocabulary and prompts over the context.
 pub(crate) fn check_tokens(tokens: &[u32], vocab: usize, context: usize) -> Result<(), InferenceError> {
     if tokens.is_empty() {
