@@ -6,6 +6,7 @@
 //!
 //! The app is one plugin per concern, ordered each frame by [`AppSystems`].
 
+pub mod activations;
 pub mod arch;
 pub mod camera;
 pub mod cli;

@@ -145,3 +145,95 @@ fn instance_buffer_follows_visibility() {
     app.update();
     assert_eq!(drawn(&mut app), 160 - 50);
 }
+
+mod activations {
+    use bevy::prelude::*;
+    use tensorcity::activations::{
+        ActivationMessage, ActivationsPlugin, InferenceWorker, MAX_FRAMES_PER_UPDATE, RunPrompt,
+    };
+    use tensorcity::inference::stream::{Decoding, FrameData, LocalRunner, RunRequest};
+    use tensorcity::inference::{Model, Tap};
+
+    #[derive(Resource, Default)]
+    struct Seen(Vec<(u64, String)>, usize);
+
+    fn record(mut seen: ResMut<Seen>, mut frames: MessageReader<ActivationMessage>) {
+        let batch: Vec<_> = frames.read().collect();
+        seen.1 = seen.1.max(batch.len());
+        for f in batch {
+            let what = match &f.0.data {
+                FrameData::Tokens(_) => "tokens".to_string(),
+                FrameData::Activation {
+                    tap: Tap::Hidden(i), ..
+                } => format!("hidden.{i}"),
+                FrameData::Activation {
+                    tap: Tap::Attention(i), ..
+                } => format!("attn.{i}"),
+                FrameData::Activation { tap: Tap::Logits, .. } => "logits".into(),
+                FrameData::Generated { .. } => "generated".into(),
+                FrameData::Done => "done".into(),
+                FrameData::Failed(e) => format!("failed: {e}"),
+            };
+            seen.0.push((f.0.run, what));
+        }
+    }
+
+    #[test]
+    fn prompts_stream_into_messages_and_a_new_prompt_replaces_the_old() {
+        let dir = crate::support::fixtures().join("inference/gpt2-tiny");
+        let mut app = App::new();
+        app.add_plugins((
+            MinimalPlugins,
+            bevy::state::app::StatesPlugin,
+            tensorcity::ScenePlugin,
+            ActivationsPlugin,
+        ))
+        .init_resource::<Seen>()
+        .insert_resource(InferenceWorker::spawn(Box::new(LocalRunner {
+            model: Model::load(&dir).unwrap(),
+        })))
+        .add_systems(Update, record.after(tensorcity::AppSystems::Model));
+        let request = |n| {
+            RunPrompt(RunRequest {
+                tokens: vec![1, 2, 3],
+                new_tokens: n,
+                decoding: Decoding::Greedy,
+            })
+        };
+        app.world_mut().write_message(request(30));
+        app.update();
+        app.world_mut().write_message(request(2));
+        for _ in 0..2000 {
+            app.update();
+            if app
+                .world()
+                .resource::<Seen>()
+                .0
+                .last()
+                .is_some_and(|(_, w)| w == "done")
+            {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        let seen = app.world().resource::<Seen>();
+        assert!(
+            seen.1 <= MAX_FRAMES_PER_UPDATE,
+            "at most {MAX_FRAMES_PER_UPDATE} frames per update"
+        );
+        let last_run = seen.0.last().unwrap().0;
+        let of_last: Vec<&str> = seen
+            .0
+            .iter()
+            .filter(|(r, _)| *r == last_run)
+            .map(|(_, w)| w.as_str())
+            .collect();
+        assert_eq!(&of_last[..4], ["tokens", "hidden.0", "attn.0", "hidden.1"]);
+        assert_eq!(of_last.iter().filter(|w| **w == "generated").count(), 2);
+        assert_eq!(*of_last.last().unwrap(), "done");
+        assert!(
+            !seen.0.iter().any(|(r, w)| *r != last_run && w == "done"),
+            "the first run was cancelled"
+        );
+    }
+}
