@@ -193,15 +193,20 @@ fn init_weights(varmap: &VarMap, config: &ModelConfig, device: &Device) -> anyho
 /// Mean next-token cross-entropy over one window (`window[..n]` predicts `window[1..]`).
 fn sequence_loss(model: &Gpt2, window: &[u32], device: &Device) -> anyhow::Result<Tensor> {
     let (inputs, targets) = (&window[..window.len() - 1], &window[1..]);
+    let logits = logits(model, inputs)?;
+    Ok(candle_nn::loss::cross_entropy(&logits, &Tensor::new(targets, device)?)?)
+}
+
+/// `[T, vocab]` logits of one forward pass (the other taps are dropped).
+fn logits(model: &Gpt2, tokens: &[u32]) -> anyhow::Result<Tensor> {
     let mut logits = None;
-    model.run(inputs, &mut |tap, t| {
+    model.run(tokens, &mut |tap, t| {
         if tap == Tap::Logits {
             logits = Some(t);
         }
         true
     })?;
-    let logits = logits.context("no logits")?;
-    Ok(candle_nn::loss::cross_entropy(&logits, &Tensor::new(targets, device)?)?)
+    logits.context("the model produced no logits")
 }
 
 /// Loss over evenly spaced validation windows.
@@ -231,15 +236,7 @@ fn generate(model: &Gpt2, tokenizer: &Tokenizer, prompt: &str, n: usize, rng: &m
     );
     for _ in 0..n {
         let context = &ids[ids.len().saturating_sub(model.context())..];
-        let mut logits = None;
-        model.run(context, &mut |tap, t| {
-            if tap == Tap::Logits {
-                logits = Some(t);
-            }
-            true
-        })?;
-        let logits = logits.context("no logits")?;
-        let last = logits.get(context.len() - 1)?;
+        let last = logits(model, context)?.get(context.len() - 1)?;
         ids.push(sampler.sample(&last)?);
     }
     tokenizer.decode(&ids, false).map_err(anyhow::Error::msg)
