@@ -196,11 +196,7 @@ pub fn render(job: RenderJob) -> anyhow::Result<()> {
     }
     check_gpu()?;
     let view = job.camera.view(&layout.bounds, job.size.0 as f32 / job.size.1 as f32);
-    let current = CurrentModel {
-        arch: Arc::new(arch),
-        layout: Arc::new(layout),
-        request: job.model.clone(),
-    };
+    let current = CurrentModel::new(arch, layout, job.model.clone());
     let result: Arc<Mutex<Option<Result<(), String>>>> = Arc::default();
 
     let mut app = windowless_app();

@@ -39,8 +39,23 @@ pub struct ModelLoaded;
 pub struct CurrentModel {
     pub arch: Arc<Architecture>,
     pub layout: Arc<Layout>,
+    /// Totals and the by-kind breakdown, computed once per model (the panels
+    /// read them every frame).
+    pub summary: Arc<crate::arch::Summary>,
     /// What was asked for (for the recent list and reloads).
     pub request: ModelRef,
+}
+
+impl CurrentModel {
+    pub fn new(arch: Architecture, layout: Layout, request: ModelRef) -> Self {
+        let summary = Arc::new(arch.summary());
+        CurrentModel {
+            arch: Arc::new(arch),
+            layout: Arc::new(layout),
+            summary,
+            request,
+        }
+    }
 }
 
 /// How the model is drawn.
@@ -147,11 +162,7 @@ fn finish_loading(
             recent.0.retain(|r| *r != name);
             recent.0.insert(0, name);
             recent.0.truncate(10);
-            commands.insert_resource(CurrentModel {
-                arch: Arc::new(arch),
-                layout: Arc::new(layout),
-                request: loading.request.clone(),
-            });
+            commands.insert_resource(CurrentModel::new(arch, layout, loading.request.clone()));
             commands.remove_resource::<LoadError>();
             loaded.write(ModelLoaded);
             next.set(AppState::Ready);

@@ -28,11 +28,11 @@ pub(super) fn show(ui: &mut egui::Ui, state: &mut UiState, p: &mut PanelParams) 
         picker(ui, state, p);
         ui.separator();
         if let Some(current) = &p.current {
-            facts(ui, &current.arch);
+            facts(ui, &current.summary, &current.arch.notices);
             ui.separator();
-            params_chart(ui, &current.arch);
+            params_chart(ui, &current.summary);
             ui.separator();
-            legend(ui, &current.arch, &mut p.settings);
+            legend(ui, &current.summary, &mut p.settings);
         }
         ui.separator();
         view_settings(ui, p);
@@ -103,8 +103,7 @@ fn picker(ui: &mut egui::Ui, state: &mut UiState, p: &mut PanelParams) {
     }
 }
 
-fn facts(ui: &mut egui::Ui, a: &arch::Architecture) {
-    let s = a.summary();
+fn facts(ui: &mut egui::Ui, s: &arch::Summary, notices: &[String]) {
     ui.strong(&s.name);
     egui::Grid::new("facts").num_columns(2).striped(true).show(ui, |ui| {
         let opt = |v: Option<u64>| v.map_or("—".to_string(), group_digits);
@@ -135,14 +134,13 @@ fn facts(ui: &mut egui::Ui, a: &arch::Architecture) {
             ui.end_row();
         }
     });
-    for notice in &a.notices {
+    for notice in notices {
         ui.colored_label(egui::Color32::from_rgb(230, 190, 90), notice);
     }
 }
 
-fn params_chart(ui: &mut egui::Ui, a: &arch::Architecture) {
+fn params_chart(ui: &mut egui::Ui, summary: &arch::Summary) {
     ui.label("Parameters by kind (%)");
-    let summary = a.summary();
     let bars: Vec<Bar> = summary
         .by_kind
         .iter()
@@ -163,12 +161,14 @@ fn params_chart(ui: &mut egui::Ui, a: &arch::Architecture) {
         .show(ui, |plot| plot.bar_chart(BarChart::new("params", bars)));
 }
 
-fn legend(ui: &mut egui::Ui, a: &arch::Architecture, settings: &mut ViewSettings) {
+fn legend(ui: &mut egui::Ui, summary: &arch::Summary, settings: &mut ViewSettings) {
     ui.label("Legend (click to hide / show)");
-    let present: Vec<arch::TensorKind> = arch::TensorKind::ALL
-        .into_iter()
-        .filter(|k| a.tensors.iter().any(|t| t.kind == *k))
-        .collect();
+    // Kinds the model has, in legend order (buffers are drawn as `other`).
+    let mut present: Vec<arch::TensorKind> = summary.by_kind.iter().map(|k| k.kind).collect();
+    if summary.buffer_params > 0 && !present.contains(&arch::TensorKind::Other) {
+        present.push(arch::TensorKind::Other);
+    }
+    present.sort();
     for kind in present {
         let hidden = settings.hidden_kinds.contains(&kind);
         ui.horizontal(|ui| {

@@ -232,11 +232,7 @@ fn run_scenario(scenario: &str, n: usize, frames: usize) {
                         lod: false,
                         ..default()
                     })
-                    .insert_resource(CurrentModel {
-                        arch: arch.into(),
-                        layout: layout.into(),
-                        request: model,
-                    });
+                    .insert_resource(CurrentModel::new(arch, layout, model));
             });
             spawn_camera(&mut app, &bounds);
             let base = cube_draws();
