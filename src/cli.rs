@@ -38,8 +38,13 @@ pub enum Command {
 #[derive(Debug, Args)]
 #[command(group(clap::ArgGroup::new("input").required(true).args(["prompt", "token_ids"])))]
 pub struct CaptureArgs {
-    /// A model folder with config.json, safetensors weights and (for --prompt) tokenizer.json.
-    pub model: std::path::PathBuf,
+    /// A model folder with config.json, safetensors weights and (for --prompt)
+    /// tokenizer.json, or a Hugging Face id (downloaded, weights included, into
+    /// the Hugging Face cache). Default: the embedded model.
+    pub model: Option<String>,
+    /// Hub revision (branch, tag or commit) for an id.
+    #[arg(long)]
+    pub revision: Option<String>,
     /// Text to run, tokenized with the model's tokenizer.json (special tokens added as transformers does).
     #[arg(long)]
     pub prompt: Option<String>,
@@ -178,20 +183,25 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 fn capture(args: CaptureArgs) -> anyhow::Result<()> {
+    use crate::inference::ModelFiles;
     crate::headless::check_output(&args.out, &["safetensors"])?;
-    if !args.model.is_dir() {
-        anyhow::bail!(
-            "{}: not a model folder; capture runs a local folder with config.json, safetensors weights and tokenizer.json",
-            args.model.display()
-        );
-    }
+    let model_ref = args.model.as_deref().map_or(ModelRef::Embedded, ModelRef::parse);
+    let files = match &model_ref {
+        #[cfg(not(target_arch = "wasm32"))]
+        ModelRef::Id(id) => {
+            let opts = crate::arch::hub::HubOptions::from_env(args.revision.clone(), false);
+            ModelFiles::from_dir(&crate::arch::hub::download_model(id, &opts)?)?
+        }
+        ModelRef::Path(p) if !p.exists() => anyhow::bail!("{}: no such file or folder", p.display()),
+        other => ModelFiles::open(other)?,
+    };
     let tokens = match (&args.token_ids, &args.prompt) {
         (Some(ids), _) => ids.clone(),
-        (None, Some(prompt)) => crate::inference::tokenize(&args.model, prompt)?,
+        (None, Some(prompt)) => files.tokenize(prompt)?,
         (None, None) => anyhow::bail!("give --prompt TEXT or --token-ids 1,2,3"),
     };
-    let model = crate::inference::Model::load(&args.model)?;
-    let capture = model.capture(&tokens)?;
+    let model = files.load()?;
+    let capture = model.capture(&tokens).map_err(|e| anyhow::anyhow!(files.diagnose(e)))?;
     capture.save(&args.out)?;
     eprintln!(
         "wrote {} ({} tokens, {} hidden states, {} attention maps)",

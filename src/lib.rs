@@ -76,6 +76,6 @@ pub struct ViewerPlugin;
 
 impl Plugin for ViewerPlugin {
     fn build(&self, app: &mut App) {
-        app.add_plugins((ScenePlugin, camera::plugin, ui::plugin));
+        app.add_plugins((ScenePlugin, activations::ActivationsPlugin, camera::plugin, ui::plugin));
     }
 }

@@ -128,6 +128,54 @@ pub fn load(id: &str, opts: &HubOptions) -> Result<Architecture, HubFailure> {
     Ok(Architecture::from_rows(id, "hub", config, rows))
 }
 
+/// Downloads what running a model needs (config, tokenizer, every safetensors
+/// shard) into hf-hub's cache and returns the snapshot folder holding them.
+/// Unlike [`load`], this fetches the weights: only `capture` asks for it.
+pub fn download_model(id: &str, opts: &HubOptions) -> Result<PathBuf, ArchError> {
+    let (owner, name) = split_id(id);
+    let fail = |reason: String| ArchError::Hub {
+        id: id.to_string(),
+        reason,
+    };
+    // Weights are large: no overall timeout, only the connect timeout.
+    let client = build_client_with(opts, None).map_err(|e| fail(e.to_string()))?;
+    let repo = hf_hub::HFClientSync::from_inner(client)
+        .map_err(|e| fail(e.to_string()))?
+        .model(owner, name);
+    let header_dir = PathBuf::new();
+    let hub = Remote {
+        id,
+        repo: &repo,
+        opts,
+        header_dir: &header_dir,
+    };
+    let explain = |f: HubFailure| match f {
+        HubFailure::Invalid(e) => e,
+        HubFailure::Unreachable(r) | HubFailure::NotFound(r) | HubFailure::Denied(r) => fail(r),
+    };
+    let config = hub
+        .file("config.json")
+        .map_err(explain)?
+        .ok_or_else(|| fail("the repository has no config.json".into()))?;
+    hub.file("tokenizer.json").map_err(explain)?;
+    let shards = match hub.file(INDEX_FILE).map_err(explain)? {
+        Some(index) => shard_names(&read_index(&index)?),
+        None => vec![SINGLE_FILE.to_string()],
+    };
+    for shard in &shards {
+        eprintln!("downloading {id}/{shard} ...");
+        hub.file(shard).map_err(explain)?.ok_or_else(|| {
+            fail(format!(
+                "no `{shard}` in the repository (only safetensors checkpoints run)"
+            ))
+        })?;
+    }
+    config
+        .parent()
+        .map(Path::to_path_buf)
+        .ok_or_else(|| fail("hf-hub returned a file outside a snapshot folder".into()))
+}
+
 struct Remote<'a> {
     id: &'a str,
     repo: &'a hf_hub::HFRepositorySync<hf_hub::RepoTypeModel>,
@@ -240,12 +288,18 @@ impl Remote<'_> {
 }
 
 fn build_client(opts: &HubOptions) -> Result<HFClient, HFError> {
+    build_client_with(opts, Some(Duration::from_secs(60)))
+}
+
+fn build_client_with(opts: &HubOptions, timeout: Option<Duration>) -> Result<HFClient, HFError> {
     // Fail fast when there is no network instead of hanging on a black-holed route.
-    let http = reqwest::Client::builder()
+    let mut http = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(10))
-        .timeout(Duration::from_secs(60))
-        .user_agent(concat!("tensorcity/", env!("CARGO_PKG_VERSION")))
-        .build()?;
+        .user_agent(concat!("tensorcity/", env!("CARGO_PKG_VERSION")));
+    if let Some(t) = timeout {
+        http = http.timeout(t);
+    }
+    let http = http.build()?;
     let mut builder = HFClient::builder().client(http).retry_max_attempts(2);
     if let Some(endpoint) = &opts.endpoint {
         builder = builder.endpoint(endpoint.clone());

@@ -47,8 +47,11 @@ pub struct LoadOptions {
     pub hub: super::hub::HubOptions,
 }
 
-/// The embedded default model's config, compiled into the binary.
+/// The embedded default model, compiled into the binary: config, f16 weights
+/// (trained by `src/bin/train_default.rs`) and tokenizer.
 pub const EMBEDDED_CONFIG: &str = include_str!("../../assets/models/shakespeare/config.json");
+pub const EMBEDDED_WEIGHTS: &[u8] = include_bytes!("../../assets/models/shakespeare/model.safetensors");
+pub const EMBEDDED_TOKENIZER: &[u8] = include_bytes!("../../assets/models/shakespeare/tokenizer.json");
 pub const EMBEDDED_NAME: &str = "tensorcity/shakespeare";
 
 /// Loads a model's architecture.
@@ -62,7 +65,7 @@ pub fn load_model(model: &ModelRef, opts: &LoadOptions) -> Result<Architecture, 
 
 fn embedded() -> Result<Architecture, ArchError> {
     let config = ModelConfig::from_json(EMBEDDED_CONFIG.as_bytes(), EMBEDDED_NAME)?;
-    let rows = super::synthesize(&config, EMBEDDED_NAME)?;
+    let rows = super::header::parse_file_bytes(EMBEDDED_WEIGHTS, EMBEDDED_NAME)?;
     Ok(Architecture::from_rows(EMBEDDED_NAME, "embedded", Some(config), rows))
 }
 

@@ -39,6 +39,9 @@ struct Args {
     /// Tokens per training sequence.
     #[arg(long, default_value_t = 128)]
     seq: usize,
+    /// Sequences per optimiser step.
+    #[arg(long, default_value_t = 16)]
+    batch: usize,
     /// Peak learning rate (cosine decay to a tenth).
     #[arg(long, default_value_t = 2e-3)]
     lr: f64,
@@ -102,11 +105,16 @@ fn main() -> anyhow::Result<()> {
         let lr = args.lr * (0.1 + 0.9 * 0.5 * (1.0 + (std::f64::consts::PI * progress.min(1.0)).cos()));
         let warm = ((step + 1) as f64 / 100.0).min(1.0);
         opt.set_learning_rate(lr * warm);
-        let s = rng.random_range(0..train.len() - args.seq - 1);
-        let loss = sequence_loss(&model, &train[s..s + args.seq + 1], &device)?;
+        let windows: Vec<&[u32]> = (0..args.batch.max(1))
+            .map(|_| {
+                let s = rng.random_range(0..train.len() - args.seq - 1);
+                &train[s..s + args.seq + 1]
+            })
+            .collect();
+        let loss = batch_loss(&model, &windows, &device)?;
         opt.backward_step(&loss)?;
         step += 1;
-        if step % 200 == 0 {
+        if step % 250 == 0 {
             last_val = validation_loss(&model, val, args.seq, &device)?;
             eprintln!(
                 "step {step:>6}  {:>5.0}s  train {:.3}  val {last_val:.3}  lr {:.2e}",
@@ -123,10 +131,11 @@ fn main() -> anyhow::Result<()> {
     let sample = generate(&model, &tokenizer, prompt, 120, &mut rng)?;
     let report = format!(
         "# The embedded default model\n\nGPT-2 shape from `config.json`, trained by `src/bin/train_default.rs` on Tiny Shakespeare \
-         ({} BPE tokens, 90/10 split): {step} AdamW steps of {} tokens in {:.0} s on the CPU.\n\n\
+         ({} BPE tokens, 90/10 split): {step} AdamW steps of {} x {} tokens in {:.0} s on the CPU.\n\n\
          Validation loss (cross-entropy, nats per token): **{last_val:.3}**\n\n\
          Sample (prompt `ROMEO:`, top-k 20, temperature 0.8):\n\n```text\n{sample}\n```\n",
         ids.len(),
+        args.batch,
         args.seq,
         start.elapsed().as_secs_f64()
     );
@@ -190,10 +199,14 @@ fn init_weights(varmap: &VarMap, config: &ModelConfig, device: &Device) -> anyho
     Ok(())
 }
 
-/// Mean next-token cross-entropy over one window (`window[..n]` predicts `window[1..]`).
-fn sequence_loss(model: &Gpt2, window: &[u32], device: &Device) -> anyhow::Result<Tensor> {
-    let (inputs, targets) = (&window[..window.len() - 1], &window[1..]);
-    let logits = logits(model, inputs)?;
+/// Mean next-token cross-entropy over equal-length windows (`w[..n]` predicts `w[1..]`).
+fn batch_loss(model: &Gpt2, windows: &[&[u32]], device: &Device) -> anyhow::Result<Tensor> {
+    let n = windows.first().map_or(0, |w| w.len() - 1);
+    let inputs: Vec<u32> = windows.iter().flat_map(|w| w[..n].iter().copied()).collect();
+    let targets: Vec<u32> = windows.iter().flat_map(|w| w[1..].iter().copied()).collect();
+    let ids = Tensor::from_vec(inputs, (windows.len(), n), device)?;
+    let logits = model.batch_logits(&ids)?;
+    let logits = logits.reshape((windows.len() * n, logits.dim(2)?))?;
     Ok(candle_nn::loss::cross_entropy(&logits, &Tensor::new(targets, device)?)?)
 }
 
@@ -211,14 +224,15 @@ fn logits(model: &Gpt2, tokens: &[u32]) -> anyhow::Result<Tensor> {
 
 /// Loss over evenly spaced validation windows.
 fn validation_loss(model: &Gpt2, val: &[u32], seq: usize, device: &Device) -> anyhow::Result<f32> {
-    let windows = 24;
-    let stride = (val.len() - seq - 1) / windows;
+    // Non-overlapping windows covering the whole validation split, 16 per batch.
+    let windows: Vec<&[u32]> = (0..(val.len() - 1) / seq)
+        .map(|w| &val[w * seq..w * seq + seq + 1])
+        .collect();
     let mut total = 0.0;
-    for w in 0..windows {
-        let s = w * stride;
-        total += sequence_loss(model, &val[s..s + seq + 1], device)?.to_scalar::<f32>()?;
+    for chunk in windows.chunks(16) {
+        total += batch_loss(model, chunk, device)?.to_scalar::<f32>()? * chunk.len() as f32;
     }
-    Ok(total / windows as f32)
+    Ok(total / windows.len() as f32)
 }
 
 fn generate(model: &Gpt2, tokenizer: &Tokenizer, prompt: &str, n: usize, rng: &mut StdRng) -> anyhow::Result<String> {

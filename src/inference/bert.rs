@@ -119,6 +119,16 @@ impl Bert {
         })
     }
 
+    /// Transformer blocks (hidden states are one more).
+    pub fn num_layers(&self) -> usize {
+        self.layers.len()
+    }
+
+    /// Longest sequence the model takes.
+    pub fn context(&self) -> usize {
+        self.context
+    }
+
     pub fn run(&self, tokens: &[u32], sink: &mut dyn FnMut(Tap, Tensor) -> bool) -> Result<(), InferenceError> {
         let mut emit = super::emitter(sink);
         let t = tokens.len();
@@ -151,6 +161,7 @@ impl Bert {
                 Activation::GeluTanh => inner.gelu()?,
                 Activation::Relu => inner.relu()?,
             };
+            emit(Tap::Mlp(i), inner.clone())?;
             xs = layer
                 .out_norm
                 .forward(&(layer.output.forward(&inner)? + &after_attn)?)?;

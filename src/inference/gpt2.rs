@@ -21,8 +21,17 @@ impl Conv1D {
         })
     }
 
+    /// `[.., in]` -> `[.., out]` (leading dims flattened into one matmul).
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        x.matmul(&self.weight)?.broadcast_add(&self.bias)
+        let (rows, fan_in) = (x.elem_count() / x.dim(D::Minus1)?, x.dim(D::Minus1)?);
+        let mut shape = x.dims().to_vec();
+        if let Some(last) = shape.last_mut() {
+            *last = self.weight.dim(1)?;
+        }
+        x.reshape((rows, fan_in))?
+            .matmul(&self.weight)?
+            .broadcast_add(&self.bias)?
+            .reshape(shape)
     }
 }
 
@@ -130,14 +139,55 @@ impl Gpt2 {
         }
     }
 
+    /// Transformer blocks (hidden states are one more).
+    pub fn num_layers(&self) -> usize {
+        self.blocks.len()
+    }
+
     pub fn run(&self, tokens: &[u32], sink: &mut dyn FnMut(Tap, Tensor) -> bool) -> Result<(), InferenceError> {
         let mut emit = super::emitter(sink);
-        let t = tokens.len();
         super::check_tokens(tokens, self.vocab, self.context)?;
-        let device = self.wte.embeddings().device();
-        let ids = Tensor::new(tokens, device)?;
+        let ids = Tensor::new(tokens, self.wte.embeddings().device())?.unsqueeze(0)?;
+        // One sequence: the taps drop the batch dimension.
+        self.forward(&ids, &mut |tap, t| emit(tap, t.squeeze(0)?))
+    }
+
+    /// `[B, T, vocab]` logits of a batch of `[B, T]` token ids, no taps (training).
+    pub fn batch_logits(&self, ids: &Tensor) -> Result<Tensor, InferenceError> {
+        let mut logits = None;
+        self.forward(ids, &mut |tap, t| {
+            if tap == Tap::Logits {
+                logits = Some(t);
+            }
+            Ok(())
+        })?;
+        logits.ok_or_else(|| InferenceError::Model {
+            what: "gpt2".into(),
+            detail: "the forward pass produced no logits".into(),
+        })
+    }
+
+    /// Residual-stream state(s) `[.., hidden]` through the final norm and the tied
+    /// head: the logit lens (the last hidden state is already normed: pass `normed`).
+    pub fn lens(&self, hidden: &Tensor, normed: bool) -> Result<Tensor, InferenceError> {
+        let x = if normed {
+            hidden.clone()
+        } else {
+            self.norm(&self.ln_f, hidden)?
+        };
+        Ok(x.broadcast_matmul(&self.wte.embeddings().t()?)?)
+    }
+
+    /// The forward over `[B, T]` ids; taps carry the batch dimension first.
+    fn forward(
+        &self,
+        ids: &Tensor,
+        emit: &mut dyn FnMut(Tap, Tensor) -> Result<(), InferenceError>,
+    ) -> Result<(), InferenceError> {
+        let (b, t) = ids.dims2()?;
+        let device = ids.device();
         let positions = Tensor::arange(0u32, t as u32, device)?;
-        let mut xs = (self.wte.forward(&ids)? + self.wpe.forward(&positions)?)?;
+        let mut xs = self.wte.forward(ids)?.broadcast_add(&self.wpe.forward(&positions)?)?;
         let mask = causal_mask(t, device)?;
         let head_dim = self.hidden / self.heads;
         let scale = 1.0 / (head_dim as f64).sqrt();
@@ -145,25 +195,26 @@ impl Gpt2 {
             emit(Tap::Hidden(i), xs.clone())?;
             let residual = &xs;
             let qkv = block.c_attn.forward(&self.norm(&block.ln_1, residual)?)?;
-            // [T, 3H] -> three [heads, T, head_dim]
+            // [B, T, 3H] -> three [B, heads, T, head_dim]
             let split = |i: usize| -> candle_core::Result<Tensor> {
                 qkv.narrow(D::Minus1, i * self.hidden, self.hidden)?
-                    .reshape((t, self.heads, head_dim))?
-                    .transpose(0, 1)?
+                    .reshape((b, t, self.heads, head_dim))?
+                    .transpose(1, 2)?
                     .contiguous()
             };
             let (q, k, v) = (split(0)?, split(1)?, split(2)?);
             let scores = (q.matmul(&k.t()?)? * scale)?.broadcast_add(&mask)?;
             let probs = self.softmax(&scores)?;
-            let context = probs.matmul(&v)?.transpose(0, 1)?.reshape((t, self.hidden))?;
+            let context = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, t, self.hidden))?;
             emit(Tap::Attention(i), probs)?;
             let xs_attn = (residual + block.attn_proj.forward(&context)?)?;
             let m = block.c_fc.forward(&self.norm(&block.ln_2, &xs_attn)?)?.gelu()?;
+            emit(Tap::Mlp(i), m.clone())?;
             xs = (&xs_attn + block.mlp_proj.forward(&m)?)?;
         }
         let last = self.norm(&self.ln_f, &xs)?;
         // The LM head is tied to the token embeddings.
-        let logits = last.matmul(&self.wte.embeddings().t()?)?;
+        let logits = self.lens(&last, true)?;
         emit(Tap::Hidden(self.blocks.len()), last)?;
         emit(Tap::Logits, logits)?;
         Ok(())

@@ -138,6 +138,16 @@ impl Llama {
         })
     }
 
+    /// Transformer blocks (hidden states are one more).
+    pub fn num_layers(&self) -> usize {
+        self.blocks.len()
+    }
+
+    /// Longest sequence the model takes.
+    pub fn context(&self) -> usize {
+        self.context
+    }
+
     pub fn run(&self, tokens: &[u32], sink: &mut dyn FnMut(Tap, Tensor) -> bool) -> Result<(), InferenceError> {
         let mut emit = super::emitter(sink);
         let t = tokens.len();
@@ -177,13 +187,25 @@ impl Llama {
             let xs_attn = (residual + block.attn.o.forward(&context)?)?;
             let y = candle_nn::ops::rms_norm(&xs_attn, &block.post_norm, self.eps)?;
             let gated = (block.mlp.gate.forward(&y)?.silu()? * block.mlp.up.forward(&y)?)?;
+            emit(Tap::Mlp(i), gated.clone())?;
             xs = (&xs_attn + block.mlp.down.forward(&gated)?)?;
         }
         let last = candle_nn::ops::rms_norm(&xs, &self.norm, self.eps)?;
-        let logits = last.matmul(&self.lm_head.t()?)?;
+        let logits = self.lens(&last, true)?;
         emit(Tap::Hidden(self.blocks.len()), last)?;
         emit(Tap::Logits, logits)?;
         Ok(())
+    }
+
+    /// Residual-stream state(s) `[.., hidden]` through the final RMSNorm and the
+    /// head: the logit lens (pass `normed` for the last, already normed, state).
+    pub fn lens(&self, hidden: &Tensor, normed: bool) -> Result<Tensor, InferenceError> {
+        let x = if normed {
+            hidden.clone()
+        } else {
+            candle_nn::ops::rms_norm(hidden, &self.norm, self.eps)?
+        };
+        Ok(x.broadcast_matmul(&self.lm_head.t()?)?)
     }
 
     /// cos/sin tables `[T, head_dim / 2]` for positions 0..T.

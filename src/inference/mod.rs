@@ -5,14 +5,17 @@
 //! forward is written here because candle-transformers keeps these private.
 
 mod bert;
+mod files;
 pub mod gpt2;
 mod llama;
 pub mod stream;
 
 use std::path::Path;
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{Device, Tensor};
 use candle_nn::VarBuilder;
+
+pub use files::ModelFiles;
 
 use crate::arch::{Family, ModelConfig};
 
@@ -32,6 +35,8 @@ pub enum InferenceError {
     Empty,
     #[error("the run was cancelled")]
     Cancelled,
+    #[error("hidden state {layer} contains NaN or infinite values")]
+    NonFinite { layer: usize },
 }
 
 /// One tapped activation of a forward pass, in transformers' numbering.
@@ -41,6 +46,9 @@ pub enum Tap {
     Hidden(usize),
     /// Attention probabilities of block `i` (`[heads, T, T]`).
     Attention(usize),
+    /// MLP activations of block `i` (`[T, intermediate]`, after the nonlinearity;
+    /// SwiGLU's gated product for Llama-style models).
+    Mlp(usize),
     /// `[T, vocab]` (causal language models).
     Logits,
 }
@@ -54,6 +62,8 @@ pub struct Capture {
     pub hidden: Vec<Tensor>,
     /// `attn[i]`: `[heads, T, T]`, row = query position, column = key position.
     pub attn: Vec<Tensor>,
+    /// `mlp[i]`: `[T, intermediate]`, block `i`'s MLP activations.
+    pub mlp: Vec<Tensor>,
     /// `[T, vocab]` for causal language models.
     pub logits: Option<Tensor>,
 }
@@ -69,6 +79,9 @@ impl Capture {
         }
         for (i, a) in self.attn.iter().enumerate() {
             map.insert(format!("attn.{i}"), a.clone());
+        }
+        for (i, m) in self.mlp.iter().enumerate() {
+            map.insert(format!("mlp.{i}"), m.clone());
         }
         if let Some(l) = &self.logits {
             map.insert("logits".to_string(), l.clone());
@@ -88,38 +101,75 @@ pub enum Model {
 impl Model {
     /// Loads a model folder (`config.json` + safetensors weights, memory-mapped).
     pub fn load(dir: &Path) -> Result<Model, InferenceError> {
-        let what = dir.display().to_string();
-        let config_path = dir.join("config.json");
-        let bytes = std::fs::read(&config_path).map_err(|e| InferenceError::Model {
-            what: config_path.display().to_string(),
-            detail: e.to_string(),
-        })?;
-        let config = ModelConfig::from_json(&bytes, &what).map_err(|e| InferenceError::Model {
-            what: what.clone(),
-            detail: e.to_string(),
-        })?;
-        let files = weight_files(dir)?;
-        // SAFETY: the files are memory-mapped read-only; tensorcity never writes them
-        // while a model is loaded. (A file changed underneath by another program is the
-        // same hazard every mmap-based loader, transformers included, accepts.)
-        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&files, DType::F32, &Device::Cpu)? };
+        ModelFiles::from_dir(dir)?.load()
+    }
+
+    /// Builds the family's forward from a config and weights.
+    pub fn from_config(config: &ModelConfig, vb: VarBuilder, what: &str) -> Result<Model, InferenceError> {
         match Family::from_model_type(&config.model_type) {
-            Family::Gpt2 => Ok(Model::Gpt2(gpt2::Gpt2::load(&config, vb, &what)?)),
-            Family::Llama | Family::Mistral | Family::Qwen2 => {
-                Ok(Model::Llama(llama::Llama::load(&config, vb, &what)?))
-            }
-            Family::Bert => Ok(Model::Bert(bert::Bert::load(&config, vb, &what)?)),
+            Family::Gpt2 => Ok(Model::Gpt2(gpt2::Gpt2::load(config, vb, what)?)),
+            Family::Llama | Family::Mistral | Family::Qwen2 => Ok(Model::Llama(llama::Llama::load(config, vb, what)?)),
+            Family::Bert => Ok(Model::Bert(bert::Bert::load(config, vb, what)?)),
             other => Err(InferenceError::Unsupported(other.model_type().to_string())),
+        }
+    }
+
+    /// Longest sequence one forward pass takes.
+    pub fn context(&self) -> usize {
+        match self {
+            Model::Gpt2(m) => m.context(),
+            Model::Llama(m) => m.context(),
+            Model::Bert(m) => m.context(),
+        }
+    }
+
+    /// Transformer blocks.
+    pub fn num_layers(&self) -> usize {
+        match self {
+            Model::Gpt2(m) => m.num_layers(),
+            Model::Llama(m) => m.num_layers(),
+            Model::Bert(m) => m.num_layers(),
+        }
+    }
+
+    /// Whether this model predicts next tokens (has logits to generate from).
+    pub fn is_causal(&self) -> bool {
+        !matches!(self, Model::Bert(_))
+    }
+
+    /// The logit lens: residual-stream state(s) `[.., hidden]` through the final
+    /// norm and the LM head (`normed`: the state is already after the final norm).
+    /// `None` for models without a head.
+    pub fn lens(&self, hidden: &Tensor, normed: bool) -> Option<Result<Tensor, InferenceError>> {
+        match self {
+            Model::Gpt2(m) => Some(m.lens(hidden, normed)),
+            Model::Llama(m) => Some(m.lens(hidden, normed)),
+            Model::Bert(_) => None,
         }
     }
 
     /// One forward pass over `tokens`, handing each tap to `sink` as soon as it is
     /// computed (layer by layer). `sink` returning false cancels the pass.
+    /// A hidden state with NaN/Inf stops the pass with [`InferenceError::NonFinite`].
     pub fn run(&self, tokens: &[u32], sink: &mut dyn FnMut(Tap, Tensor) -> bool) -> Result<(), InferenceError> {
-        match self {
-            Model::Gpt2(m) => m.run(tokens, sink),
-            Model::Llama(m) => m.run(tokens, sink),
-            Model::Bert(m) => m.run(tokens, sink),
+        let mut non_finite = None;
+        let mut checked = |tap: Tap, t: Tensor| {
+            if let Tap::Hidden(layer) = tap
+                && !all_finite(&t)
+            {
+                non_finite = Some(layer);
+                return false;
+            }
+            sink(tap, t)
+        };
+        let result = match self {
+            Model::Gpt2(m) => m.run(tokens, &mut checked),
+            Model::Llama(m) => m.run(tokens, &mut checked),
+            Model::Bert(m) => m.run(tokens, &mut checked),
+        };
+        match (result, non_finite) {
+            (Err(InferenceError::Cancelled), Some(layer)) => Err(InferenceError::NonFinite { layer }),
+            (result, _) => result,
         }
     }
 
@@ -129,46 +179,20 @@ impl Model {
             tokens: tokens.to_vec(),
             hidden: Vec::new(),
             attn: Vec::new(),
+            mlp: Vec::new(),
             logits: None,
         };
         self.run(tokens, &mut |tap, tensor| {
             match tap {
                 Tap::Hidden(_) => capture.hidden.push(tensor),
                 Tap::Attention(_) => capture.attn.push(tensor),
+                Tap::Mlp(_) => capture.mlp.push(tensor),
                 Tap::Logits => capture.logits = Some(tensor),
             }
             true
         })?;
         Ok(capture)
     }
-}
-
-/// Token ids of `text` from the folder's `tokenizer.json`, with the special
-/// tokens its post-processor adds (as transformers' `tokenizer(text)` does).
-pub fn tokenize(dir: &Path, text: &str) -> Result<Vec<u32>, InferenceError> {
-    let path = dir.join("tokenizer.json");
-    if !path.is_file() {
-        return Err(InferenceError::Model {
-            what: dir.display().to_string(),
-            detail: "no tokenizer.json, so a text prompt cannot be tokenized; pass --token-ids instead".into(),
-        });
-    }
-    let mut tokenizer = tokenizers::Tokenizer::from_file(&path).map_err(|e| InferenceError::Model {
-        what: path.display().to_string(),
-        detail: e.to_string(),
-    })?;
-    // Like transformers' `tokenizer(text)`: no padding to a fixed length and no
-    // silent truncation (an over-long prompt is reported by the model instead).
-    tokenizer.with_padding(None);
-    tokenizer.with_truncation(None).map_err(|e| InferenceError::Model {
-        what: path.display().to_string(),
-        detail: e.to_string(),
-    })?;
-    let encoding = tokenizer.encode(text, true).map_err(|e| InferenceError::Model {
-        what: path.display().to_string(),
-        detail: e.to_string(),
-    })?;
-    Ok(encoding.get_ids().to_vec())
 }
 
 /// A config value a family needs, or an error naming the key.
@@ -209,21 +233,24 @@ pub(crate) fn check_tokens(tokens: &[u32], vocab: usize, context: usize) -> Resu
     Ok(())
 }
 
-fn weight_files(dir: &Path) -> Result<Vec<std::path::PathBuf>, InferenceError> {
-    let index = dir.join("model.safetensors.index.json");
-    if index.is_file() {
-        let parsed = crate::arch::read_index_file(&index).map_err(|e| InferenceError::Model {
-            what: index.display().to_string(),
-            detail: e.to_string(),
-        })?;
-        return Ok(parsed.into_iter().map(|s| dir.join(s)).collect());
+/// Whether every value of a tensor is finite (false when it cannot be read).
+pub fn all_finite(t: &Tensor) -> bool {
+    t.flatten_all()
+        .and_then(|f| f.to_dtype(candle_core::DType::F32))
+        .and_then(|f| f.to_vec1::<f32>())
+        .is_ok_and(|v| v.iter().all(|x| x.is_finite()))
+}
+
+/// The `k` most likely entries of a logits row `[vocab]`: (id, probability), best first.
+pub fn top_k(logits: &Tensor, k: usize) -> Result<Vec<(u32, f32)>, InferenceError> {
+    let probs = candle_nn::ops::softmax_last_dim(&logits.to_dtype(candle_core::DType::F32)?)?.to_vec1::<f32>()?;
+    let mut order: Vec<u32> = (0..probs.len() as u32).collect();
+    let k = k.min(order.len());
+    if k == 0 {
+        return Ok(Vec::new());
     }
-    let single = dir.join("model.safetensors");
-    if single.is_file() {
-        return Ok(vec![single]);
-    }
-    Err(InferenceError::Model {
-        what: dir.display().to_string(),
-        detail: "no model.safetensors or model.safetensors.index.json: running a model needs its weights".into(),
-    })
+    order.select_nth_unstable_by(k - 1, |&a, &b| probs[b as usize].total_cmp(&probs[a as usize]));
+    let mut best: Vec<(u32, f32)> = order[..k].iter().map(|&i| (i, probs[i as usize])).collect();
+    best.sort_by(|a, b| b.1.total_cmp(&a.1));
+    Ok(best)
 }

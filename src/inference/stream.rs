@@ -24,8 +24,17 @@ pub enum FrameData {
     Tokens(Vec<u32>),
     /// One tapped tensor of the forward pass over `tokens`.
     Activation { tap: Tap, tensor: Tensor },
+    /// Next-token prediction at every position (`[position][rank]` = (id,
+    /// probability)) from the final logits: `layer: None`; or the logit lens of
+    /// block `layer`'s output (`hidden_states[layer + 1]` through the final norm and head).
+    TopK {
+        layer: Option<usize>,
+        top: Vec<Vec<(u32, f32)>>,
+    },
     /// Generation produced this token (already appended to the sequence).
     Generated { id: u32, probability: f32 },
+    /// The sequence outgrew the context: only the last `kept` tokens were run.
+    Truncated { kept: usize, dropped: usize },
     /// The run is over.
     Done,
     /// The run failed; the message is for the user.
@@ -62,9 +71,43 @@ pub trait ActivationSource: Send {
     fn run(&mut self, run: u64, request: &RunRequest, send: &mut dyn FnMut(ActivationFrame) -> bool);
 }
 
+/// Entries per position in [`FrameData::TopK`].
+pub const TOP_K: usize = 5;
+
 /// The candle runner: forward passes with taps, then generation.
 pub struct LocalRunner {
     pub model: Model,
+    /// Turns non-finite activations into a message naming the corrupt weights.
+    pub files: Option<std::sync::Arc<super::ModelFiles>>,
+}
+
+impl LocalRunner {
+    fn message(&self, e: InferenceError) -> String {
+        match &self.files {
+            Some(files) => files.diagnose(e),
+            None => e.to_string(),
+        }
+    }
+
+    /// Logit-lens and final top-k frames for one tap (nothing for other taps).
+    fn top_k_frame(&self, tap: Tap, tensor: &Tensor, layers: usize) -> Option<Result<FrameData, InferenceError>> {
+        let layer = match tap {
+            Tap::Logits => None,
+            // hidden_states[i] for 1 <= i < layers is block i-1's output; the last one is already normed.
+            Tap::Hidden(i) if i >= 1 && i < layers => Some(i - 1),
+            _ => return None,
+        };
+        let top = |logits: Tensor| -> Result<Vec<Vec<(u32, f32)>>, InferenceError> {
+            (0..logits.dim(0)?)
+                .map(|p| super::top_k(&logits.get(p)?, TOP_K))
+                .collect()
+        };
+        let logits = match layer {
+            None => Ok(tensor.clone()),
+            Some(_) => self.model.lens(tensor, false)?,
+        };
+        Some(logits.and_then(top).map(|top| FrameData::TopK { layer, top }))
+    }
 }
 
 impl ActivationSource for LocalRunner {
@@ -81,22 +124,51 @@ impl ActivationSource for LocalRunner {
                 },
             ),
         };
+        let context = self.model.context();
+        let layers = self.model.num_layers();
         for step in 0..=request.new_tokens {
-            if !send(frame(FrameData::Tokens(tokens.clone()))) {
+            // Past the context, the model sees the most recent window.
+            let start = tokens.len().saturating_sub(context);
+            if start > 0
+                && !send(frame(FrameData::Truncated {
+                    kept: context,
+                    dropped: start,
+                }))
+            {
+                return;
+            }
+            let window = &tokens[start..];
+            if !send(frame(FrameData::Tokens(window.to_vec()))) {
                 return;
             }
             let mut logits = None;
-            let result = self.model.run(&tokens, &mut |tap, tensor| {
+            let mut failed = None;
+            let result = self.model.run(window, &mut |tap, tensor| {
                 if tap == Tap::Logits {
                     logits = Some(tensor.clone());
                 }
-                send(frame(FrameData::Activation { tap, tensor }))
+                let lens = self.top_k_frame(tap, &tensor, layers);
+                if !send(frame(FrameData::Activation { tap, tensor })) {
+                    return false;
+                }
+                match lens {
+                    Some(Ok(data)) => send(frame(data)),
+                    Some(Err(e)) => {
+                        failed = Some(e);
+                        false
+                    }
+                    None => true,
+                }
             });
-            match result {
-                Ok(()) => {}
-                Err(InferenceError::Cancelled) => return,
-                Err(e) => {
-                    send(frame(FrameData::Failed(e.to_string())));
+            match (result, failed) {
+                (_, Some(e)) | (Err(e @ (InferenceError::NonFinite { .. } | InferenceError::Candle(_))), None) => {
+                    send(frame(FrameData::Failed(self.message(e))));
+                    return;
+                }
+                (Ok(()), None) => {}
+                (Err(InferenceError::Cancelled), None) => return,
+                (Err(e), None) => {
+                    send(frame(FrameData::Failed(self.message(e))));
                     return;
                 }
             }
@@ -105,7 +177,8 @@ impl ActivationSource for LocalRunner {
             }
             let Some(logits) = logits else {
                 send(frame(FrameData::Failed(
-                    "this model has no language-model head to generate with".into(),
+                    "this model has no language-model head to generate with (BERT encodes; it does not predict next tokens)"
+                        .into(),
                 )));
                 return;
             };
@@ -168,12 +241,17 @@ impl Replay {
             .collect();
         let mut frames = Vec::new();
         for i in 0.. {
-            let (h, a) = (map.get(&format!("hidden.{i}")), map.get(&format!("attn.{i}")));
-            if h.is_none() && a.is_none() {
+            let (h, a, m) = (
+                map.get(&format!("hidden.{i}")),
+                map.get(&format!("attn.{i}")),
+                map.get(&format!("mlp.{i}")),
+            );
+            if h.is_none() && a.is_none() && m.is_none() {
                 break;
             }
             frames.extend(h.map(|t| (Tap::Hidden(i), t.clone())));
             frames.extend(a.map(|t| (Tap::Attention(i), t.clone())));
+            frames.extend(m.map(|t| (Tap::Mlp(i), t.clone())));
         }
         frames.extend(map.get("logits").map(|t| (Tap::Logits, t.clone())));
         Ok(Replay { tokens, frames })
@@ -213,6 +291,7 @@ pub struct Worker {
     frames: Receiver<ActivationFrame>,
     latest: Arc<AtomicU64>,
     next_run: u64,
+    dead: bool,
 }
 
 impl Worker {
@@ -230,7 +309,7 @@ impl Worker {
                     while let Ok(newer) = inbox.try_recv() {
                         (run, request) = newer;
                     }
-                    source.run(run, &request, &mut |frame| {
+                    let mut send = |frame: ActivationFrame| {
                         // Block while the consumer is behind, but notice cancellation.
                         let mut frame = frame;
                         loop {
@@ -246,7 +325,23 @@ impl Worker {
                                 Err(TrySendError::Disconnected(_)) => return false,
                             }
                         }
-                    });
+                    };
+                    // A panicking model must not take the app down: report it and keep serving.
+                    let outcome =
+                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| source.run(run, &request, &mut send)));
+                    if let Err(panic) = outcome {
+                        let what = panic
+                            .downcast_ref::<&str>()
+                            .map(|s| s.to_string())
+                            .or_else(|| panic.downcast_ref::<String>().cloned())
+                            .unwrap_or_else(|| "unknown cause".into());
+                        send(ActivationFrame {
+                            run,
+                            data: FrameData::Failed(format!(
+                                "the inference worker panicked ({what}); run again or report a bug"
+                            )),
+                        });
+                    }
                 }
             })
             .ok();
@@ -255,6 +350,7 @@ impl Worker {
             frames,
             latest,
             next_run: 0,
+            dead: false,
         }
     }
 
@@ -273,14 +369,25 @@ impl Worker {
     }
 
     /// Up to `max` frames ready now, stale runs' frames dropped. Never blocks.
-    pub fn drain(&self, max: usize) -> Vec<ActivationFrame> {
+    /// A worker thread that is gone yields one `Failed` frame for the current run.
+    pub fn drain(&mut self, max: usize) -> Vec<ActivationFrame> {
         let current = self.current_run();
         let mut out = Vec::new();
         while out.len() < max {
             match self.frames.try_recv() {
                 Ok(f) if f.run == current => out.push(f),
                 Ok(_) => {}
-                Err(_) => break,
+                Err(std::sync::mpsc::TryRecvError::Empty) => break,
+                Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                    if !self.dead {
+                        self.dead = true;
+                        out.push(ActivationFrame {
+                            run: current,
+                            data: FrameData::Failed("the inference worker stopped; reload the model".into()),
+                        });
+                    }
+                    break;
+                }
             }
         }
         out

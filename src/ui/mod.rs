@@ -1,11 +1,14 @@
 //! The egui panels: model panel (picker, facts, parameters by kind, legend,
 //! view settings) on the left, the searchable layer/tensor tree on the right,
-//! hover tooltip, loading overlay and error panel. The 3D view gets the space
-//! between the panels.
+//! prompt panel at the bottom, hover tooltip, loading overlay and error panel.
+//! The 3D view gets the space between the panels.
 
 mod model_panel;
 mod overlays;
+mod prompt_panel;
 mod tree;
+
+pub use prompt_panel::PromptUi;
 
 use bevy::camera::visibility::RenderLayers;
 use bevy::camera::{CameraOutputMode, Viewport};
@@ -21,6 +24,7 @@ pub(crate) fn plugin(app: &mut App) {
         app.add_plugins(EguiPlugin::default());
     }
     app.init_resource::<UiState>()
+        .init_resource::<PromptUi>()
         .add_systems(Startup, spawn_ui_camera)
         .add_systems(EguiPrimaryContextPass, draw_ui);
 }
@@ -60,6 +64,7 @@ fn draw_ui(
     mut panel: model_panel::PanelParams,
     mut tree: tree::TreeParams,
     mut overlay: overlays::OverlayParams,
+    mut prompt: prompt_panel::PromptParams,
     mut focus: ResMut<UiFocus>,
     mut camera: Query<&mut Camera, With<MainCamera>>,
     window: Query<&Window, With<PrimaryWindow>>,
@@ -86,6 +91,13 @@ fn draw_ui(
         .response
         .rect
         .width();
+    let bottom = egui::Panel::bottom("prompt_panel")
+        .resizable(true)
+        .default_size(150.0)
+        .show_inside(&mut root, |ui| prompt_panel::show(ui, &mut prompt))
+        .response
+        .rect
+        .height();
     let hovered = tree.highlight.hovered;
     overlays::show(&ctx, &mut overlay, hovered);
 
@@ -98,9 +110,10 @@ fn draw_ui(
         let (w, h) = (window.physical_width(), window.physical_height());
         let x = ((left * scale) as u32).min(w.saturating_sub(1));
         let width = w.saturating_sub(x + (right * scale) as u32).max(1);
+        let height = h.saturating_sub((bottom * scale) as u32).max(1);
         let viewport = Viewport {
             physical_position: UVec2::new(x, 0),
-            physical_size: UVec2::new(width, h.max(1)),
+            physical_size: UVec2::new(width, height),
             ..default()
         };
         if camera.viewport.as_ref().is_none_or(|v| {

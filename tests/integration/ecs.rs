@@ -169,7 +169,10 @@ mod activations {
                 FrameData::Activation {
                     tap: Tap::Attention(i), ..
                 } => format!("attn.{i}"),
+                FrameData::Activation { tap: Tap::Mlp(i), .. } => format!("mlp.{i}"),
                 FrameData::Activation { tap: Tap::Logits, .. } => "logits".into(),
+                FrameData::TopK { layer, .. } => format!("top {layer:?}"),
+                FrameData::Truncated { .. } => "truncated".into(),
                 FrameData::Generated { .. } => "generated".into(),
                 FrameData::Done => "done".into(),
                 FrameData::Failed(e) => format!("failed: {e}"),
@@ -191,6 +194,7 @@ mod activations {
         .init_resource::<Seen>()
         .insert_resource(InferenceWorker::spawn(Box::new(LocalRunner {
             model: Model::load(&dir).unwrap(),
+            files: None,
         })))
         .add_systems(Update, record.after(tensorcity::AppSystems::Model));
         let request = |n| {

@@ -86,6 +86,66 @@ fn run_capture(args: &[&str]) -> (Option<i32>, String) {
 }
 
 #[test]
+fn nan_weights_are_reported_by_name_not_a_crash() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = fixtures().join("inference").join("gpt2-tiny");
+    let dir = tmp.path().join("corrupt");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(src.join("config.json"), dir.join("config.json")).unwrap();
+    let mut weights = candle_core::safetensors::load(src.join("model.safetensors"), &Device::Cpu).unwrap();
+    let name = weights
+        .keys()
+        .find(|k| k.contains("h.1.mlp.c_fc.weight"))
+        .unwrap()
+        .clone();
+    let w = &weights[&name];
+    let mut values = w.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    values[7] = f32::NAN;
+    weights.insert(name.clone(), Tensor::from_vec(values, w.dims(), &Device::Cpu).unwrap());
+    candle_core::safetensors::save(&weights, dir.join("model.safetensors")).unwrap();
+    let out = tmp.path().join("acts.safetensors");
+    let (code, err) = run_capture(&[
+        dir.to_str().unwrap(),
+        "--token-ids",
+        "1,2,3",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(1), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        err.contains("NaN or infinite") && err.contains(&name) && err.contains("hidden state 2"),
+        "{err}"
+    );
+    assert!(!out.exists());
+}
+
+#[test]
+fn capture_defaults_to_the_embedded_model_with_its_tokenizer() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("acts.safetensors");
+    let (code, err) = run_capture(&["--prompt", "ROMEO:\nWhat light", "--out", out.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{err}");
+    let saved = candle_core::safetensors::load(&out, &Device::Cpu).unwrap();
+    assert_eq!(saved["hidden.6"].dim(1).unwrap(), 192);
+    assert_eq!(saved["logits"].dim(1).unwrap(), 2048);
+    assert_eq!(saved["mlp.0"].dim(1).unwrap(), 768);
+}
+
+#[test]
+fn the_logit_lens_of_the_last_state_is_the_models_prediction() {
+    let model = Model::load(&fixtures().join("inference/llama-tiny")).unwrap();
+    let capture = model.capture(&[5, 17, 3, 42]).unwrap();
+    let last = capture.hidden.last().unwrap();
+    let lens = model.lens(last, true).unwrap().unwrap();
+    assert!(max_abs_diff(&lens, capture.logits.as_ref().unwrap()) < 1e-5);
+    // Un-normed states go through the final norm first: not equal to a raw projection.
+    let mid = model.lens(&capture.hidden[1], false).unwrap().unwrap();
+    assert_eq!(mid.dims(), [4, 101]);
+    assert!(tensorcity::inference::all_finite(&mid));
+}
+
+#[test]
 fn capture_cli_writes_the_contract_and_rejects_bad_input() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = fixtures().join("inference").join("llama-tiny");
@@ -161,11 +221,11 @@ mod streaming {
 
     fn worker() -> Worker {
         let model = Model::load(&fixtures().join("inference/gpt2-tiny")).unwrap();
-        Worker::spawn(Box::new(LocalRunner { model }))
+        Worker::spawn(Box::new(LocalRunner { model, files: None }))
     }
 
     /// Drains until the current run is done (or failed).
-    fn collect(worker: &Worker) -> Vec<ActivationFrame> {
+    fn collect(worker: &mut Worker) -> Vec<ActivationFrame> {
         let start = Instant::now();
         let mut all = Vec::new();
         while start.elapsed() < Duration::from_secs(30) {
@@ -190,7 +250,7 @@ mod streaming {
             new_tokens: 3,
             decoding: Decoding::Greedy,
         });
-        let frames = collect(&w);
+        let frames = collect(&mut w);
         let taps: Vec<Tap> = frames
             .iter()
             .take_while(|f| !matches!(f.data, FrameData::Generated { .. }))
@@ -204,8 +264,10 @@ mod streaming {
             [
                 Tap::Hidden(0),
                 Tap::Attention(0),
+                Tap::Mlp(0),
                 Tap::Hidden(1),
                 Tap::Attention(1),
+                Tap::Mlp(1),
                 Tap::Hidden(2),
                 Tap::Logits
             ]
@@ -246,7 +308,7 @@ mod streaming {
             decoding: Decoding::Greedy,
         });
         assert!(new > old);
-        let frames = collect(&w);
+        let frames = collect(&mut w);
         assert!(frames.iter().all(|f| f.run == new));
         assert!(matches!(&frames[0].data, FrameData::Tokens(t) if *t == [4, 5]));
     }
@@ -267,12 +329,112 @@ mod streaming {
         // 40 generated tokens produce hundreds of frames; undrained, at most the channel's worth wait.
         let waiting = w.drain(10_000).len();
         assert!(waiting <= CHANNEL_CAPACITY + 1, "{waiting} frames buffered");
-        let rest = collect(&w);
+        let rest = collect(&mut w);
         let generated = rest
             .iter()
             .filter(|f| matches!(f.data, FrameData::Generated { .. }))
             .count();
         assert!(generated > 0);
+    }
+
+    struct Flaky(u32);
+
+    impl tensorcity::inference::stream::ActivationSource for Flaky {
+        fn run(&mut self, run: u64, _: &RunRequest, send: &mut dyn FnMut(ActivationFrame) -> bool) {
+            self.0 += 1;
+            if self.0 == 1 {
+                panic!("model exploded");
+            }
+            send(ActivationFrame {
+                run,
+                data: FrameData::Done,
+            });
+        }
+    }
+
+    #[test]
+    fn a_panicking_run_is_reported_and_the_worker_keeps_serving() {
+        let mut w = Worker::spawn(Box::new(Flaky(0)));
+        let request = RunRequest {
+            tokens: vec![1],
+            new_tokens: 0,
+            decoding: Decoding::Greedy,
+        };
+        w.request(request.clone());
+        let frames = collect(&mut w);
+        assert!(
+            matches!(&frames[..], [ActivationFrame { data: FrameData::Failed(m), .. }] if m.contains("model exploded")),
+            "{frames:?}"
+        );
+        w.request(request);
+        let frames = collect(&mut w);
+        assert!(matches!(
+            frames[..],
+            [ActivationFrame {
+                data: FrameData::Done,
+                ..
+            }]
+        ));
+    }
+
+    #[test]
+    fn generation_past_the_context_runs_the_latest_window() {
+        // gpt2-tiny has 64 positions: 62 prompt tokens + 4 generated.
+        let mut w = worker();
+        w.request(RunRequest {
+            tokens: (0..62).map(|i| i % 100).collect(),
+            new_tokens: 4,
+            decoding: Decoding::Greedy,
+        });
+        let frames = collect(&mut w);
+        assert!(
+            matches!(frames.last().unwrap().data, FrameData::Done),
+            "{:?}",
+            frames.last()
+        );
+        let lens: Vec<usize> = frames
+            .iter()
+            .filter_map(|f| match &f.data {
+                FrameData::Tokens(t) => Some(t.len()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(lens, [62, 63, 64, 64, 64]);
+        let dropped: Vec<usize> = frames
+            .iter()
+            .filter_map(|f| match f.data {
+                FrameData::Truncated { dropped, .. } => Some(dropped),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(dropped, [1, 2]);
+    }
+
+    #[test]
+    fn logit_lens_frames_follow_each_block() {
+        let mut w = worker();
+        w.request(RunRequest {
+            tokens: vec![5, 17, 3],
+            new_tokens: 0,
+            decoding: Decoding::Greedy,
+        });
+        let frames = collect(&mut w);
+        let lens: Vec<Option<usize>> = frames
+            .iter()
+            .filter_map(|f| match &f.data {
+                FrameData::TopK { layer, top } => {
+                    assert_eq!(top.len(), 3);
+                    assert!(
+                        top.iter()
+                            .all(|t| t.len() == 5 && t.windows(2).all(|w| w[0].1 >= w[1].1))
+                    );
+                    Some(*layer)
+                }
+                _ => None,
+            })
+            .collect();
+        // Block 0's output is hidden.1; block 1's (the last) is the final prediction.
+        assert_eq!(lens, [Some(0), None]);
     }
 
     #[test]
@@ -284,7 +446,7 @@ mod streaming {
             new_tokens: 0,
             decoding: Decoding::Greedy,
         });
-        let frames = collect(&w);
+        let frames = collect(&mut w);
         let taps = frames
             .iter()
             .filter(|f| matches!(f.data, FrameData::Activation { .. }))
@@ -325,7 +487,8 @@ fn training_program_runs_end_to_end_on_a_small_corpus() {
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     // The result is a model tensorcity runs, with its own tokenizer.
-    let tokens = tensorcity::inference::tokenize(&out, "ROMEO: What light").unwrap();
+    let files = tensorcity::inference::ModelFiles::from_dir(&out).unwrap();
+    let tokens = files.tokenize("ROMEO: What light").unwrap();
     let capture = Model::load(&out).unwrap().capture(&tokens).unwrap();
     assert_eq!(capture.hidden.len(), 2);
     let report = std::fs::read_to_string(out.join("TRAINING.md")).unwrap();

@@ -1,0 +1,155 @@
+//! What the app knows about the current run, folded from streamed frames.
+//! Pure: no Bevy types, so a scripted frame sequence can be tested directly.
+
+use std::collections::BTreeMap;
+
+use candle_core::Tensor;
+
+use crate::inference::Tap;
+use crate::inference::stream::{ActivationFrame, FrameData};
+
+/// Where the run is.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum RunStatus {
+    /// Nothing run yet for this model.
+    #[default]
+    Idle,
+    /// Frames are arriving.
+    Running,
+    Done,
+    /// The run (or the model) failed; the message is for the user.
+    Failed(String),
+}
+
+/// The current run: its tokens and the latest forward pass's activations.
+#[derive(Debug, Clone, Default)]
+pub struct RunState {
+    /// The run these frames belong to.
+    pub run: u64,
+    pub status: RunStatus,
+    /// Token ids the latest forward pass ran on.
+    pub tokens: Vec<u32>,
+    /// Display text of each token (filled in by whoever has the tokenizer).
+    pub texts: Vec<String>,
+    /// How many of `tokens` the user typed (the rest were generated).
+    pub prompt_len: usize,
+    /// Generated tokens with the probability they were sampled at.
+    pub generated: Vec<(u32, f32)>,
+    /// `hidden_states[i]` (`[T, hidden]`) of the latest pass.
+    pub hidden: BTreeMap<usize, Tensor>,
+    /// Block `i`'s attention probabilities (`[heads, T, T]`).
+    pub attn: BTreeMap<usize, Tensor>,
+    /// Block `i`'s MLP activations (`[T, intermediate]`).
+    pub mlp: BTreeMap<usize, Tensor>,
+    /// Next-token top-k per position from the final logits.
+    pub top: Vec<Vec<(u32, f32)>>,
+    /// Logit lens: block -> top-k per position.
+    pub lens: BTreeMap<usize, Vec<Vec<(u32, f32)>>>,
+    /// Something the user should know (the context was exceeded, ...).
+    pub notice: Option<String>,
+}
+
+impl RunState {
+    /// A new run of `prompt_len` prompt tokens starts (clears the old one).
+    pub fn start(&mut self, run: u64, prompt_len: usize) {
+        *self = RunState {
+            run,
+            status: RunStatus::Running,
+            prompt_len,
+            ..Default::default()
+        };
+    }
+
+    /// Folds one frame in; frames of other runs are ignored. Returns whether it applied.
+    pub fn apply(&mut self, frame: &ActivationFrame) -> bool {
+        if frame.run != self.run {
+            return false;
+        }
+        match &frame.data {
+            FrameData::Tokens(tokens) => {
+                // A new forward pass (the first, or after a generated token).
+                self.tokens = tokens.clone();
+                self.hidden.clear();
+                self.attn.clear();
+                self.mlp.clear();
+                self.lens.clear();
+                self.top.clear();
+            }
+            FrameData::Activation { tap, tensor } => {
+                let (map, i) = match tap {
+                    Tap::Hidden(i) => (&mut self.hidden, *i),
+                    Tap::Attention(i) => (&mut self.attn, *i),
+                    Tap::Mlp(i) => (&mut self.mlp, *i),
+                    Tap::Logits => return true,
+                };
+                map.insert(i, tensor.clone());
+            }
+            FrameData::TopK { layer: None, top } => self.top = top.clone(),
+            FrameData::TopK { layer: Some(l), top } => {
+                self.lens.insert(*l, top.clone());
+            }
+            FrameData::Generated { id, probability } => self.generated.push((*id, *probability)),
+            FrameData::Truncated { kept, dropped } => {
+                self.prompt_len = self.prompt_len.saturating_sub(*dropped);
+                self.notice = Some(format!(
+                    "the sequence outgrew the model's context: running the last {kept} tokens ({dropped} dropped)"
+                ));
+            }
+            FrameData::Done => self.status = RunStatus::Done,
+            FrameData::Failed(message) => self.status = RunStatus::Failed(message.clone()),
+        }
+        true
+    }
+
+    /// Blocks whose attention has arrived in the latest pass (for progress).
+    pub fn layers_done(&self) -> usize {
+        self.attn.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    fn frame(run: u64, data: FrameData) -> ActivationFrame {
+        ActivationFrame { run, data }
+    }
+
+    #[test]
+    fn frames_fold_into_state_and_stale_runs_are_ignored() {
+        let mut state = RunState::default();
+        state.start(2, 3);
+        let t = Tensor::zeros((3, 4), candle_core::DType::F32, &Device::Cpu).unwrap();
+        assert!(!state.apply(&frame(1, FrameData::Tokens(vec![9]))));
+        assert!(state.apply(&frame(2, FrameData::Tokens(vec![1, 2, 3]))));
+        state.apply(&frame(
+            2,
+            FrameData::Activation {
+                tap: Tap::Attention(0),
+                tensor: t.clone(),
+            },
+        ));
+        state.apply(&frame(
+            2,
+            FrameData::TopK {
+                layer: Some(0),
+                top: vec![vec![(5, 0.5)]; 3],
+            },
+        ));
+        assert_eq!(state.layers_done(), 1);
+        assert_eq!(state.lens[&0][2], vec![(5, 0.5)]);
+        state.apply(&frame(
+            2,
+            FrameData::Generated {
+                id: 7,
+                probability: 0.25,
+            },
+        ));
+        state.apply(&frame(2, FrameData::Tokens(vec![1, 2, 3, 7])));
+        assert_eq!(state.layers_done(), 0, "a new pass clears the old pass's activations");
+        assert_eq!(state.generated, vec![(7, 0.25)]);
+        state.apply(&frame(2, FrameData::Failed("boom".into())));
+        assert_eq!(state.status, RunStatus::Failed("boom".into()));
+    }
+}

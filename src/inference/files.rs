@@ -1,0 +1,276 @@
+//! What a runnable model is made of — `config.json`, safetensors weights and
+//! (optionally) `tokenizer.json` — from a folder (weights memory-mapped) or from
+//! bytes in memory (the embedded default, and the browser build).
+
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device};
+use candle_nn::VarBuilder;
+use tokenizers::Tokenizer;
+
+use super::{InferenceError, Model};
+use crate::arch::{
+    EMBEDDED_CONFIG, EMBEDDED_NAME, EMBEDDED_TOKENIZER, EMBEDDED_WEIGHTS, ModelConfig, ModelRef, read_index_file,
+};
+
+enum Weights {
+    /// Safetensors files, memory-mapped when the model is loaded.
+    Files(Vec<PathBuf>),
+    /// One safetensors file held in memory.
+    Bytes(std::borrow::Cow<'static, [u8]>),
+}
+
+/// A model that can be loaded for inference, and its tokenizer.
+pub struct ModelFiles {
+    /// Names the model in messages.
+    pub what: String,
+    pub config: ModelConfig,
+    weights: Weights,
+    tokenizer: Option<Tokenizer>,
+}
+
+fn bad(what: &str, detail: impl ToString) -> InferenceError {
+    InferenceError::Model {
+        what: what.to_string(),
+        detail: detail.to_string(),
+    }
+}
+
+impl ModelFiles {
+    /// The model a `MODEL` argument names, when it can run here: the embedded
+    /// default or a local folder (hub ids: see [`crate::arch::hub::download_model`]).
+    pub fn open(model: &ModelRef) -> Result<ModelFiles, InferenceError> {
+        match model {
+            ModelRef::Embedded => ModelFiles::embedded(),
+            ModelRef::Path(p) if p.is_dir() => ModelFiles::from_dir(p),
+            ModelRef::Path(p) if p.file_name().is_some_and(|n| n == "config.json") => {
+                ModelFiles::from_dir(p.parent().unwrap_or(Path::new(".")))
+            }
+            ModelRef::Path(p) => Err(bad(
+                &p.display().to_string(),
+                "running a model needs its folder (config.json + safetensors weights), not a single file",
+            )),
+            ModelRef::Id(id) => Err(bad(
+                id,
+                "only the architecture was fetched (headers, no weights); to run it, download the model \
+                 (`tensorcity capture` does, or `hf download ID --local-dir DIR`) and open the folder",
+            )),
+        }
+    }
+
+    /// The embedded default model (compiled into the binary).
+    pub fn embedded() -> Result<ModelFiles, InferenceError> {
+        ModelFiles::from_bytes(
+            EMBEDDED_NAME,
+            EMBEDDED_CONFIG.as_bytes(),
+            std::borrow::Cow::Borrowed(EMBEDDED_WEIGHTS),
+            Some(EMBEDDED_TOKENIZER),
+        )
+    }
+
+    /// A model held in memory: config, one safetensors file, optional tokenizer.
+    pub fn from_bytes(
+        what: &str,
+        config: &[u8],
+        weights: std::borrow::Cow<'static, [u8]>,
+        tokenizer: Option<&[u8]>,
+    ) -> Result<ModelFiles, InferenceError> {
+        let config = ModelConfig::from_json(config, what).map_err(|e| bad(what, e))?;
+        crate::arch::parse_file_bytes(&weights, what).map_err(|e| bad(what, e))?;
+        let tokenizer = tokenizer
+            .map(|t| Tokenizer::from_bytes(t).map_err(|e| bad(&format!("{what} tokenizer.json"), e)))
+            .transpose()?;
+        Ok(ModelFiles {
+            what: what.to_string(),
+            config,
+            weights: Weights::Bytes(weights),
+            tokenizer,
+        })
+    }
+
+    /// A folder as Hugging Face lays it out. A missing `tokenizer.json` is fine
+    /// (token ids still run); a broken one is an error.
+    pub fn from_dir(dir: &Path) -> Result<ModelFiles, InferenceError> {
+        let what = dir.display().to_string();
+        let config_path = dir.join("config.json");
+        let bytes = std::fs::read(&config_path).map_err(|e| bad(&config_path.display().to_string(), e))?;
+        let config = ModelConfig::from_json(&bytes, &what).map_err(|e| bad(&what, e))?;
+        let tokenizer_path = dir.join("tokenizer.json");
+        let tokenizer = tokenizer_path
+            .is_file()
+            .then(|| Tokenizer::from_file(&tokenizer_path).map_err(|e| bad(&tokenizer_path.display().to_string(), e)))
+            .transpose()?;
+        Ok(ModelFiles {
+            config,
+            weights: Weights::Files(weight_files(dir)?),
+            tokenizer,
+            what,
+        })
+    }
+
+    pub fn has_tokenizer(&self) -> bool {
+        self.tokenizer.is_some()
+    }
+
+    /// Loads the weights (computed in f32 whatever the file's dtype).
+    pub fn load(&self) -> Result<Model, InferenceError> {
+        let vb = match &self.weights {
+            // SAFETY: the files are memory-mapped read-only; tensorcity never writes them
+            // while a model is loaded. (A file changed underneath by another program is the
+            // same hazard every mmap-based loader, transformers included, accepts.)
+            Weights::Files(files) => unsafe { VarBuilder::from_mmaped_safetensors(files, DType::F32, &Device::Cpu)? },
+            Weights::Bytes(bytes) => VarBuilder::from_buffered_safetensors(bytes.to_vec(), DType::F32, &Device::Cpu)?,
+        };
+        Model::from_config(&self.config, vb, &self.what)
+    }
+
+    /// Token ids of `text` with the special tokens the tokenizer's post-processor
+    /// adds (as transformers' `tokenizer(text)` does: no padding, no truncation).
+    pub fn tokenize(&self, text: &str) -> Result<Vec<u32>, InferenceError> {
+        let Some(tokenizer) = &self.tokenizer else {
+            return Err(bad(
+                &self.what,
+                "no tokenizer.json, so a text prompt cannot be tokenized; pass token ids instead (--token-ids)",
+            ));
+        };
+        let mut tokenizer = tokenizer.clone();
+        tokenizer.with_padding(None);
+        tokenizer.with_truncation(None).map_err(|e| bad(&self.what, e))?;
+        let encoding = tokenizer.encode(text, true).map_err(|e| bad(&self.what, e))?;
+        Ok(encoding.get_ids().to_vec())
+    }
+
+    /// Display text of each token (`#id` without a tokenizer).
+    pub fn token_texts(&self, ids: &[u32]) -> Vec<String> {
+        ids.iter()
+            .map(|&id| {
+                self.tokenizer
+                    .as_ref()
+                    .and_then(|t| t.decode(&[id], false).ok())
+                    .unwrap_or_else(|| format!("#{id}"))
+            })
+            .collect()
+    }
+
+    /// A failed run's message for the user; non-finite activations are traced
+    /// back to the weight tensors that hold NaN/Inf.
+    pub fn diagnose(&self, error: InferenceError) -> String {
+        let InferenceError::NonFinite { layer } = error else {
+            return error.to_string();
+        };
+        match self.non_finite_tensors() {
+            Ok(names) if !names.is_empty() => format!(
+                "{}: the weights contain NaN or infinite values ({}{}), so hidden state {layer} is not finite; \
+                 the checkpoint is corrupt: download or export it again",
+                self.what,
+                names.iter().take(3).cloned().collect::<Vec<_>>().join(", "),
+                if names.len() > 3 {
+                    format!(" and {} more tensors", names.len() - 3)
+                } else {
+                    String::new()
+                }
+            ),
+            _ => format!(
+                "{}: hidden state {layer} overflowed to NaN or infinity (the weights themselves are finite); \
+                 the model may need a wider dtype than this checkpoint's",
+                self.what
+            ),
+        }
+    }
+
+    /// Names of weight tensors holding NaN or infinite values (for reporting a
+    /// corrupt checkpoint once activations turn non-finite).
+    pub fn non_finite_tensors(&self) -> Result<Vec<String>, InferenceError> {
+        let mut found = Vec::new();
+        let mut scan = |bytes: &[u8]| -> Result<(), InferenceError> {
+            let tensors = safetensors::SafeTensors::deserialize(bytes).map_err(|e| bad(&self.what, e))?;
+            let mut names: Vec<String> = tensors.names().into_iter().map(str::to_string).collect();
+            names.sort();
+            for name in names {
+                let view = tensors.tensor(&name).map_err(|e| bad(&self.what, e))?;
+                if !all_finite(view.dtype(), view.data()) {
+                    found.push(name);
+                }
+            }
+            Ok(())
+        };
+        match &self.weights {
+            Weights::Bytes(bytes) => scan(bytes)?,
+            Weights::Files(files) => {
+                for file in files {
+                    let bytes = std::fs::read(file).map_err(|e| bad(&file.display().to_string(), e))?;
+                    scan(&bytes)?;
+                }
+            }
+        }
+        Ok(found)
+    }
+}
+
+/// Whether a raw little-endian float buffer holds only finite values (integer dtypes always do).
+fn all_finite(dtype: safetensors::Dtype, data: &[u8]) -> bool {
+    use safetensors::Dtype;
+    match dtype {
+        Dtype::F32 => data
+            .chunks_exact(4)
+            .all(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]).is_finite()),
+        Dtype::F64 => data
+            .chunks_exact(8)
+            .all(|c| f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]).is_finite()),
+        // f16: exponent bits all ones = Inf/NaN; bf16: the same test as f32's upper half.
+        Dtype::F16 => data
+            .chunks_exact(2)
+            .all(|c| u16::from_le_bytes([c[0], c[1]]) & 0x7c00 != 0x7c00),
+        Dtype::BF16 => data
+            .chunks_exact(2)
+            .all(|c| u16::from_le_bytes([c[0], c[1]]) & 0x7f80 != 0x7f80),
+        _ => true,
+    }
+}
+
+fn weight_files(dir: &Path) -> Result<Vec<PathBuf>, InferenceError> {
+    let index = dir.join("model.safetensors.index.json");
+    if index.is_file() {
+        let parsed = read_index_file(&index).map_err(|e| bad(&index.display().to_string(), e))?;
+        return Ok(parsed.into_iter().map(|s| dir.join(s)).collect());
+    }
+    let single = dir.join("model.safetensors");
+    if single.is_file() {
+        return Ok(vec![single]);
+    }
+    Err(bad(
+        &dir.display().to_string(),
+        "no model.safetensors or model.safetensors.index.json: running a model needs its weights",
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finite_checks_each_float_dtype() {
+        let f32s: Vec<u8> = [1.0f32, f32::NAN].iter().flat_map(|v| v.to_le_bytes()).collect();
+        assert!(!all_finite(safetensors::Dtype::F32, &f32s));
+        assert!(all_finite(safetensors::Dtype::F32, &f32s[..4]));
+        // f16 1.0 = 0x3c00, +inf = 0x7c00; bf16 1.0 = 0x3f80, NaN = 0x7fc0
+        assert!(all_finite(safetensors::Dtype::F16, &0x3c00u16.to_le_bytes()));
+        assert!(!all_finite(safetensors::Dtype::F16, &0x7c00u16.to_le_bytes()));
+        assert!(all_finite(safetensors::Dtype::BF16, &0x3f80u16.to_le_bytes()));
+        assert!(!all_finite(safetensors::Dtype::BF16, &0x7fc0u16.to_le_bytes()));
+    }
+
+    #[test]
+    fn embedded_model_runs_and_tokenizes() {
+        let files = ModelFiles::embedded().unwrap();
+        let ids = files.tokenize("ROMEO:\nBut soft").unwrap();
+        assert!(ids.len() >= 3);
+        assert_eq!(files.token_texts(&ids).concat(), "ROMEO:\nBut soft");
+        let capture = files.load().unwrap().capture(&ids).unwrap();
+        assert_eq!(capture.hidden.len(), 7);
+        assert_eq!(capture.attn.len(), 6);
+        assert_eq!(capture.mlp.len(), 6);
+        assert_eq!(capture.logits.unwrap().dims(), &[ids.len(), 2048]);
+        assert!(files.non_finite_tensors().unwrap().is_empty());
+    }
+}

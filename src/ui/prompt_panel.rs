@@ -1,0 +1,215 @@
+//! Bottom panel: type a prompt, run it (or generate), watch the run's progress,
+//! click a token to see what the model predicts after it — the final top-k and
+//! the logit lens (each layer's best guess).
+
+use bevy::ecs::system::SystemParam;
+use bevy::prelude::*;
+use bevy_egui::egui;
+
+use crate::activations::{CurrentRun, Prompt, RunStatus, Runner};
+use crate::inference::stream::Decoding;
+
+/// The prompt panel's own fields.
+#[derive(Resource, Debug, Clone)]
+pub struct PromptUi {
+    pub text: String,
+    pub new_tokens: usize,
+    pub sample: bool,
+    pub top_k: usize,
+    pub temperature: f64,
+    /// Selected token position (`None`: the last one).
+    pub selected: Option<usize>,
+}
+
+impl Default for PromptUi {
+    fn default() -> Self {
+        PromptUi {
+            text: "ROMEO:\nBut soft, what light".into(),
+            new_tokens: 20,
+            sample: false,
+            top_k: 20,
+            temperature: 0.8,
+            selected: None,
+        }
+    }
+}
+
+#[derive(SystemParam)]
+pub(super) struct PromptParams<'w> {
+    ui: ResMut<'w, PromptUi>,
+    runner: Res<'w, Runner>,
+    run: Res<'w, CurrentRun>,
+    prompts: MessageWriter<'w, Prompt>,
+}
+
+const RED: egui::Color32 = egui::Color32::from_rgb(235, 90, 80);
+const GENERATED: egui::Color32 = egui::Color32::from_rgb(120, 200, 255);
+
+pub(super) fn show(ui: &mut egui::Ui, p: &mut PromptParams) {
+    let files = match &*p.runner {
+        Runner::Ready(files) => Some(files.clone()),
+        _ => None,
+    };
+    ui.horizontal(|ui| {
+        ui.strong("Prompt");
+        match &*p.runner {
+            Runner::None => ui.label("no model"),
+            Runner::Preparing(_) => ui.label("loading weights…"),
+            Runner::Ready(f) => ui.weak(format!("{} runs on the CPU (candle)", f.what)),
+            Runner::Unavailable(why) => ui.colored_label(RED, format!("cannot run this model: {why}")),
+        };
+    });
+    let ready = files.is_some();
+    ui.horizontal(|ui| {
+        ui.add_enabled(
+            ready,
+            egui::TextEdit::multiline(&mut p.ui.text)
+                .desired_rows(2)
+                .desired_width(ui.available_width() - 330.0)
+                .hint_text("type a prompt"),
+        );
+        ui.vertical(|ui| {
+            ui.horizontal(|ui| {
+                if ui.add_enabled(ready, egui::Button::new("Run")).clicked() {
+                    submit(p, 0);
+                }
+                let n = p.ui.new_tokens;
+                if ui.add_enabled(ready, egui::Button::new("Generate")).clicked() {
+                    submit(p, n);
+                }
+                ui.add(
+                    egui::DragValue::new(&mut p.ui.new_tokens)
+                        .range(1..=256)
+                        .suffix(" tokens"),
+                );
+            });
+            ui.horizontal(|ui| {
+                ui.checkbox(&mut p.ui.sample, "sample");
+                ui.add_enabled(
+                    p.ui.sample,
+                    egui::DragValue::new(&mut p.ui.top_k).range(1..=200).prefix("top-k "),
+                );
+                ui.add_enabled(
+                    p.ui.sample,
+                    egui::DragValue::new(&mut p.ui.temperature)
+                        .range(0.05..=2.0)
+                        .speed(0.01)
+                        .prefix("T "),
+                );
+            });
+        });
+    });
+    status(ui, &p.run);
+    if p.run.tokens.is_empty() {
+        return;
+    }
+    let texts = &p.run.texts;
+    ui.horizontal_wrapped(|ui| {
+        ui.spacing_mut().item_spacing.x = 2.0;
+        let selected = p.ui.selected.unwrap_or(p.run.tokens.len() - 1);
+        for (i, text) in texts.iter().enumerate() {
+            let label = egui::RichText::new(visible(text)).monospace();
+            let label = if i >= p.run.prompt_len {
+                label.color(GENERATED)
+            } else {
+                label
+            };
+            if ui.selectable_label(i == selected, label).clicked() {
+                p.ui.selected = Some(i);
+            }
+        }
+    });
+    if let Some(files) = files {
+        predictions(ui, p, &files);
+    }
+}
+
+fn submit(p: &mut PromptParams, new_tokens: usize) {
+    let decoding = if p.ui.sample {
+        Decoding::TopK {
+            k: p.ui.top_k,
+            temperature: p.ui.temperature,
+            seed: 0x7e45,
+        }
+    } else {
+        Decoding::Greedy
+    };
+    p.ui.selected = None;
+    p.prompts.write(Prompt {
+        text: p.ui.text.clone(),
+        new_tokens,
+        decoding,
+    });
+}
+
+fn status(ui: &mut egui::Ui, run: &CurrentRun) {
+    match &run.status {
+        RunStatus::Idle => {}
+        RunStatus::Running => {
+            let layers = run.hidden.len().saturating_sub(1);
+            ui.label(format!(
+                "running… {} tokens, {layers} layers done, {} generated",
+                run.tokens.len(),
+                run.generated.len()
+            ));
+        }
+        RunStatus::Done => {
+            ui.label(format!(
+                "done: {} tokens ({} generated)",
+                run.tokens.len(),
+                run.generated.len()
+            ));
+        }
+        RunStatus::Failed(message) => {
+            ui.colored_label(RED, message);
+        }
+    }
+    if let Some(notice) = &run.notice {
+        ui.colored_label(egui::Color32::YELLOW, notice);
+    }
+}
+
+/// What the model predicts after the selected token: final top-k and the logit lens.
+fn predictions(ui: &mut egui::Ui, p: &PromptParams, files: &crate::inference::ModelFiles) {
+    let pos =
+        p.ui.selected
+            .unwrap_or(p.run.tokens.len() - 1)
+            .min(p.run.tokens.len() - 1);
+    let text = |id: u32| visible(&files.token_texts(&[id]).concat());
+    ui.horizontal_top(|ui| {
+        if let Some(top) = p.run.top.get(pos) {
+            ui.vertical(|ui| {
+                ui.strong(format!(
+                    "next after `{}`",
+                    visible(p.run.texts.get(pos).map_or("", |s| s))
+                ));
+                for (id, prob) in top {
+                    ui.monospace(format!("{:>6.1}%  {}", prob * 100.0, text(*id)));
+                }
+            });
+            ui.separator();
+        }
+        if !p.run.lens.is_empty() {
+            ui.vertical(|ui| {
+                ui.strong("logit lens (top-1 per layer)");
+                egui::Grid::new("lens")
+                    .num_columns(2)
+                    .spacing([12.0, 0.0])
+                    .show(ui, |ui| {
+                        for (layer, tops) in &p.run.lens {
+                            if let Some((id, prob)) = tops.get(pos).and_then(|t| t.first()) {
+                                ui.monospace(format!("layer {layer}"));
+                                ui.monospace(format!("{} ({:.0}%)", text(*id), prob * 100.0));
+                                ui.end_row();
+                            }
+                        }
+                    });
+            });
+        }
+    });
+}
+
+/// Token text with whitespace made visible.
+fn visible(text: &str) -> String {
+    text.replace('\n', "⏎").replace(' ', "·")
+}
