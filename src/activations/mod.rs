@@ -36,6 +36,7 @@ impl Plugin for ActivationsPlugin {
             .add_message::<ActivationMessage>()
             .init_resource::<CurrentRun>()
             .init_resource::<Runner>()
+            .init_resource::<SelectedToken>()
             .add_systems(
                 Update,
                 (
@@ -45,6 +46,7 @@ impl Plugin for ActivationsPlugin {
                     start_runs,
                     drain_frames,
                     apply_frames,
+                    fill_lens,
                 )
                     .chain()
                     .in_set(AppSystems::Model),
@@ -72,7 +74,9 @@ pub enum Runner {
     None,
     /// Weights are being opened.
     Preparing(Task<Result<(Arc<ModelFiles>, crate::inference::Model), String>>),
-    Ready(Arc<ModelFiles>),
+    /// The files (tokenizer) and the model the worker runs (shared: the app
+    /// computes the logit lens of a selected token with it).
+    Ready(Arc<ModelFiles>, Arc<crate::inference::Model>),
     /// Why prompts cannot run on this model (the architecture view is unaffected).
     Unavailable(String),
 }
@@ -93,6 +97,18 @@ pub struct RunPrompt(pub RunRequest);
 /// One streamed frame of the current run.
 #[derive(Message, Debug, Clone)]
 pub struct ActivationMessage(pub ActivationFrame);
+
+/// The token position the user selected (`None`: the last one).
+#[derive(Resource, Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SelectedToken(pub Option<usize>);
+
+impl SelectedToken {
+    /// The selected position within a run of `len` tokens.
+    pub fn position(&self, len: usize) -> Option<usize> {
+        let last = len.checked_sub(1)?;
+        Some(self.0.map_or(last, |p| p.min(last)))
+    }
+}
 
 /// The current run, folded from the frames.
 #[derive(Resource, Debug, Clone, Default, Deref, DerefMut)]
@@ -127,14 +143,15 @@ fn finish_runner(mut commands: Commands, mut runner: ResMut<Runner>) {
     };
     *runner = match result {
         Ok((files, model)) => {
+            let model = Arc::new(model);
             #[cfg(not(target_arch = "wasm32"))]
             commands.insert_resource(InferenceWorker::spawn(Box::new(LocalRunner {
-                model,
+                model: model.clone(),
                 files: Some(files.clone()),
             })));
             #[cfg(target_arch = "wasm32")]
-            let _ = (&mut commands, model);
-            Runner::Ready(files)
+            let _ = &mut commands;
+            Runner::Ready(files, model)
         }
         Err(e) => Runner::Unavailable(e),
     };
@@ -157,7 +174,7 @@ fn submit_prompts(
         };
     };
     match &*runner {
-        Runner::Ready(files) => match files.tokenize(&prompt.text) {
+        Runner::Ready(files, _) => match files.tokenize(&prompt.text) {
             Ok(tokens) if tokens.is_empty() => fail(&mut run, "the prompt is empty".into()),
             Ok(tokens) => {
                 out.write(RunPrompt(RunRequest {
@@ -207,7 +224,22 @@ fn apply_frames(mut frames: MessageReader<ActivationMessage>, mut run: ResMut<Cu
     for frame in frames.read() {
         retokenized |= run.apply(&frame.0) && matches!(frame.0.data, FrameData::Tokens(_));
     }
-    if retokenized && let Runner::Ready(files) = &*runner {
+    if retokenized && let Runner::Ready(files, _) = &*runner {
         run.texts = files.token_texts(&run.tokens);
+    }
+}
+
+/// The logit lens of the selected token, computed on demand (the worker
+/// streams it for the last position only).
+fn fill_lens(mut run: ResMut<CurrentRun>, runner: Res<Runner>, selected: Res<SelectedToken>) {
+    let Runner::Ready(_, model) = &*runner else { return };
+    let Some(position) = selected.position(run.tokens.len()) else {
+        return;
+    };
+    if !run.lens_missing(position, model.num_layers()) {
+        return;
+    }
+    if let Err(e) = run.fill_lens(model, position) {
+        run.notice = Some(format!("logit lens: {e}"));
     }
 }

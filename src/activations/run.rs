@@ -43,8 +43,8 @@ pub struct RunState {
     pub mlp: BTreeMap<usize, Tensor>,
     /// Next-token top-k per position from the final logits.
     pub top: Vec<Vec<(u32, f32)>>,
-    /// Logit lens: block -> top-k per position.
-    pub lens: BTreeMap<usize, Vec<Vec<(u32, f32)>>>,
+    /// Logit lens: block -> position -> top-k.
+    pub lens: BTreeMap<usize, BTreeMap<usize, Vec<(u32, f32)>>>,
     /// Something the user should know (the context was exceeded, ...).
     pub notice: Option<String>,
 }
@@ -84,9 +84,14 @@ impl RunState {
                 };
                 map.insert(i, tensor.clone());
             }
-            FrameData::TopK { layer: None, top } => self.top = top.clone(),
-            FrameData::TopK { layer: Some(l), top } => {
-                self.lens.insert(*l, top.clone());
+            FrameData::TopK { layer: None, top, .. } => self.top = top.clone(),
+            FrameData::TopK {
+                layer: Some(l),
+                from,
+                top,
+            } => {
+                let per_position = self.lens.entry(*l).or_default();
+                per_position.extend(top.iter().cloned().enumerate().map(|(i, t)| (from + i, t)));
             }
             FrameData::Generated { id, probability } => self.generated.push((*id, *probability)),
             FrameData::Truncated { kept, dropped } => {
@@ -104,6 +109,35 @@ impl RunState {
     /// Blocks whose attention has arrived in the latest pass (for progress).
     pub fn layers_done(&self) -> usize {
         self.attn.len()
+    }
+
+    /// Whether the logit lens at `position` still misses blocks whose output has arrived.
+    pub fn lens_missing(&self, position: usize, layers: usize) -> bool {
+        (1..layers).any(|i| {
+            self.hidden.contains_key(&i) && !self.lens.get(&(i - 1)).is_some_and(|m| m.contains_key(&position))
+        })
+    }
+
+    /// Computes the logit lens at `position` for every block output that has
+    /// arrived (one vocabulary-sized matmul each), with `model` (the one that ran).
+    pub fn fill_lens(
+        &mut self,
+        model: &crate::inference::Model,
+        position: usize,
+    ) -> Result<(), crate::inference::InferenceError> {
+        let layers = model.num_layers();
+        for i in 1..layers {
+            let Some(hidden) = self.hidden.get(&i) else { continue };
+            if self.lens.get(&(i - 1)).is_some_and(|m| m.contains_key(&position)) || position >= hidden.dim(0)? {
+                continue;
+            }
+            let Some(logits) = model.lens(&hidden.narrow(0, position, 1)?, false) else {
+                return Ok(());
+            };
+            let top = crate::inference::top_k(&logits?.get(0)?, crate::inference::stream::TOP_K)?;
+            self.lens.entry(i - 1).or_default().insert(position, top);
+        }
+        Ok(())
     }
 }
 
@@ -134,11 +168,12 @@ mod tests {
             2,
             FrameData::TopK {
                 layer: Some(0),
-                top: vec![vec![(5, 0.5)]; 3],
+                from: 2,
+                top: vec![vec![(5, 0.5)]],
             },
         ));
         assert_eq!(state.layers_done(), 1);
-        assert_eq!(state.lens[&0][2], vec![(5, 0.5)]);
+        assert_eq!(state.lens[&0][&2], vec![(5, 0.5)]);
         state.apply(&frame(
             2,
             FrameData::Generated {

@@ -15,7 +15,7 @@ use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarBuilder, VarMap};
 use clap::Parser;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use tensorcity::arch::{ModelConfig, synthesize};
+use tensorcity::arch::ModelConfig;
 use tensorcity::inference::Tap;
 use tensorcity::inference::gpt2::Gpt2;
 use tokenizers::models::bpe::{BPE, BpeTrainerBuilder};
@@ -82,7 +82,7 @@ fn main() -> anyhow::Result<()> {
 
     let device = Device::Cpu;
     let varmap = VarMap::new();
-    init_weights(&varmap, &config, &device)?;
+    tensorcity::inference::gpt2::init_weights(&varmap, &config, &device)?;
     let vb = VarBuilder::from_varmap(&varmap, DType::F32, &device);
     let mut model = Gpt2::load(&config, vb, "training")?;
     model.set_differentiable(true);
@@ -179,24 +179,6 @@ fn train_tokenizer(data: &std::path::Path, vocab: usize) -> anyhow::Result<Token
         .train_from_files(&mut trainer, vec![data.display().to_string()])
         .map_err(anyhow::Error::msg)?;
     Ok(tokenizer.into())
-}
-
-/// GPT-2 initialisation: N(0, 0.02) weights, zero biases, unit LayerNorm gains.
-fn init_weights(varmap: &VarMap, config: &ModelConfig, device: &Device) -> anyhow::Result<()> {
-    for row in synthesize(config, "default model")? {
-        if row.name.ends_with(".attn.bias") && row.shape.len() == 4 {
-            continue; // the causal-mask buffer, not a parameter
-        }
-        let shape: Vec<usize> = row.shape.iter().map(|&d| d as usize).collect();
-        let is_norm = row.name.contains("ln_");
-        let init = match (is_norm, row.name.ends_with(".weight")) {
-            (true, true) => candle_nn::Init::Const(1.0),
-            (_, false) => candle_nn::Init::Const(0.0),
-            (false, true) => candle_nn::Init::Randn { mean: 0.0, stdev: 0.02 },
-        };
-        varmap.get(shape, &row.name, init, DType::F32, device)?;
-    }
-    Ok(())
 }
 
 /// Mean next-token cross-entropy over equal-length windows (`w[..n]` predicts `w[1..]`).

@@ -228,3 +228,30 @@ pub(super) fn causal_mask(t: usize, device: &candle_core::Device) -> candle_core
         .collect();
     Tensor::from_vec(mask, (t, t), device)
 }
+
+/// Fresh GPT-2 weights for `config` in `varmap` (for training and benchmarks):
+/// N(0, 0.02) matrices, zero biases, unit LayerNorm gains, GPT-2's names.
+pub fn init_weights(
+    varmap: &candle_nn::VarMap,
+    config: &ModelConfig,
+    device: &candle_core::Device,
+) -> Result<(), InferenceError> {
+    let rows = crate::arch::synthesize(config, "gpt2").map_err(|e| InferenceError::Model {
+        what: "gpt2".into(),
+        detail: e.to_string(),
+    })?;
+    for row in rows {
+        if row.name.ends_with(".attn.bias") && row.shape.len() == 4 {
+            continue; // the causal-mask buffer, not a parameter
+        }
+        let shape: Vec<usize> = row.shape.iter().map(|&d| d as usize).collect();
+        let is_norm = row.name.contains("ln_");
+        let init = match (is_norm, row.name.ends_with(".weight")) {
+            (true, true) => candle_nn::Init::Const(1.0),
+            (_, false) => candle_nn::Init::Const(0.0),
+            (false, true) => candle_nn::Init::Randn { mean: 0.0, stdev: 0.02 },
+        };
+        varmap.get(shape, &row.name, init, candle_core::DType::F32, device)?;
+    }
+    Ok(())
+}

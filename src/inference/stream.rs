@@ -24,11 +24,15 @@ pub enum FrameData {
     Tokens(Vec<u32>),
     /// One tapped tensor of the forward pass over `tokens`.
     Activation { tap: Tap, tensor: Tensor },
-    /// Next-token prediction at every position (`[position][rank]` = (id,
-    /// probability)) from the final logits: `layer: None`; or the logit lens of
-    /// block `layer`'s output (`hidden_states[layer + 1]` through the final norm and head).
+    /// Next-token predictions (`top[i]` = (id, probability) best first, for
+    /// position `from + i`): from the final logits at every position (`layer:
+    /// None`), or the logit lens of block `layer`'s output (`hidden_states[layer
+    /// + 1]` through the final norm and head) at the last position — the lens
+    /// of other positions costs a vocabulary-sized matmul each, so the app asks
+    /// for those on demand ([`super::Model::lens`]).
     TopK {
         layer: Option<usize>,
+        from: usize,
         top: Vec<Vec<(u32, f32)>>,
     },
     /// Generation produced this token (already appended to the sequence).
@@ -76,7 +80,7 @@ pub const TOP_K: usize = 5;
 
 /// The candle runner: forward passes with taps, then generation.
 pub struct LocalRunner {
-    pub model: Model,
+    pub model: Arc<Model>,
     /// Turns non-finite activations into a message naming the corrupt weights.
     pub files: Option<std::sync::Arc<super::ModelFiles>>,
 }
@@ -102,11 +106,21 @@ impl LocalRunner {
                 .map(|p| super::top_k(&logits.get(p)?, TOP_K))
                 .collect()
         };
-        let logits = match layer {
-            None => Ok(tensor.clone()),
-            Some(_) => self.model.lens(tensor, false)?,
+        let last = match tensor.dim(0) {
+            Ok(t) => t.saturating_sub(1),
+            Err(e) => return Some(Err(e.into())),
         };
-        Some(logits.and_then(top).map(|top| FrameData::TopK { layer, top }))
+        let (from, logits) = match layer {
+            None => (0, Ok(tensor.clone())),
+            Some(_) => (
+                last,
+                match tensor.narrow(0, last, 1) {
+                    Ok(row) => self.model.lens(&row, false)?,
+                    Err(e) => Err(e.into()),
+                },
+            ),
+        };
+        Some(logits.and_then(top).map(|top| FrameData::TopK { layer, from, top }))
     }
 }
 

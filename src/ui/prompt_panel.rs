@@ -6,7 +6,7 @@ use bevy::ecs::system::SystemParam;
 use bevy::prelude::*;
 use bevy_egui::egui;
 
-use crate::activations::{CurrentRun, Prompt, RunStatus, Runner};
+use crate::activations::{CurrentRun, Prompt, RunStatus, Runner, SelectedToken};
 use crate::inference::stream::Decoding;
 
 /// The prompt panel's own fields.
@@ -17,8 +17,6 @@ pub struct PromptUi {
     pub sample: bool,
     pub top_k: usize,
     pub temperature: f64,
-    /// Selected token position (`None`: the last one).
-    pub selected: Option<usize>,
 }
 
 impl Default for PromptUi {
@@ -29,7 +27,6 @@ impl Default for PromptUi {
             sample: false,
             top_k: 20,
             temperature: 0.8,
-            selected: None,
         }
     }
 }
@@ -39,6 +36,7 @@ pub(super) struct PromptParams<'w> {
     ui: ResMut<'w, PromptUi>,
     runner: Res<'w, Runner>,
     run: Res<'w, CurrentRun>,
+    selected: ResMut<'w, SelectedToken>,
     prompts: MessageWriter<'w, Prompt>,
 }
 
@@ -47,7 +45,7 @@ const GENERATED: egui::Color32 = egui::Color32::from_rgb(120, 200, 255);
 
 pub(super) fn show(ui: &mut egui::Ui, p: &mut PromptParams) {
     let files = match &*p.runner {
-        Runner::Ready(files) => Some(files.clone()),
+        Runner::Ready(files, _) => Some(files.clone()),
         _ => None,
     };
     ui.horizontal(|ui| {
@@ -55,7 +53,7 @@ pub(super) fn show(ui: &mut egui::Ui, p: &mut PromptParams) {
         match &*p.runner {
             Runner::None => ui.label("no model"),
             Runner::Preparing(_) => ui.label("loading weights…"),
-            Runner::Ready(f) => ui.weak(format!("{} runs on the CPU (candle)", f.what)),
+            Runner::Ready(f, _) => ui.weak(format!("{} runs on the CPU (candle)", f.what)),
             Runner::Unavailable(why) => ui.colored_label(RED, format!("cannot run this model: {why}")),
         };
     });
@@ -106,7 +104,7 @@ pub(super) fn show(ui: &mut egui::Ui, p: &mut PromptParams) {
     let texts = &p.run.texts;
     ui.horizontal_wrapped(|ui| {
         ui.spacing_mut().item_spacing.x = 2.0;
-        let selected = p.ui.selected.unwrap_or(p.run.tokens.len() - 1);
+        let selected = p.selected.position(p.run.tokens.len());
         for (i, text) in texts.iter().enumerate() {
             let label = egui::RichText::new(visible(text)).monospace();
             let label = if i >= p.run.prompt_len {
@@ -114,8 +112,8 @@ pub(super) fn show(ui: &mut egui::Ui, p: &mut PromptParams) {
             } else {
                 label
             };
-            if ui.selectable_label(i == selected, label).clicked() {
-                p.ui.selected = Some(i);
+            if ui.selectable_label(Some(i) == selected, label).clicked() {
+                p.selected.0 = Some(i);
             }
         }
     });
@@ -134,7 +132,7 @@ fn submit(p: &mut PromptParams, new_tokens: usize) {
     } else {
         Decoding::Greedy
     };
-    p.ui.selected = None;
+    p.selected.0 = None;
     p.prompts.write(Prompt {
         text: p.ui.text.clone(),
         new_tokens,
@@ -171,10 +169,9 @@ fn status(ui: &mut egui::Ui, run: &CurrentRun) {
 
 /// What the model predicts after the selected token: final top-k and the logit lens.
 fn predictions(ui: &mut egui::Ui, p: &PromptParams, files: &crate::inference::ModelFiles) {
-    let pos =
-        p.ui.selected
-            .unwrap_or(p.run.tokens.len() - 1)
-            .min(p.run.tokens.len() - 1);
+    let Some(pos) = p.selected.position(p.run.tokens.len()) else {
+        return;
+    };
     let text = |id: u32| visible(&files.token_texts(&[id]).concat());
     ui.horizontal_top(|ui| {
         if let Some(top) = p.run.top.get(pos) {
@@ -197,7 +194,7 @@ fn predictions(ui: &mut egui::Ui, p: &PromptParams, files: &crate::inference::Mo
                     .spacing([12.0, 0.0])
                     .show(ui, |ui| {
                         for (layer, tops) in &p.run.lens {
-                            if let Some((id, prob)) = tops.get(pos).and_then(|t| t.first()) {
+                            if let Some((id, prob)) = tops.get(&pos).and_then(|t| t.first()) {
                                 ui.monospace(format!("layer {layer}"));
                                 ui.monospace(format!("{} ({:.0}%)", text(*id), prob * 100.0));
                                 ui.end_row();

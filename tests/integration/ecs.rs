@@ -193,7 +193,7 @@ mod activations {
         ))
         .init_resource::<Seen>()
         .insert_resource(InferenceWorker::spawn(Box::new(LocalRunner {
-            model: Model::load(&dir).unwrap(),
+            model: std::sync::Arc::new(Model::load(&dir).unwrap()),
             files: None,
         })))
         .add_systems(Update, record.after(tensorcity::AppSystems::Model));
@@ -232,7 +232,10 @@ mod activations {
             .filter(|(r, _)| *r == last_run)
             .map(|(_, w)| w.as_str())
             .collect();
-        assert_eq!(&of_last[..4], ["tokens", "hidden.0", "attn.0", "hidden.1"]);
+        assert_eq!(
+            &of_last[..6],
+            ["tokens", "hidden.0", "attn.0", "mlp.0", "hidden.1", "top Some(0)"]
+        );
         assert_eq!(of_last.iter().filter(|w| **w == "generated").count(), 2);
         assert_eq!(*of_last.last().unwrap(), "done");
         assert!(

@@ -70,10 +70,17 @@ fn assert_capture_matches(name: &str, model: &Model, reference: &std::collection
 #[test]
 fn real_minilm_matches_transformers_on_two_sentences() {
     let fetch = fixtures().join("fetch_minilm.py");
-    let o = std::process::Command::new("python3").arg(&fetch).output().unwrap_or_else(|e| {
-        panic!("python3 is needed to fetch MiniLM ({e}); run .ci/setup");
-    });
-    assert!(o.status.success(), "fetching MiniLM failed: {}", String::from_utf8_lossy(&o.stderr));
+    let o = std::process::Command::new("python3")
+        .arg(&fetch)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("python3 is needed to fetch MiniLM ({e}); run .ci/setup");
+        });
+    assert!(
+        o.status.success(),
+        "fetching MiniLM failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let folder = std::path::PathBuf::from(String::from_utf8_lossy(&o.stdout).trim());
     let files = tensorcity::inference::ModelFiles::from_dir(&folder).unwrap();
     let model = files.load().unwrap();
@@ -255,7 +262,10 @@ mod streaming {
 
     fn worker() -> Worker {
         let model = Model::load(&fixtures().join("inference/gpt2-tiny")).unwrap();
-        Worker::spawn(Box::new(LocalRunner { model, files: None }))
+        Worker::spawn(Box::new(LocalRunner {
+            model: std::sync::Arc::new(model),
+            files: None,
+        }))
     }
 
     /// Drains until the current run is done (or failed).
@@ -456,8 +466,10 @@ mod streaming {
         let lens: Vec<Option<usize>> = frames
             .iter()
             .filter_map(|f| match &f.data {
-                FrameData::TopK { layer, top } => {
-                    assert_eq!(top.len(), 3);
+                FrameData::TopK { layer, from, top } => {
+                    // Final predictions at every position; the lens at the last one.
+                    let expect = if layer.is_some() { (2, 1) } else { (0, 3) };
+                    assert_eq!((*from, top.len()), expect);
                     assert!(
                         top.iter()
                             .all(|t| t.len() == 5 && t.windows(2).all(|w| w[0].1 >= w[1].1))
