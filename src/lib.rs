@@ -9,6 +9,7 @@
 pub mod activations;
 pub mod arch;
 pub mod camera;
+pub mod city;
 pub mod cli;
 pub mod headless;
 pub mod inference;
@@ -76,6 +77,12 @@ pub struct ViewerPlugin;
 
 impl Plugin for ViewerPlugin {
     fn build(&self, app: &mut App) {
-        app.add_plugins((ScenePlugin, activations::ActivationsPlugin, camera::plugin, ui::plugin));
+        app.add_plugins((
+            ScenePlugin,
+            activations::ActivationsPlugin,
+            city::CityPlugin,
+            camera::plugin,
+            ui::plugin,
+        ));
     }
 }

@@ -10,6 +10,10 @@
 //! focus h.5.mlp.c_fc.weight   # select a tensor and glide to it
 //! layout floors           # switch arrangement
 //! hide norm               # hide a kind (legend label)
+//! prompt ROMEO:\nBut soft  # run a prompt (`\n` is a newline)
+//! generate 20 ROMEO:      # run a prompt and generate 20 tokens (greedy)
+//! wait-run                # until the run is done (or failed)
+//! select 3                # select token 3 (logit lens, panels)
 //! screenshot shot.png     # save the window; waits until written
 //! exit
 //! ```
@@ -22,6 +26,7 @@ use bevy::prelude::*;
 use bevy::render::view::screenshot::{Screenshot, save_to_disk};
 use bevy_panorbit_camera::PanOrbitCamera;
 
+use crate::activations::{CurrentRun, Prompt, RunStatus, Runner, SelectedToken};
 use crate::arch::TensorKind;
 use crate::camera::{FocusOn, MainCamera};
 use crate::layout::LayoutKind;
@@ -40,7 +45,19 @@ pub enum Step {
     Layout(LayoutKind),
     Hide(TensorKind),
     Screenshot(PathBuf),
+    Prompt { text: String, new_tokens: usize },
+    WaitRun,
+    Select(usize),
     Exit,
+}
+
+/// What the script touches of the inference side.
+#[derive(bevy::ecs::system::SystemParam)]
+pub(crate) struct RunParams<'w> {
+    prompts: MessageWriter<'w, Prompt>,
+    run: Res<'w, CurrentRun>,
+    runner: Res<'w, Runner>,
+    selected: ResMut<'w, SelectedToken>,
 }
 
 #[derive(Resource, Debug)]
@@ -95,7 +112,8 @@ pub fn parse(text: &str) -> Result<Vec<Step>, String> {
             "layout" => Step::Layout(match rest {
                 "trunk" => LayoutKind::Trunk,
                 "floors" => LayoutKind::Floors,
-                _ => return Err(err("layout is trunk or floors")),
+                "city" => LayoutKind::City,
+                _ => return Err(err("layout is trunk, floors or city")),
             }),
             "hide" => Step::Hide(
                 TensorKind::ALL
@@ -104,6 +122,21 @@ pub fn parse(text: &str) -> Result<Vec<Step>, String> {
                     .ok_or_else(|| err("unknown kind"))?,
             ),
             "screenshot" if !rest.is_empty() => Step::Screenshot(PathBuf::from(rest)),
+            "prompt" if !rest.is_empty() => Step::Prompt {
+                text: rest.replace("\\n", "\n"),
+                new_tokens: 0,
+            },
+            "generate" => {
+                let (n, text) = rest
+                    .split_once(char::is_whitespace)
+                    .ok_or_else(|| err("generate N TEXT"))?;
+                Step::Prompt {
+                    text: text.trim().replace("\\n", "\n"),
+                    new_tokens: n.parse().map_err(|_| err("expected a token count"))?,
+                }
+            }
+            "wait-run" => Step::WaitRun,
+            "select" => Step::Select(rest.parse().map_err(|_| err("expected a token position"))?),
             "exit" => Step::Exit,
             _ => return Err(err("unknown command")),
         };
@@ -126,6 +159,7 @@ fn run_script(
     mut cameras: Query<&mut PanOrbitCamera, With<MainCamera>>,
     mut focus: MessageWriter<FocusOn>,
     mut exit: MessageWriter<AppExit>,
+    mut inference: RunParams,
 ) {
     if script.frames_left > 0 {
         script.frames_left -= 1;
@@ -201,6 +235,24 @@ fn run_script(
                 });
             script.saved = Some(done);
         }
+        Step::Prompt { text, new_tokens } => {
+            // The model's weights load after its architecture: wait for them.
+            if matches!(*inference.runner, Runner::Preparing(_) | Runner::None) {
+                return;
+            }
+            inference.prompts.write(Prompt {
+                text,
+                new_tokens,
+                decoding: crate::inference::stream::Decoding::Greedy,
+            });
+            script.frames_left = 2;
+        }
+        Step::WaitRun => {
+            if inference.run.status == RunStatus::Running {
+                return;
+            }
+        }
+        Step::Select(position) => inference.selected.0 = Some(position),
         Step::Exit => {
             exit.write(AppExit::Success);
             return;

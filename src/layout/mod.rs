@@ -2,6 +2,7 @@
 //! per layer (and per tower for multimodal models). No Bevy types here; the
 //! `spawn` submodule turns a [`Layout`] into entities.
 
+pub mod city;
 mod floors;
 pub mod lod;
 pub mod pick;
@@ -21,6 +22,9 @@ pub enum LayoutKind {
     Trunk,
     /// One floor per layer with its tensors around the axis; experts in a grid.
     Floors,
+    /// The trunk with the neural city beside it: token columns through layer
+    /// floors, attention arcs between them (once a prompt has run).
+    City,
 }
 
 /// A model part with its own trunk: multimodal models put a vision or audio
@@ -141,7 +145,7 @@ impl Layout {
         let sizes = scale.sizes(&params);
         let groups = group_tensors(arch, &order);
         let placed = match kind {
-            LayoutKind::Trunk => trunk::place(&groups, &sizes),
+            LayoutKind::Trunk | LayoutKind::City => trunk::place(&groups, &sizes),
             LayoutKind::Floors => floors::place(arch, &groups, &sizes),
         };
         finish(kind, scale, arch, groups, placed, &sizes)

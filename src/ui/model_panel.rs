@@ -203,6 +203,7 @@ fn view_settings(ui: &mut egui::Ui, p: &mut PanelParams) {
     ui.horizontal(|ui| {
         ui.selectable_value(&mut layout, LayoutKind::Trunk, "trunk");
         ui.selectable_value(&mut layout, LayoutKind::Floors, "floors");
+        ui.selectable_value(&mut layout, LayoutKind::City, "city");
     });
     ui.horizontal(|ui| {
         ui.selectable_value(&mut scale, CubeScale::Relative, "relative size");

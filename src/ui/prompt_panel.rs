@@ -208,5 +208,5 @@ fn predictions(ui: &mut egui::Ui, p: &PromptParams, files: &crate::inference::Mo
 
 /// Token text with whitespace made visible.
 fn visible(text: &str) -> String {
-    text.replace('\n', "⏎").replace(' ', "·")
+    text.replace("\n", "\\n").replace(' ', "·")
 }

@@ -1,0 +1,279 @@
+//! The neural city: the current run as entities — a [`Token`] per position, a
+//! [`CityCell`] per (token, hidden state) with its residual norm, an
+//! [`AttentionEdge`] per (block, head, query, key) weight above
+//! [`view::MIN_EDGE`] — all under one [`CityRoot`], rebuilt when a new run or
+//! forward pass starts and filled in as frames arrive. In the `city` layout
+//! they are drawn as one extra instanced batch beside the trunk.
+
+pub mod view;
+
+use std::collections::BTreeSet;
+
+use bevy::camera::visibility::NoFrustumCulling;
+use bevy::prelude::*;
+
+pub use view::{CityFilter, HeadFilter};
+
+use crate::AppSystems;
+use crate::activations::{CurrentRun, SelectedToken};
+use crate::layout::LayoutKind;
+use crate::layout::city::CityGrid;
+use crate::model::{CurrentModel, ViewSettings};
+use crate::render::CubeInstances;
+
+pub struct CityPlugin;
+
+impl Plugin for CityPlugin {
+    fn build(&self, app: &mut App) {
+        app.init_resource::<CityView>()
+            .init_resource::<CitySync>()
+            .init_resource::<CityStats>()
+            .add_systems(Startup, spawn_city_batch)
+            .add_systems(Update, sync_city.in_set(AppSystems::Model))
+            .add_systems(Update, draw_city.in_set(AppSystems::Render));
+    }
+}
+
+/// Parent of every city entity of the current pass.
+#[derive(Component, Debug)]
+pub struct CityRoot;
+
+/// One token of the run.
+#[derive(Component, Debug, Clone, PartialEq)]
+pub struct Token {
+    pub index: usize,
+    pub id: u32,
+    pub text: String,
+}
+
+/// Token `token`'s residual stream at hidden state `floor`.
+#[derive(Component, Debug, Clone, Copy, PartialEq)]
+pub struct CityCell {
+    pub token: usize,
+    pub floor: usize,
+    /// L2 norm of the hidden vector.
+    pub norm: f32,
+}
+
+/// One attention weight: in block `layer`, head `head`, query `to` reads key `from`.
+#[derive(Component, Debug, Clone, Copy, PartialEq)]
+pub struct AttentionEdge {
+    pub layer: usize,
+    pub head: usize,
+    pub from: usize,
+    pub to: usize,
+    pub weight: f32,
+}
+
+/// The city's filters (panels change them).
+#[derive(Resource, Debug, Clone, PartialEq, Default, Deref, DerefMut)]
+pub struct CityView(pub CityFilter);
+
+/// What has been turned into entities so far.
+#[derive(Resource, Debug, Default)]
+struct CitySync {
+    root: Option<Entity>,
+    run: u64,
+    tokens: Vec<u32>,
+    floors: BTreeSet<usize>,
+    blocks: BTreeSet<usize>,
+    heads: usize,
+}
+
+/// What the city drew last (for panels and tests).
+#[derive(Resource, Debug, Clone, Copy, Default, PartialEq)]
+pub struct CityStats {
+    pub cells: usize,
+    pub arcs: usize,
+    pub heads: usize,
+}
+
+/// The entity carrying the city's instances (a second batch beside the trunk's).
+#[derive(Component)]
+pub struct CityBatch;
+
+fn spawn_city_batch(mut commands: Commands, meshes: Option<ResMut<Assets<Mesh>>>) {
+    let mut batch = commands.spawn((
+        CityBatch,
+        Name::new("city instances"),
+        CubeInstances::default(),
+        Transform::default(),
+        NoFrustumCulling,
+    ));
+    if let Some(mut meshes) = meshes {
+        batch.insert(Mesh3d(meshes.add(Cuboid::new(1.0, 1.0, 1.0))));
+    }
+}
+
+/// Mirrors the run into entities: a new run or pass replaces them all; new
+/// hidden states and attention maps add cells and edges.
+fn sync_city(
+    mut commands: Commands,
+    run: Res<CurrentRun>,
+    mut sync: ResMut<CitySync>,
+    roots: Query<Entity, With<CityRoot>>,
+    current: Option<Res<CurrentModel>>,
+    settings: Res<ViewSettings>,
+    mut focus: MessageWriter<crate::camera::FocusOn>,
+) {
+    // Switching to the city layout with a run on screen frames trunk and city together.
+    let entering = settings.is_changed() && settings.layout == LayoutKind::City && !sync.tokens.is_empty();
+    if entering && let Some(current) = &current {
+        focus.write(frame_city(current, sync.tokens.len()));
+    }
+    if !run.is_changed() {
+        return;
+    }
+    let fresh = sync.run != run.run || sync.tokens != run.tokens;
+    let new_run = sync.run != run.run;
+    if fresh {
+        for root in &roots {
+            commands.entity(root).despawn();
+        }
+        *sync = CitySync {
+            run: run.run,
+            tokens: run.tokens.clone(),
+            ..Default::default()
+        };
+        if run.tokens.is_empty() {
+            return;
+        }
+        let root = commands.spawn((CityRoot, Name::new("city"), Transform::default())).id();
+        sync.root = Some(root);
+        if new_run
+            && settings.layout == LayoutKind::City
+            && let Some(current) = &current
+        {
+            focus.write(frame_city(current, run.tokens.len()));
+        }
+        let tokens: Vec<_> = run
+            .tokens
+            .iter()
+            .enumerate()
+            .map(|(index, &id)| {
+                let text = run.texts.get(index).cloned().unwrap_or_else(|| format!("#{id}"));
+                (
+                    Token { index, id, text },
+                    Name::new(format!("token {index}")),
+                    ChildOf(root),
+                )
+            })
+            .collect();
+        commands.spawn_batch(tokens);
+    }
+    let Some(root) = sync.root else { return };
+    for (&floor, hidden) in &run.hidden {
+        if sync.floors.contains(&floor) {
+            continue;
+        }
+        let Ok(norms) = view::row_norms(hidden) else { continue };
+        sync.floors.insert(floor);
+        let cells: Vec<_> = norms
+            .into_iter()
+            .enumerate()
+            .map(|(token, norm)| (CityCell { token, floor, norm }, ChildOf(root)))
+            .collect();
+        commands.spawn_batch(cells);
+    }
+    for (&layer, attn) in &run.attn {
+        if sync.blocks.contains(&layer) {
+            continue;
+        }
+        let Ok(edges) = view::edges_of(layer, attn, view::MIN_EDGE) else {
+            continue;
+        };
+        sync.blocks.insert(layer);
+        sync.heads = attn.dim(0).unwrap_or(1);
+        let edges: Vec<_> = edges
+            .into_iter()
+            .map(|e| {
+                (
+                    AttentionEdge {
+                        layer: e.layer,
+                        head: e.head,
+                        from: e.from,
+                        to: e.to,
+                        weight: e.weight,
+                    },
+                    ChildOf(root),
+                )
+            })
+            .collect();
+        commands.spawn_batch(edges);
+    }
+}
+
+/// A camera glide that shows the trunk and a city of `tokens` columns.
+fn frame_city(current: &CurrentModel, tokens: usize) -> crate::camera::FocusOn {
+    let b = &current.layout.bounds;
+    let grid = CityGrid::new(&current.layout, current.arch.num_layers() as usize + 1);
+    let (x0, x1) = (b.min[0], grid.x_end(tokens));
+    let (y0, y1) = (b.min[1], b.max[1]);
+    crate::camera::FocusOn {
+        center: Vec3::new((x0 + x1) * 0.5, (y0 + y1) * 0.5, 0.0),
+        // `FocusOn` backs off 5x its size; a whole scene needs about 1.7x its extent.
+        size: (x1 - x0).max(y1 - y0) * 0.35,
+    }
+}
+
+/// Rebuilds the city batch when the city, its filters or the selection change.
+#[allow(clippy::too_many_arguments)]
+fn draw_city(
+    settings: Res<ViewSettings>,
+    current: Option<Res<CurrentModel>>,
+    filter: Res<CityView>,
+    selected: Res<SelectedToken>,
+    cells: Query<&CityCell>,
+    edges: Query<&AttentionEdge>,
+    added: Query<(), Or<(Added<CityCell>, Added<AttentionEdge>)>>,
+    removed: RemovedComponents<CityCell>,
+    sync: Res<CitySync>,
+    mut stats: ResMut<CityStats>,
+    mut batch: Query<&mut CubeInstances, With<CityBatch>>,
+) {
+    let changed = settings.is_changed()
+        || filter.is_changed()
+        || selected.is_changed()
+        || current.as_ref().is_some_and(|c| c.is_changed())
+        || !added.is_empty()
+        || !removed.is_empty();
+    if !changed {
+        return;
+    }
+    let Ok(mut instances) = batch.single_mut() else { return };
+    let Some(current) = current.filter(|_| settings.layout == LayoutKind::City) else {
+        if !instances.is_empty() {
+            instances.set(Vec::new());
+        }
+        *stats = CityStats::default();
+        return;
+    };
+    let cells: Vec<view::Cell> = cells
+        .iter()
+        .map(|c| view::Cell {
+            token: c.token,
+            floor: c.floor,
+            norm: c.norm,
+        })
+        .collect();
+    let all: Vec<view::Edge> = edges
+        .iter()
+        .map(|e| view::Edge {
+            layer: e.layer,
+            head: e.head,
+            from: e.from,
+            to: e.to,
+            weight: e.weight,
+        })
+        .collect();
+    let floors = current.arch.num_layers() as usize + 1;
+    let grid = CityGrid::new(&current.layout, floors);
+    let position = selected.position(sync.tokens.len());
+    let arcs = view::visible_arcs(&all, sync.heads, &filter, position);
+    *stats = CityStats {
+        cells: cells.len(),
+        arcs: arcs.len(),
+        heads: sync.heads,
+    };
+    instances.set(view::city_instances(&grid, &cells, &arcs, position));
+}

@@ -1,0 +1,126 @@
+//! The neural city's geometry (pure): token columns beside the architecture
+//! trunk. Column `t` stands at `x = x0 + t * pitch`; floor `f` (hidden state
+//! `f`: 0 = embeddings output, `f` = output of block `f - 1`) sits at the
+//! height of the trunk part that produced it, so each floor lines up with its
+//! layer's cubes. Attention of block `b` is drawn as arcs between columns at
+//! the height of block `b`, bulging towards the viewer (+z) in proportion to
+//! the distance they span.
+
+use super::{Layout, Tower};
+
+/// Where the city's cells and arcs go.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CityGrid {
+    /// x of column 0.
+    pub x0: f32,
+    /// Distance between neighbouring columns.
+    pub pitch: f32,
+    /// Height of each floor (one per hidden state).
+    pub floors: Vec<f32>,
+    /// Height of each block's attention arcs.
+    pub arc_floors: Vec<f32>,
+    /// Largest cell edge (cells shrink with their value).
+    pub cell: f32,
+}
+
+impl CityGrid {
+    /// A grid for `hidden_states` floors beside `layout`'s text trunk.
+    pub fn new(layout: &Layout, hidden_states: usize) -> CityGrid {
+        let blocks = hidden_states.saturating_sub(1);
+        let text: Vec<_> = layout.groups.iter().filter(|g| g.tower == Tower::Text).collect();
+        let block_y = |b: usize| {
+            text.iter()
+                .find(|g| g.layer == Some(b as u32))
+                .map(|g| (g.center[1], g.bounds.min[1], g.bounds.max[1]))
+        };
+        let span = (layout.bounds.max[1] - layout.bounds.min[1]).max(1.0);
+        let uniform = span / (hidden_states.max(1) as f32);
+        // Floor f+1 sits at the top of block f; floor 0 at the bottom of block 0.
+        let mut floors = Vec::with_capacity(hidden_states);
+        let mut arc_floors = Vec::with_capacity(blocks);
+        for f in 0..hidden_states {
+            let y = match f {
+                0 => block_y(0).map(|(_, lo, _)| lo),
+                _ => block_y(f - 1).map(|(_, _, hi)| hi),
+            };
+            floors.push(y.unwrap_or(layout.bounds.min[1] + uniform * f as f32));
+        }
+        for b in 0..blocks {
+            let y = block_y(b).map(|(c, _, _)| c);
+            arc_floors.push(y.unwrap_or((floors[b] + floors[b + 1]) * 0.5));
+        }
+        // Floors can crowd on small trunks: cells never overlap their neighbours.
+        let gap = floors.windows(2).map(|w| (w[1] - w[0]).abs()).fold(f32::MAX, f32::min);
+        let width = (layout.bounds.max[0] - layout.bounds.min[0]).max(1.0);
+        // Columns a little narrower than a floor is tall keep the city readable
+        // from the front without dwarfing the trunk.
+        let pitch = if gap.is_finite() && gap < f32::MAX {
+            (gap * 0.45).max(0.1)
+        } else {
+            width
+        };
+        CityGrid {
+            x0: layout.bounds.max[0] + width.max(pitch * 3.0),
+            pitch,
+            floors,
+            arc_floors,
+            cell: pitch * 0.75,
+        }
+    }
+
+    /// Centre of the cell of token `t` on floor `f`.
+    pub fn cell_center(&self, t: usize, f: usize) -> [f32; 3] {
+        [
+            self.x0 + t as f32 * self.pitch,
+            self.floors.get(f).copied().unwrap_or(0.0),
+            0.0,
+        ]
+    }
+
+    /// `n` points (n >= 2) along the arc of block `b` from column `from` to column `to`.
+    pub fn arc_points(&self, b: usize, from: usize, to: usize, n: usize) -> Vec<[f32; 3]> {
+        let y = self.arc_floors.get(b).copied().unwrap_or(0.0);
+        let (x1, x2) = (self.x0 + from as f32 * self.pitch, self.x0 + to as f32 * self.pitch);
+        let bulge = (x2 - x1).abs() * 0.5 + self.pitch * 0.3;
+        let n = n.max(2);
+        (0..n)
+            .map(|i| {
+                let s = i as f32 / (n - 1) as f32;
+                [x1 + (x2 - x1) * s, y, 4.0 * bulge * s * (1.0 - s)]
+            })
+            .collect()
+    }
+
+    /// x just past the last of `tokens` columns (for framing).
+    pub fn x_end(&self, tokens: usize) -> f32 {
+        self.x0 + tokens.saturating_sub(1) as f32 * self.pitch + self.cell
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::arch::{CubeScale, LoadOptions, ModelRef, load_model};
+    use crate::layout::LayoutKind;
+
+    #[test]
+    fn floors_follow_the_trunk_and_columns_stand_beside_it() {
+        let arch = load_model(&ModelRef::Embedded, &LoadOptions::default()).unwrap();
+        let layout = Layout::compute(&arch, LayoutKind::Trunk, CubeScale::Relative);
+        let grid = CityGrid::new(&layout, 7);
+        assert_eq!(grid.floors.len(), 7);
+        assert_eq!(grid.arc_floors.len(), 6);
+        assert!(grid.floors.windows(2).all(|w| w[1] > w[0]), "{:?}", grid.floors);
+        for b in 0..6 {
+            assert!(grid.floors[b] <= grid.arc_floors[b] && grid.arc_floors[b] <= grid.floors[b + 1]);
+        }
+        assert!(grid.x0 > layout.bounds.max[0]);
+        let (a, b) = (grid.cell_center(0, 1), grid.cell_center(1, 1));
+        assert!(b[0] - a[0] >= grid.cell, "cells do not overlap");
+        let arc = grid.arc_points(2, 0, 3, 9);
+        assert_eq!(arc.len(), 9);
+        assert_eq!(arc[0][2], 0.0);
+        assert!(arc[4][2] > 0.0, "arcs bulge");
+        assert!((arc[8][0] - grid.cell_center(3, 0)[0]).abs() < 1e-5);
+    }
+}
