@@ -3,6 +3,7 @@
 //! prompt panel at the bottom, hover tooltip, loading overlay and error panel.
 //! The 3D view gets the space between the panels.
 
+mod city_panel;
 mod model_panel;
 mod overlays;
 mod prompt_panel;
@@ -65,6 +66,7 @@ fn draw_ui(
     mut tree: tree::TreeParams,
     mut overlay: overlays::OverlayParams,
     mut prompt: prompt_panel::PromptParams,
+    mut city: city_panel::CityParams,
     mut focus: ResMut<UiFocus>,
     mut camera: Query<&mut Camera, With<MainCamera>>,
     window: Query<&Window, With<PrimaryWindow>>,
@@ -98,6 +100,9 @@ fn draw_ui(
         .response
         .rect
         .height();
+    if let Some(token) = city_panel::show(&ctx, &mut city) {
+        prompt.select(token);
+    }
     let hovered = tree.highlight.hovered;
     overlays::show(&ctx, &mut overlay, hovered);
 

@@ -122,6 +122,13 @@ pub(super) fn show(ui: &mut egui::Ui, p: &mut PromptParams) {
     }
 }
 
+impl PromptParams<'_> {
+    /// Selects a token position (clicked elsewhere, e.g. in a heatmap).
+    pub(super) fn select(&mut self, position: usize) {
+        self.selected.0 = Some(position);
+    }
+}
+
 fn submit(p: &mut PromptParams, new_tokens: usize) {
     let decoding = if p.ui.sample {
         Decoding::TopK {

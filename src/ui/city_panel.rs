@@ -1,0 +1,201 @@
+//! The city window: arc filters (block, head or mean/max, threshold, only the
+//! selected token), the attention heatmap of one block and head (row = query,
+//! column = key, exactly `attn.{i}[head]` of a capture) and the tokens x
+//! layers heatmap of residual norms. Hover shows numbers; a click selects a token.
+
+use bevy::ecs::system::SystemParam;
+use bevy::prelude::*;
+use bevy_egui::egui;
+
+use crate::activations::CurrentRun;
+use crate::city::{CityStats, CityView, HeadFilter};
+use crate::city::view::{heat, row_norms};
+
+#[derive(SystemParam)]
+pub(super) struct CityParams<'w> {
+    run: Res<'w, CurrentRun>,
+    view: ResMut<'w, CityView>,
+    stats: Res<'w, CityStats>,
+}
+
+/// Shows the window; returns a token position the user clicked.
+pub(super) fn show(ctx: &egui::Context, p: &mut CityParams) -> Option<usize> {
+    if p.run.attn.is_empty() && p.run.hidden.is_empty() {
+        return None;
+    }
+    let mut clicked = None;
+    egui::Window::new("Neural city")
+        .default_pos([ctx.viewport_rect().width() - 620.0, 40.0])
+        .default_width(300.0)
+        .resizable(false)
+        .show(ctx, |ui| {
+            filters(ui, p);
+            ui.separator();
+            clicked = attention_heatmap(ui, p);
+            ui.separator();
+            clicked = norm_heatmap(ui, p).or(clicked);
+        });
+    clicked
+}
+
+fn filters(ui: &mut egui::Ui, p: &mut CityParams) {
+    let blocks = p.run.attn.keys().max().map_or(0, |m| m + 1);
+    let heads = p.stats.heads.max(1);
+    let mut f = p.view.0.clone();
+    egui::Grid::new("city_filters").num_columns(2).show(ui, |ui| {
+        ui.label("block");
+        egui::ComboBox::from_id_salt("city_layer")
+            .selected_text(f.layer.map_or("all".to_string(), |l| l.to_string()))
+            .show_ui(ui, |ui| {
+                ui.selectable_value(&mut f.layer, None, "all");
+                for l in 0..blocks {
+                    ui.selectable_value(&mut f.layer, Some(l), l.to_string());
+                }
+            });
+        ui.end_row();
+        ui.label("heads");
+        egui::ComboBox::from_id_salt("city_heads")
+            .selected_text(match f.heads {
+                HeadFilter::Mean => "mean".to_string(),
+                HeadFilter::Max => "max".to_string(),
+                HeadFilter::Head(h) => format!("head {h}"),
+            })
+            .show_ui(ui, |ui| {
+                ui.selectable_value(&mut f.heads, HeadFilter::Mean, "mean");
+                ui.selectable_value(&mut f.heads, HeadFilter::Max, "max");
+                for h in 0..heads {
+                    ui.selectable_value(&mut f.heads, HeadFilter::Head(h), format!("head {h}"));
+                }
+            });
+        ui.end_row();
+        ui.label("threshold");
+        ui.add(egui::Slider::new(&mut f.threshold, crate::city::view::MIN_EDGE..=1.0).logarithmic(true));
+        ui.end_row();
+    });
+    ui.checkbox(&mut f.only_selected, "only arcs of the selected token");
+    ui.weak(format!("{} arcs drawn", p.stats.arcs));
+    if f != p.view.0 {
+        p.view.0 = f;
+    }
+}
+
+/// `[q][k]` probabilities of one block, heads combined as the filter says.
+fn attention_grid(p: &CityParams, layer: usize) -> Option<Vec<Vec<f32>>> {
+    let probs = p.run.attn.get(&layer)?.to_vec3::<f32>().ok()?;
+    let heads = probs.len().max(1);
+    let t = probs.first()?.len();
+    let mut grid = vec![vec![0.0f32; t]; t];
+    for (h, rows) in probs.iter().enumerate() {
+        for (q, row) in rows.iter().enumerate() {
+            for (k, &w) in row.iter().enumerate() {
+                let cell = &mut grid[q][k];
+                match p.view.heads {
+                    HeadFilter::Mean => *cell += w / heads as f32,
+                    HeadFilter::Max => *cell = cell.max(w),
+                    HeadFilter::Head(x) if x == h => *cell = w,
+                    HeadFilter::Head(_) => {}
+                }
+            }
+        }
+    }
+    Some(grid)
+}
+
+fn token_text(p: &CityParams, i: usize) -> String {
+    p.run.texts.get(i).map_or_else(|| format!("#{i}"), |s| s.replace('\n', "\\n"))
+}
+
+fn attention_heatmap(ui: &mut egui::Ui, p: &CityParams) -> Option<usize> {
+    let layer = p.view.layer.unwrap_or(0);
+    let head = match p.view.heads {
+        HeadFilter::Mean => "mean over heads".to_string(),
+        HeadFilter::Max => "max over heads".to_string(),
+        HeadFilter::Head(h) => format!("head {h}"),
+    };
+    ui.strong(format!("attention, block {layer}, {head}"));
+    let Some(grid) = attention_grid(p, layer) else {
+        ui.weak("not computed yet");
+        return None;
+    };
+    let hovered = heatmap(ui, &grid);
+    if let Some((q, k, clicked)) = hovered {
+        let tip = format!(
+            "query {q} `{}` reads key {k} `{}`: {:.4}",
+            token_text(p, q),
+            token_text(p, k),
+            grid[q][k]
+        );
+        ui.label(tip);
+        clicked.then_some(q)
+    } else {
+        ui.weak("rows: query token, columns: key token");
+        None
+    }
+}
+
+fn norm_heatmap(ui: &mut egui::Ui, p: &CityParams) -> Option<usize> {
+    ui.strong("residual norm, tokens (rows) x hidden states (columns)");
+    let floors: Vec<Vec<f32>> = p.run.hidden.values().filter_map(|h| row_norms(h).ok()).collect();
+    let t = floors.first().map(Vec::len)?;
+    // Transposed to [token][floor], each floor scaled to its own range.
+    let grid: Vec<Vec<f32>> = (0..t)
+        .map(|i| floors.iter().map(|f| f.get(i).copied().unwrap_or(0.0)).collect())
+        .collect();
+    let ranges: Vec<(f32, f32)> = floors
+        .iter()
+        .map(|f| f.iter().fold((f32::MAX, f32::MIN), |(lo, hi), &v| (lo.min(v), hi.max(v))))
+        .collect();
+    let scaled: Vec<Vec<f32>> = grid
+        .iter()
+        .map(|row| {
+            row.iter()
+                .zip(&ranges)
+                .map(|(&v, &(lo, hi))| if hi > lo { (v - lo) / (hi - lo) } else { 1.0 })
+                .collect()
+        })
+        .collect();
+    let (tok, floor, clicked) = heatmap(ui, &scaled)?;
+    ui.label(format!(
+        "token {tok} `{}`, hidden state {floor}: norm {:.3}",
+        token_text(p, tok),
+        grid[tok][floor]
+    ));
+    clicked.then_some(tok)
+}
+
+/// Paints `grid` (rows x columns, values 0..1) as coloured cells;
+/// returns the hovered (row, column) and whether it was clicked.
+fn heatmap(ui: &mut egui::Ui, grid: &[Vec<f32>]) -> Option<(usize, usize, bool)> {
+    let rows = grid.len();
+    let cols = grid.first().map_or(0, Vec::len);
+    if rows == 0 || cols == 0 {
+        return None;
+    }
+    let side = 200.0f32;
+    let cell = (side / rows.max(cols) as f32).clamp(2.0, 24.0);
+    let size = egui::vec2(cell * cols as f32, cell * rows as f32);
+    let (rect, response) = ui.allocate_exact_size(size, egui::Sense::click().union(egui::Sense::hover()));
+    let painter = ui.painter_at(rect);
+    for (r, row) in grid.iter().enumerate() {
+        for (c, &v) in row.iter().enumerate() {
+            let [red, green, blue] = heat(v).map(|x| (x.clamp(0.0, 1.0).powf(1.0 / 2.2) * 255.0) as u8);
+            let min = rect.min + egui::vec2(c as f32 * cell, r as f32 * cell);
+            painter.rect_filled(
+                egui::Rect::from_min_size(min, egui::vec2(cell, cell)),
+                0.0,
+                egui::Color32::from_rgb(red, green, blue),
+            );
+        }
+    }
+    let pos = response.hover_pos()?;
+    let (c, r) = (((pos.x - rect.min.x) / cell) as usize, ((pos.y - rect.min.y) / cell) as usize);
+    (r < rows && c < cols).then(|| {
+        painter.rect_stroke(
+            egui::Rect::from_min_size(rect.min + egui::vec2(c as f32 * cell, r as f32 * cell), egui::vec2(cell, cell)),
+            0.0,
+            egui::Stroke::new(1.5, egui::Color32::WHITE),
+            egui::StrokeKind::Inside,
+        );
+        (r, c, response.clicked())
+    })
+}
