@@ -25,7 +25,8 @@ pub struct CityPlugin;
 
 impl Plugin for CityPlugin {
     fn build(&self, app: &mut App) {
-        app.init_resource::<CityView>()
+        app.add_message::<crate::camera::FocusOn>()
+            .init_resource::<CityView>()
             .init_resource::<CitySync>()
             .init_resource::<CityStats>()
             .add_systems(Startup, spawn_city_batch)

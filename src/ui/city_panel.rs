@@ -8,8 +8,8 @@ use bevy::prelude::*;
 use bevy_egui::egui;
 
 use crate::activations::CurrentRun;
-use crate::city::{CityStats, CityView, HeadFilter};
 use crate::city::view::{heat, row_norms};
+use crate::city::{CityStats, CityView, HeadFilter};
 
 #[derive(SystemParam)]
 pub(super) struct CityParams<'w> {
@@ -102,7 +102,10 @@ fn attention_grid(p: &CityParams, layer: usize) -> Option<Vec<Vec<f32>>> {
 }
 
 fn token_text(p: &CityParams, i: usize) -> String {
-    p.run.texts.get(i).map_or_else(|| format!("#{i}"), |s| s.replace('\n', "\\n"))
+    p.run
+        .texts
+        .get(i)
+        .map_or_else(|| format!("#{i}"), |s| s.replace('\n', "\\n"))
 }
 
 fn attention_heatmap(ui: &mut egui::Ui, p: &CityParams) -> Option<usize> {
@@ -143,7 +146,10 @@ fn norm_heatmap(ui: &mut egui::Ui, p: &CityParams) -> Option<usize> {
         .collect();
     let ranges: Vec<(f32, f32)> = floors
         .iter()
-        .map(|f| f.iter().fold((f32::MAX, f32::MIN), |(lo, hi), &v| (lo.min(v), hi.max(v))))
+        .map(|f| {
+            f.iter()
+                .fold((f32::MAX, f32::MIN), |(lo, hi), &v| (lo.min(v), hi.max(v)))
+        })
         .collect();
     let scaled: Vec<Vec<f32>> = grid
         .iter()
@@ -188,10 +194,16 @@ fn heatmap(ui: &mut egui::Ui, grid: &[Vec<f32>]) -> Option<(usize, usize, bool)>
         }
     }
     let pos = response.hover_pos()?;
-    let (c, r) = (((pos.x - rect.min.x) / cell) as usize, ((pos.y - rect.min.y) / cell) as usize);
+    let (c, r) = (
+        ((pos.x - rect.min.x) / cell) as usize,
+        ((pos.y - rect.min.y) / cell) as usize,
+    );
     (r < rows && c < cols).then(|| {
         painter.rect_stroke(
-            egui::Rect::from_min_size(rect.min + egui::vec2(c as f32 * cell, r as f32 * cell), egui::vec2(cell, cell)),
+            egui::Rect::from_min_size(
+                rect.min + egui::vec2(c as f32 * cell, r as f32 * cell),
+                egui::vec2(cell, cell),
+            ),
             0.0,
             egui::Stroke::new(1.5, egui::Color32::WHITE),
             egui::StrokeKind::Inside,

@@ -244,3 +244,140 @@ mod activations {
         );
     }
 }
+
+/// The neural city as entities: a real run of the embedded model through the
+/// worker becomes Token / CityCell / AttentionEdge entities with the capture's
+/// numbers; filters change what is drawn; a new prompt replaces everything.
+mod city {
+    use bevy::prelude::*;
+    use tensorcity::activations::{ActivationsPlugin, CurrentRun, RunPrompt, RunStatus};
+    use tensorcity::arch::{LoadOptions, ModelRef};
+    use tensorcity::city::view::{MIN_EDGE, row_norms};
+    use tensorcity::city::{AttentionEdge, CityCell, CityPlugin, CityRoot, CityStats, CityView, HeadFilter, Token};
+    use tensorcity::inference::ModelFiles;
+    use tensorcity::inference::stream::{Decoding, RunRequest};
+    use tensorcity::layout::LayoutKind;
+    use tensorcity::model::{CurrentModel, LoadModel, ViewSettings};
+
+    use super::count;
+
+    fn run_until_done(app: &mut App, tokens: Vec<u32>) {
+        app.world_mut().write_message(RunPrompt(RunRequest {
+            tokens,
+            new_tokens: 0,
+            decoding: Decoding::Greedy,
+        }));
+        app.update();
+        for _ in 0..20_000 {
+            app.update();
+            if app.world().resource::<CurrentRun>().status != RunStatus::Running {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        assert_eq!(app.world().resource::<CurrentRun>().status, RunStatus::Done);
+        app.update();
+        app.update();
+    }
+
+    #[test]
+    fn a_run_becomes_city_entities_and_filters_change_the_arcs() {
+        let mut app = App::new();
+        app.add_plugins((
+            MinimalPlugins,
+            bevy::state::app::StatesPlugin,
+            tensorcity::ScenePlugin,
+            ActivationsPlugin,
+            CityPlugin,
+        ));
+        app.world_mut().resource_mut::<ViewSettings>().layout = LayoutKind::City;
+        app.world_mut().write_message(LoadModel {
+            model: ModelRef::Embedded,
+            options: LoadOptions::default(),
+        });
+        // Architecture, then weights on their own task.
+        for _ in 0..20_000 {
+            app.update();
+            if app
+                .world()
+                .contains_resource::<tensorcity::activations::InferenceWorker>()
+            {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        assert!(app.world().contains_resource::<CurrentModel>());
+        let tokens = vec![11, 300, 42, 7, 1999, 64];
+        run_until_done(&mut app, tokens.clone());
+
+        let capture = ModelFiles::embedded()
+            .unwrap()
+            .load()
+            .unwrap()
+            .capture(&tokens)
+            .unwrap();
+        let world = app.world_mut();
+        let mut toks: Vec<Token> = world.query::<&Token>().iter(world).cloned().collect();
+        toks.sort_by_key(|t| t.index);
+        assert_eq!(toks.iter().map(|t| t.id).collect::<Vec<_>>(), tokens);
+        let cells: Vec<CityCell> = world.query::<&CityCell>().iter(world).copied().collect();
+        assert_eq!(cells.len(), tokens.len() * 7);
+        for c in &cells {
+            let expect = row_norms(&capture.hidden[c.floor]).unwrap()[c.token];
+            assert!((c.norm - expect).abs() < 1e-3 * expect.max(1.0), "{c:?} vs {expect}");
+        }
+        let edges: Vec<AttentionEdge> = world.query::<&AttentionEdge>().iter(world).copied().collect();
+        let mut expected = 0;
+        for (layer, attn) in capture.attn.iter().enumerate() {
+            let probs = attn.to_vec3::<f32>().unwrap();
+            expected += probs.iter().flatten().flatten().filter(|&&w| w >= MIN_EDGE).count();
+            for e in edges.iter().filter(|e| e.layer == layer) {
+                assert!((probs[e.head][e.to][e.from] - e.weight).abs() < 1e-5);
+                assert!(e.from <= e.to, "causal: a query never reads a later key");
+            }
+        }
+        assert_eq!(edges.len(), expected);
+
+        // Filters: a lower threshold draws more arcs; one head draws at most its own edges.
+        let arcs = |app: &mut App, view: CityView| {
+            *app.world_mut().resource_mut::<CityView>() = view;
+            app.update();
+            app.world().resource::<CityStats>().arcs
+        };
+        let low = arcs(
+            &mut app,
+            CityView(tensorcity::city::CityFilter {
+                threshold: MIN_EDGE,
+                ..Default::default()
+            }),
+        );
+        let high = arcs(
+            &mut app,
+            CityView(tensorcity::city::CityFilter {
+                threshold: 0.3,
+                ..Default::default()
+            }),
+        );
+        assert!(low > high, "{low} > {high}");
+        let head0 = arcs(
+            &mut app,
+            CityView(tensorcity::city::CityFilter {
+                heads: HeadFilter::Head(0),
+                threshold: 0.2,
+                layer: Some(1),
+                ..Default::default()
+            }),
+        );
+        let expect0 = edges
+            .iter()
+            .filter(|e| e.layer == 1 && e.head == 0 && e.from != e.to && e.weight >= 0.2)
+            .count();
+        assert_eq!(head0, expect0);
+
+        // A new prompt replaces the old run's entities.
+        run_until_done(&mut app, vec![5, 6]);
+        assert_eq!(count::<Token>(&mut app), 2);
+        assert_eq!(count::<CityCell>(&mut app), 2 * 7);
+        assert_eq!(count::<CityRoot>(&mut app), 1);
+    }
+}
