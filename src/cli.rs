@@ -90,6 +90,9 @@ pub struct RenderArgs {
     /// Size cubes on a fixed log scale (compare models) instead of per model.
     #[arg(long)]
     pub absolute: bool,
+    /// Run this prompt and draw the finished neural city (with `--layout city`).
+    #[arg(long)]
+    pub prompt: Option<String>,
 }
 
 /// Where a model comes from; shared by every command that opens one.
@@ -176,6 +179,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 CubeScale::Relative
             },
             camera: args.camera,
+            prompt: args.prompt,
         }),
         Some(Command::Info(args)) => info(args),
         Some(Command::Capture(args)) => capture(args),

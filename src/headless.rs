@@ -138,6 +138,8 @@ pub struct RenderJob {
     pub layout: LayoutKind,
     pub scale: CubeScale,
     pub camera: CameraSpec,
+    /// Run this prompt first and draw the finished neural city (`city` layout).
+    pub prompt: Option<String>,
 }
 
 /// Checks that a PNG can be written at `out` before any work starts.
@@ -194,8 +196,17 @@ pub fn render(job: RenderJob) -> anyhow::Result<()> {
     for notice in &arch.notices {
         eprintln!("note: {notice}");
     }
+    let run = match &job.prompt {
+        Some(prompt) => Some(run_prompt(&job.model, prompt)?),
+        None => None,
+    };
     check_gpu()?;
-    let view = job.camera.view(&layout.bounds, job.size.0 as f32 / job.size.1 as f32);
+    let mut bounds = layout.bounds;
+    if let Some(run) = run.as_ref().filter(|_| job.layout == LayoutKind::City) {
+        let grid = crate::layout::city::CityGrid::new(&layout, arch.num_layers() as usize + 1);
+        bounds = grid.bounds_with(&layout.bounds, run.tokens.len());
+    }
+    let view = job.camera.view(&bounds, job.size.0 as f32 / job.size.1 as f32);
     let current = CurrentModel::new(arch, layout, job.model.clone());
     let result: Arc<Mutex<Option<Result<(), String>>>> = Arc::default();
 
@@ -220,6 +231,11 @@ pub fn render(job: RenderJob) -> anyhow::Result<()> {
         })
         .add_systems(Startup, spawn_still_camera)
         .add_systems(Update, capture_when_rendered);
+    if let Some(run) = run {
+        app.add_plugins(crate::city::CityPlugin)
+            .init_resource::<crate::activations::SelectedToken>()
+            .insert_resource(crate::activations::CurrentRun(run));
+    }
     app.run();
 
     let outcome = result.lock().ok().and_then(|mut r| r.take());
@@ -228,6 +244,20 @@ pub fn render(job: RenderJob) -> anyhow::Result<()> {
         Some(Err(e)) => bail!(e),
         None => bail!("rendering stopped before a frame was captured"),
     }
+}
+
+/// Runs `prompt` through the model (one forward pass with every tap).
+fn run_prompt(model: &ModelRef, prompt: &str) -> anyhow::Result<crate::activations::RunState> {
+    let files = crate::inference::ModelFiles::open(model)?;
+    let tokens = files.tokenize(prompt)?;
+    let capture = files
+        .load()?
+        .capture(&tokens)
+        .map_err(|e| anyhow::anyhow!(files.diagnose(e)))?;
+    Ok(crate::activations::RunState::from_capture(
+        &capture,
+        files.token_texts(&tokens),
+    ))
 }
 
 /// Bevy's default plugins without a window or winit: frames run back to back

@@ -50,6 +50,21 @@ pub struct RunState {
 }
 
 impl RunState {
+    /// A finished single pass from a capture (headless rendering, replays).
+    pub fn from_capture(capture: &crate::inference::Capture, texts: Vec<String>) -> RunState {
+        RunState {
+            run: 0,
+            status: RunStatus::Done,
+            tokens: capture.tokens.clone(),
+            texts,
+            prompt_len: capture.tokens.len(),
+            hidden: capture.hidden.iter().cloned().enumerate().collect(),
+            attn: capture.attn.iter().cloned().enumerate().collect(),
+            mlp: capture.mlp.iter().cloned().enumerate().collect(),
+            ..Default::default()
+        }
+    }
+
     /// A new run of `prompt_len` prompt tokens starts (clears the old one).
     pub fn start(&mut self, run: u64, prompt_len: usize) {
         *self = RunState {

@@ -91,6 +91,16 @@ impl CityGrid {
             .collect()
     }
 
+    /// `layout`'s bounds grown to hold a city of `tokens` columns (arcs included).
+    pub fn bounds_with(&self, layout: &super::Bounds, tokens: usize) -> super::Bounds {
+        let mut b = *layout;
+        b.max[0] = b.max[0].max(self.x_end(tokens));
+        b.max[2] = b.max[2].max(tokens as f32 * self.pitch * 0.5 + self.pitch);
+        b.min[1] = b.min[1].min(self.floors.first().copied().unwrap_or(0.0) - self.cell);
+        b.max[1] = b.max[1].max(self.floors.last().copied().unwrap_or(0.0) + self.cell);
+        b
+    }
+
     /// x just past the last of `tokens` columns (for framing).
     pub fn x_end(&self, tokens: usize) -> f32 {
         self.x0 + tokens.saturating_sub(1) as f32 * self.pitch + self.cell
