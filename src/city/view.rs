@@ -124,6 +124,30 @@ pub fn visible_arcs(edges: &[Edge], heads: usize, filter: &CityFilter, selected:
         .collect()
 }
 
+/// The heatmap of one block: `[query][key]` probabilities of a `[heads, q, k]`
+/// map with heads combined as `heads` says (one head: exactly `attn[head]`).
+pub fn attention_grid(attn: &Tensor, heads: HeadFilter) -> candle_core::Result<Vec<Vec<f32>>> {
+    let probs = attn.to_dtype(candle_core::DType::F32)?.to_vec3::<f32>()?;
+    let n = probs.len().max(1) as f32;
+    let t = probs.first().map_or(0, Vec::len);
+    let mut grid = vec![vec![0.0f32; t]; t];
+    for (h, rows) in probs.iter().enumerate() {
+        if matches!(heads, HeadFilter::Head(x) if x != h) {
+            continue;
+        }
+        for (q, row) in rows.iter().enumerate() {
+            for (k, &w) in row.iter().enumerate() {
+                let cell = &mut grid[q][k];
+                match heads {
+                    HeadFilter::Mean => *cell += w / n,
+                    HeadFilter::Max | HeadFilter::Head(_) => *cell = cell.max(w),
+                }
+            }
+        }
+    }
+    Ok(grid)
+}
+
 /// A diverging-free sequential colour map (dark blue -> teal -> yellow) in linear RGB, `v` in 0..=1.
 pub fn heat(v: f32) -> [f32; 3] {
     let stops = [[0.02, 0.03, 0.25], [0.0, 0.35, 0.45], [0.2, 0.7, 0.3], [1.0, 0.85, 0.1]];

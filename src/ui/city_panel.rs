@@ -8,7 +8,7 @@ use bevy::prelude::*;
 use bevy_egui::egui;
 
 use crate::activations::CurrentRun;
-use crate::city::view::{heat, row_norms};
+use crate::city::view::{attention_grid, heat, row_norms};
 use crate::city::{CityStats, CityView, HeadFilter};
 
 #[derive(SystemParam)]
@@ -79,28 +79,6 @@ fn filters(ui: &mut egui::Ui, p: &mut CityParams) {
     }
 }
 
-/// `[q][k]` probabilities of one block, heads combined as the filter says.
-fn attention_grid(p: &CityParams, layer: usize) -> Option<Vec<Vec<f32>>> {
-    let probs = p.run.attn.get(&layer)?.to_vec3::<f32>().ok()?;
-    let heads = probs.len().max(1);
-    let t = probs.first()?.len();
-    let mut grid = vec![vec![0.0f32; t]; t];
-    for (h, rows) in probs.iter().enumerate() {
-        for (q, row) in rows.iter().enumerate() {
-            for (k, &w) in row.iter().enumerate() {
-                let cell = &mut grid[q][k];
-                match p.view.heads {
-                    HeadFilter::Mean => *cell += w / heads as f32,
-                    HeadFilter::Max => *cell = cell.max(w),
-                    HeadFilter::Head(x) if x == h => *cell = w,
-                    HeadFilter::Head(_) => {}
-                }
-            }
-        }
-    }
-    Some(grid)
-}
-
 fn token_text(p: &CityParams, i: usize) -> String {
     p.run
         .texts
@@ -116,7 +94,12 @@ fn attention_heatmap(ui: &mut egui::Ui, p: &CityParams) -> Option<usize> {
         HeadFilter::Head(h) => format!("head {h}"),
     };
     ui.strong(format!("attention, block {layer}, {head}"));
-    let Some(grid) = attention_grid(p, layer) else {
+    let Some(grid) = p
+        .run
+        .attn
+        .get(&layer)
+        .and_then(|a| attention_grid(a, p.view.heads).ok())
+    else {
         ui.weak("not computed yet");
         return None;
     };

@@ -252,7 +252,7 @@ mod city {
     use bevy::prelude::*;
     use tensorcity::activations::{ActivationsPlugin, CurrentRun, RunPrompt, RunStatus};
     use tensorcity::arch::{LoadOptions, ModelRef};
-    use tensorcity::city::view::{MIN_EDGE, row_norms};
+    use tensorcity::city::view::{MIN_EDGE, attention_grid, row_norms};
     use tensorcity::city::{AttentionEdge, CityCell, CityPlugin, CityRoot, CityStats, CityView, HeadFilter, Token};
     use tensorcity::inference::ModelFiles;
     use tensorcity::inference::stream::{Decoding, RunRequest};
@@ -267,6 +267,82 @@ mod city {
             new_tokens: 0,
             decoding: Decoding::Greedy,
         }));
+        wait_done(app);
+    }
+
+    /// An app with the city, the model loaded and its weights ready to run.
+    fn city_app(model: ModelRef) -> App {
+        let mut app = App::new();
+        app.add_plugins((
+            MinimalPlugins,
+            bevy::state::app::StatesPlugin,
+            tensorcity::ScenePlugin,
+            ActivationsPlugin,
+            CityPlugin,
+        ));
+        app.world_mut().resource_mut::<ViewSettings>().layout = LayoutKind::City;
+        app.world_mut().write_message(LoadModel {
+            model,
+            options: LoadOptions::default(),
+        });
+        // Architecture, then weights on their own task.
+        for _ in 0..20_000 {
+            app.update();
+            if app
+                .world()
+                .contains_resource::<tensorcity::activations::InferenceWorker>()
+            {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        assert!(app.world().contains_resource::<CurrentModel>());
+        app
+    }
+
+    /// The attention heatmap (the city window's) of every block and head equals
+    /// `attn.{i}[head]` of `tensorcity capture` on the same prompt: same numbers,
+    /// same orientation (row = query, column = key).
+    #[test]
+    fn the_heatmap_is_the_capture_on_real_models() {
+        let tmp = tempfile::tempdir().unwrap();
+        let minilm = crate::support::minilm();
+        let prompt = "The cat sat on the mat because it was warm.";
+        for model in [None, Some(minilm)] {
+            let model_ref = model.clone().map_or(ModelRef::Embedded, ModelRef::Path);
+            let mut app = city_app(model_ref);
+            app.world_mut().write_message(tensorcity::activations::Prompt {
+                text: prompt.into(),
+                new_tokens: 0,
+                decoding: Decoding::Greedy,
+            });
+            wait_done(&mut app);
+            let out = tmp.path().join("acts.safetensors");
+            let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_tensorcity"));
+            cmd.arg("capture");
+            if let Some(m) = &model {
+                cmd.arg(m);
+            }
+            let o = cmd
+                .args(["--prompt", prompt, "--out", out.to_str().unwrap()])
+                .output()
+                .unwrap();
+            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+            let saved = candle_core::safetensors::load(&out, &candle_core::Device::Cpu).unwrap();
+            let run = app.world().resource::<CurrentRun>();
+            assert!(run.attn.len() >= 6);
+            for (&layer, attn) in &run.attn {
+                let file = saved[&format!("attn.{layer}")].to_vec3::<f32>().unwrap();
+                for (head, expected) in file.iter().enumerate() {
+                    let grid = attention_grid(attn, HeadFilter::Head(head)).unwrap();
+                    assert_eq!(&grid, expected, "block {layer} head {head}");
+                }
+            }
+        }
+    }
+
+    fn wait_done(app: &mut App) {
+        app.update();
         app.update();
         for _ in 0..20_000 {
             app.update();
@@ -282,31 +358,7 @@ mod city {
 
     #[test]
     fn a_run_becomes_city_entities_and_filters_change_the_arcs() {
-        let mut app = App::new();
-        app.add_plugins((
-            MinimalPlugins,
-            bevy::state::app::StatesPlugin,
-            tensorcity::ScenePlugin,
-            ActivationsPlugin,
-            CityPlugin,
-        ));
-        app.world_mut().resource_mut::<ViewSettings>().layout = LayoutKind::City;
-        app.world_mut().write_message(LoadModel {
-            model: ModelRef::Embedded,
-            options: LoadOptions::default(),
-        });
-        // Architecture, then weights on their own task.
-        for _ in 0..20_000 {
-            app.update();
-            if app
-                .world()
-                .contains_resource::<tensorcity::activations::InferenceWorker>()
-            {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(1));
-        }
-        assert!(app.world().contains_resource::<CurrentModel>());
+        let mut app = city_app(ModelRef::Embedded);
         let tokens = vec![11, 300, 42, 7, 1999, 64];
         run_until_done(&mut app, tokens.clone());
 

