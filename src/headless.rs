@@ -233,7 +233,6 @@ pub fn render(job: RenderJob) -> anyhow::Result<()> {
         .add_systems(Update, capture_when_rendered);
     if let Some(run) = run {
         app.add_plugins(crate::city::CityPlugin)
-            .init_resource::<crate::activations::SelectedToken>()
             .insert_resource(crate::activations::CurrentRun(run));
     }
     app.run();

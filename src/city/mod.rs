@@ -29,8 +29,11 @@ impl Plugin for CityPlugin {
             .init_resource::<CityView>()
             .init_resource::<CitySync>()
             .init_resource::<CityStats>()
+            .init_resource::<CityHover>()
+            .init_resource::<SelectedToken>()
             .add_systems(Startup, spawn_city_batch)
             .add_systems(Update, sync_city.in_set(AppSystems::Model))
+            .add_systems(Update, hover_cells.in_set(AppSystems::Interact))
             .add_systems(Update, draw_city.in_set(AppSystems::Render));
     }
 }
@@ -79,6 +82,8 @@ struct CitySync {
     floors: BTreeSet<usize>,
     blocks: BTreeSet<usize>,
     heads: usize,
+    /// The finished run has been framed.
+    framed_done: bool,
 }
 
 /// What the city drew last (for panels and tests).
@@ -88,6 +93,10 @@ pub struct CityStats {
     pub arcs: usize,
     pub heads: usize,
 }
+
+/// The city cell under the pointer, with its numbers (for the tooltip).
+#[derive(Resource, Debug, Clone, Default, PartialEq)]
+pub struct CityHover(pub Option<(CityCell, String)>);
 
 /// The entity carrying the city's instances (a second batch beside the trunk's).
 #[derive(Component)]
@@ -125,6 +134,15 @@ fn sync_city(
     if !run.is_changed() {
         return;
     }
+    // A finished run (generation adds columns) is framed whole.
+    if run.status == crate::activations::RunStatus::Done
+        && !sync.framed_done
+        && settings.layout == LayoutKind::City
+        && let Some(current) = &current
+    {
+        sync.framed_done = true;
+        focus.write(frame_city(current, run.tokens.len()));
+    }
     let fresh = sync.run != run.run || sync.tokens != run.tokens;
     let new_run = sync.run != run.run;
     if fresh {
@@ -134,6 +152,7 @@ fn sync_city(
         *sync = CitySync {
             run: run.run,
             tokens: run.tokens.clone(),
+            framed_done: sync.framed_done && !new_run,
             ..Default::default()
         };
         if run.tokens.is_empty() {
@@ -277,4 +296,46 @@ fn draw_city(
         heads: sync.heads,
     };
     instances.set(view::city_instances(&grid, &cells, &arcs, position));
+}
+
+/// Hovering a cell shows its numbers; clicking it selects its token.
+#[allow(clippy::too_many_arguments)]
+fn hover_cells(
+    ui: Option<Res<crate::camera::UiFocus>>,
+    settings: Res<ViewSettings>,
+    current: Option<Res<CurrentModel>>,
+    buttons: Option<Res<ButtonInput<MouseButton>>>,
+    windows: Query<&Window, With<bevy::window::PrimaryWindow>>,
+    cameras: Query<(&Camera, &GlobalTransform), With<crate::camera::MainCamera>>,
+    cells: Query<&CityCell>,
+    tokens: Query<&Token>,
+    mut hover: ResMut<CityHover>,
+    mut selected: ResMut<SelectedToken>,
+) {
+    let found = (|| {
+        let current = current.as_ref().filter(|_| settings.layout == LayoutKind::City)?;
+        let (window, (camera, transform)) = (windows.single().ok()?, cameras.single().ok()?);
+        let cursor = window
+            .cursor_position()
+            .filter(|_| !ui.as_ref().is_some_and(|u| u.pointer))?;
+        let offset = camera.logical_viewport_rect().map_or(Vec2::ZERO, |r| r.min);
+        let ray = camera.viewport_to_world(transform, cursor - offset).ok()?;
+        let grid = CityGrid::new(&current.layout, current.arch.num_layers() as usize + 1);
+        let (t, f) = grid.pick(ray.origin.to_array(), ray.direction.to_array(), tokens.iter().count())?;
+        let cell = cells.iter().find(|c| c.token == t && c.floor == f)?;
+        let text = tokens
+            .iter()
+            .find(|k| k.index == t)
+            .map(|k| k.text.clone())
+            .unwrap_or_default();
+        Some((*cell, text))
+    })();
+    if let (Some((cell, _)), Some(buttons)) = (&found, &buttons)
+        && buttons.just_pressed(MouseButton::Left)
+    {
+        selected.0 = Some(cell.token);
+    }
+    if hover.0 != found {
+        hover.0 = found;
+    }
 }

@@ -101,6 +101,30 @@ impl CityGrid {
         b
     }
 
+    /// The (token, floor) cell a ray hits, for `tokens` columns: the cells stand
+    /// in the z = 0 plane, each `cell` wide.
+    pub fn pick(&self, origin: [f32; 3], dir: [f32; 3], tokens: usize) -> Option<(usize, usize)> {
+        if dir[2].abs() < 1e-6 {
+            return None;
+        }
+        let s = -origin[2] / dir[2];
+        if s <= 0.0 {
+            return None;
+        }
+        let (x, y) = (origin[0] + dir[0] * s, origin[1] + dir[1] * s);
+        let t = ((x - self.x0) / self.pitch).round();
+        if t < 0.0 || t as usize >= tokens || (x - (self.x0 + t * self.pitch)).abs() > self.cell * 0.5 {
+            return None;
+        }
+        let (floor, dy) = self
+            .floors
+            .iter()
+            .enumerate()
+            .map(|(f, &fy)| (f, (y - fy).abs()))
+            .min_by(|a, b| a.1.total_cmp(&b.1))?;
+        (dy <= self.cell * 0.5).then_some((t as usize, floor))
+    }
+
     /// x just past the last of `tokens` columns (for framing).
     pub fn x_end(&self, tokens: usize) -> f32 {
         self.x0 + tokens.saturating_sub(1) as f32 * self.pitch + self.cell
@@ -132,5 +156,14 @@ mod tests {
         assert_eq!(arc[0][2], 0.0);
         assert!(arc[4][2] > 0.0, "arcs bulge");
         assert!((arc[8][0] - grid.cell_center(3, 0)[0]).abs() < 1e-5);
+        // A ray straight at cell (2, 4) from the front picks it; between columns, nothing.
+        let [x, y, _] = grid.cell_center(2, 4);
+        assert_eq!(grid.pick([x, y, 10.0], [0.0, 0.0, -1.0], 5), Some((2, 4)));
+        assert_eq!(grid.pick([x + grid.pitch * 0.5, y, 10.0], [0.0, 0.0, -1.0], 5), None);
+        assert_eq!(
+            grid.pick([x, y, 10.0], [0.0, 0.0, -1.0], 2),
+            None,
+            "column 2 of 2 tokens"
+        );
     }
 }

@@ -9,13 +9,14 @@ use bevy_egui::egui;
 
 use crate::activations::CurrentRun;
 use crate::city::view::{attention_grid, heat, row_norms};
-use crate::city::{CityStats, CityView, HeadFilter};
+use crate::city::{CityHover, CityStats, CityView, HeadFilter};
 
 #[derive(SystemParam)]
 pub(super) struct CityParams<'w> {
     run: Res<'w, CurrentRun>,
     view: ResMut<'w, CityView>,
     stats: Res<'w, CityStats>,
+    hover: Res<'w, CityHover>,
 }
 
 /// Shows the window; returns a token position the user clicked.
@@ -23,9 +24,26 @@ pub(super) fn show(ctx: &egui::Context, p: &mut CityParams) -> Option<usize> {
     if p.run.attn.is_empty() && p.run.hidden.is_empty() {
         return None;
     }
+    if let Some((cell, text)) = &p.hover.0 {
+        egui::Tooltip::always_open(
+            ctx.clone(),
+            egui::LayerId::background(),
+            egui::Id::new("city_cell"),
+            egui::PopupAnchor::Pointer,
+        )
+        .show(|ui| {
+            ui.strong(format!("token {} `{}`", cell.token, text.replace('\n', "\\n")));
+            ui.label(match cell.floor {
+                0 => "hidden state 0 (embeddings output)".to_string(),
+                f => format!("hidden state {f} (output of block {})", f - 1),
+            });
+            ui.label(format!("residual norm {:.3}", cell.norm));
+        });
+    }
     let mut clicked = None;
+    // Over the layer tree (the least needed panel while a prompt runs), out of the 3D view.
     egui::Window::new("Neural city")
-        .default_pos([ctx.viewport_rect().width() - 620.0, 40.0])
+        .default_pos([ctx.viewport_rect().width() - 312.0, 36.0])
         .default_width(300.0)
         .resizable(false)
         .show(ctx, |ui| {
@@ -161,16 +179,19 @@ fn heatmap(ui: &mut egui::Ui, grid: &[Vec<f32>]) -> Option<(usize, usize, bool)>
         return None;
     }
     let side = 200.0f32;
-    let cell = (side / rows.max(cols) as f32).clamp(2.0, 24.0);
-    let size = egui::vec2(cell * cols as f32, cell * rows as f32);
+    let (cw, ch) = (
+        (side / cols as f32).clamp(2.0, 24.0),
+        (side / rows as f32).clamp(2.0, 24.0),
+    );
+    let size = egui::vec2(cw * cols as f32, ch * rows as f32);
     let (rect, response) = ui.allocate_exact_size(size, egui::Sense::click().union(egui::Sense::hover()));
     let painter = ui.painter_at(rect);
     for (r, row) in grid.iter().enumerate() {
         for (c, &v) in row.iter().enumerate() {
             let [red, green, blue] = heat(v).map(|x| (x.clamp(0.0, 1.0).powf(1.0 / 2.2) * 255.0) as u8);
-            let min = rect.min + egui::vec2(c as f32 * cell, r as f32 * cell);
+            let min = rect.min + egui::vec2(c as f32 * cw, r as f32 * ch);
             painter.rect_filled(
-                egui::Rect::from_min_size(min, egui::vec2(cell, cell)),
+                egui::Rect::from_min_size(min, egui::vec2(cw, ch)),
                 0.0,
                 egui::Color32::from_rgb(red, green, blue),
             );
@@ -178,15 +199,12 @@ fn heatmap(ui: &mut egui::Ui, grid: &[Vec<f32>]) -> Option<(usize, usize, bool)>
     }
     let pos = response.hover_pos()?;
     let (c, r) = (
-        ((pos.x - rect.min.x) / cell) as usize,
-        ((pos.y - rect.min.y) / cell) as usize,
+        ((pos.x - rect.min.x) / cw) as usize,
+        ((pos.y - rect.min.y) / ch) as usize,
     );
     (r < rows && c < cols).then(|| {
         painter.rect_stroke(
-            egui::Rect::from_min_size(
-                rect.min + egui::vec2(c as f32 * cell, r as f32 * cell),
-                egui::vec2(cell, cell),
-            ),
+            egui::Rect::from_min_size(rect.min + egui::vec2(c as f32 * cw, r as f32 * ch), egui::vec2(cw, ch)),
             0.0,
             egui::Stroke::new(1.5, egui::Color32::WHITE),
             egui::StrokeKind::Inside,
