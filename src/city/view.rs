@@ -190,12 +190,12 @@ pub fn city_instances(grid: &CityGrid, cells: &[Cell], arcs: &[Edge], selected: 
     for e in arcs {
         let span = e.from.abs_diff(e.to);
         let n = (5 + span * 2).min(40);
-        let bead = grid.cell * (0.05 + 0.12 * e.weight.sqrt());
-        let bright = 0.25 + 0.75 * e.weight.sqrt();
+        let bead = grid.cell * (0.06 + 0.14 * e.weight.sqrt());
+        let bright = 0.45 + 0.55 * e.weight.sqrt();
         for p in grid.arc_points(e.layer, e.from, e.to, n) {
             out.push(CubeInstance {
                 pos_size: [p[0], p[1], p[2], bead],
-                color: [1.0 * bright, 0.55 * bright, 0.25 * bright, 0.0],
+                color: [1.0 * bright, 0.5 * bright, 0.12 * bright, 0.0],
             });
         }
     }

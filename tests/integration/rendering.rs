@@ -132,6 +132,46 @@ fn render_rejects_bad_requests_before_rendering() {
     assert!(err.contains("catalogue"), "{err}");
 }
 
+/// `render --prompt --layout city` runs the embedded model and draws the city
+/// beside the trunk: teal-to-yellow cells and orange attention beads.
+#[test]
+fn headless_render_draws_the_finished_city() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("city.png");
+    let o = Command::new(env!("CARGO_BIN_EXE_tensorcity"))
+        .args([
+            "render",
+            "--prompt",
+            "ROMEO:\nBut soft, what light through yonder window breaks?",
+            "--layout",
+            "city",
+            "--camera",
+            "20,12",
+            "--size",
+            "640x360",
+            "--out",
+        ])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let img = image::open(&out).unwrap().to_rgb8();
+    // Only the right part: the trunk (whose MLP cubes are orange too) stands at the left.
+    let count = |lo: f32, hi: f32, sat: f32| {
+        img.enumerate_pixels()
+            .filter(|(x, _, p)| {
+                let (h, s) = hue_sat(&p.0);
+                *x > img.width() * 2 / 5 && s > sat && (lo..hi).contains(&h)
+            })
+            .count()
+    };
+    let beads = count(10.0, 40.0, 0.5);
+    let cells = count(140.0, 200.0, 0.4) + count(45.0, 70.0, 0.5);
+    eprintln!("city render: {beads} bead pixels, {cells} cell pixels");
+    assert!(beads > 100, "only {beads} attention-arc pixels");
+    assert!(cells > 1500, "only {cells} cell pixels");
+}
+
 #[test]
 fn windowed_viewer_under_xvfb_orbits_focuses_and_screenshots() {
     let tmp = tempfile::tempdir().unwrap();
