@@ -232,7 +232,13 @@ pub fn render(job: RenderJob) -> anyhow::Result<()> {
         .add_systems(Startup, spawn_still_camera)
         .add_systems(Update, capture_when_rendered);
     if let Some(run) = run {
+        // A still shows the finished pass: no climbing animation.
+        let end = crate::city::Playback {
+            speed: f32::MAX,
+            ..Default::default()
+        };
         app.add_plugins(crate::city::CityPlugin)
+            .insert_resource(crate::city::CityPlayback(end))
             .insert_resource(crate::activations::CurrentRun(run));
     }
     app.run();

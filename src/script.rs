@@ -14,6 +14,7 @@
 //! generate 20 ROMEO:      # run a prompt and generate 20 tokens (greedy)
 //! wait-run                # until the run is done (or failed)
 //! select 3                # select token 3 (logit lens, panels)
+//! speed 0.5               # city animation: layers per second
 //! screenshot shot.png     # save the window; waits until written
 //! exit
 //! ```
@@ -48,6 +49,7 @@ pub enum Step {
     Prompt { text: String, new_tokens: usize },
     WaitRun,
     Select(usize),
+    Speed(f32),
     Exit,
 }
 
@@ -58,6 +60,7 @@ pub(crate) struct RunParams<'w> {
     run: Res<'w, CurrentRun>,
     runner: Res<'w, Runner>,
     selected: ResMut<'w, SelectedToken>,
+    playback: ResMut<'w, crate::city::CityPlayback>,
 }
 
 #[derive(Resource, Debug)]
@@ -136,6 +139,7 @@ pub fn parse(text: &str) -> Result<Vec<Step>, String> {
                 }
             }
             "wait-run" => Step::WaitRun,
+            "speed" => Step::Speed(num(rest)?.max(0.01)),
             "select" => Step::Select(rest.parse().map_err(|_| err("expected a token position"))?),
             "exit" => Step::Exit,
             _ => return Err(err("unknown command")),
@@ -253,6 +257,7 @@ fn run_script(
             }
         }
         Step::Select(position) => inference.selected.0 = Some(position),
+        Step::Speed(speed) => inference.playback.speed = speed,
         Step::Exit => {
             exit.write(AppExit::Success);
             return;

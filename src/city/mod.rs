@@ -5,6 +5,7 @@
 //! forward pass starts and filled in as frames arrive. In the `city` layout
 //! they are drawn as one extra instanced batch beside the trunk.
 
+pub mod playback;
 pub mod view;
 
 use std::collections::BTreeSet;
@@ -12,6 +13,7 @@ use std::collections::BTreeSet;
 use bevy::camera::visibility::NoFrustumCulling;
 use bevy::prelude::*;
 
+pub use playback::Playback;
 pub use view::{CityFilter, HeadFilter};
 
 use crate::AppSystems;
@@ -30,9 +32,10 @@ impl Plugin for CityPlugin {
             .init_resource::<CitySync>()
             .init_resource::<CityStats>()
             .init_resource::<CityHover>()
+            .init_resource::<CityPlayback>()
             .init_resource::<SelectedToken>()
             .add_systems(Startup, spawn_city_batch)
-            .add_systems(Update, sync_city.in_set(AppSystems::Model))
+            .add_systems(Update, (sync_city, advance_playback).chain().in_set(AppSystems::Model))
             .add_systems(Update, hover_cells.in_set(AppSystems::Interact))
             .add_systems(Update, draw_city.in_set(AppSystems::Render));
     }
@@ -94,6 +97,10 @@ pub struct CityStats {
     pub heads: usize,
 }
 
+/// The animation clock (the city window's play/pause, step and slider).
+#[derive(Resource, Debug, Clone, Copy, PartialEq, Default, Deref, DerefMut)]
+pub struct CityPlayback(pub Playback);
+
 /// The city cell under the pointer, with its numbers (for the tooltip).
 #[derive(Resource, Debug, Clone, Default, PartialEq)]
 pub struct CityHover(pub Option<(CityCell, String)>);
@@ -125,6 +132,7 @@ fn sync_city(
     current: Option<Res<CurrentModel>>,
     settings: Res<ViewSettings>,
     mut focus: MessageWriter<crate::camera::FocusOn>,
+    mut playback: ResMut<CityPlayback>,
 ) {
     // Switching to the city layout with a run on screen frames trunk and city together.
     let entering = settings.is_changed() && settings.layout == LayoutKind::City && !sync.tokens.is_empty();
@@ -155,6 +163,7 @@ fn sync_city(
             framed_done: sync.framed_done && !new_run,
             ..Default::default()
         };
+        playback.restart();
         if run.tokens.is_empty() {
             return;
         }
@@ -223,6 +232,14 @@ fn sync_city(
     }
 }
 
+/// Moves the playhead towards the highest floor that has arrived.
+fn advance_playback(time: Res<Time>, sync: Res<CitySync>, mut playback: ResMut<CityPlayback>) {
+    let available = sync.floors.iter().max().map_or(0.0, |&f| f as f32);
+    let mut next = *playback;
+    next.tick(time.delta_secs(), available);
+    playback.set_if_neq(next);
+}
+
 /// A camera glide that shows the trunk and a city of `tokens` columns.
 fn frame_city(current: &CurrentModel, tokens: usize) -> crate::camera::FocusOn {
     let b = &current.layout.bounds;
@@ -248,12 +265,14 @@ fn draw_city(
     added: Query<(), Or<(Added<CityCell>, Added<AttentionEdge>)>>,
     removed: RemovedComponents<CityCell>,
     sync: Res<CitySync>,
+    playback: Res<CityPlayback>,
     mut stats: ResMut<CityStats>,
     mut batch: Query<&mut CubeInstances, With<CityBatch>>,
 ) {
     let changed = settings.is_changed()
         || filter.is_changed()
         || selected.is_changed()
+        || playback.is_changed()
         || current.as_ref().is_some_and(|c| c.is_changed())
         || !added.is_empty()
         || !removed.is_empty();
@@ -270,6 +289,7 @@ fn draw_city(
     };
     let cells: Vec<view::Cell> = cells
         .iter()
+        .filter(|c| playback.shows_floor(c.floor))
         .map(|c| view::Cell {
             token: c.token,
             floor: c.floor,
@@ -278,6 +298,7 @@ fn draw_city(
         .collect();
     let all: Vec<view::Edge> = edges
         .iter()
+        .filter(|e| playback.shows_block(e.layer))
         .map(|e| view::Edge {
             layer: e.layer,
             head: e.head,
@@ -295,7 +316,7 @@ fn draw_city(
         arcs: arcs.len(),
         heads: sync.heads,
     };
-    instances.set(view::city_instances(&grid, &cells, &arcs, position));
+    instances.set(view::city_instances(&grid, &cells, &arcs, position, playback.pulse()));
 }
 
 /// Hovering a cell shows its numbers; clicking it selects its token.

@@ -167,7 +167,15 @@ pub struct Cell {
 
 /// Cells (edge and colour from the norm relative to the floor's largest) and
 /// arc beads (size and brightness from the weight). `selected` cells glow.
-pub fn city_instances(grid: &CityGrid, cells: &[Cell], arcs: &[Edge], selected: Option<usize>) -> Vec<CubeInstance> {
+/// `pulse` = (floor, fraction): a bright bead in every column on its way from
+/// that floor to the next.
+pub fn city_instances(
+    grid: &CityGrid,
+    cells: &[Cell],
+    arcs: &[Edge],
+    selected: Option<usize>,
+    pulse: Option<(usize, f32)>,
+) -> Vec<CubeInstance> {
     // Per floor min..max: norms grow through the stack, so each floor gets its own range.
     let mut range = vec![(f32::MAX, f32::MIN); grid.floors.len()];
     for c in cells {
@@ -186,6 +194,19 @@ pub fn city_instances(grid: &CityGrid, cells: &[Cell], arcs: &[Edge], selected: 
             pos_size: [x, y, z, grid.cell * (0.45 + 0.55 * rel)],
             color: [r, g, b, glow],
         });
+    }
+    if let Some((floor, frac)) = pulse
+        && let (Some(&y0), Some(&y1)) = (grid.floors.get(floor), grid.floors.get(floor + 1))
+    {
+        let tokens = cells.iter().map(|c| c.token + 1).max().unwrap_or(0);
+        let y = y0 + (y1 - y0) * frac;
+        for t in 0..tokens {
+            let [x, _, z] = grid.cell_center(t, floor);
+            out.push(CubeInstance {
+                pos_size: [x, y, z, grid.cell * 0.45],
+                color: [1.0, 0.95, 0.8, 1.0],
+            });
+        }
     }
     for e in arcs {
         let span = e.from.abs_diff(e.to);

@@ -9,7 +9,7 @@ use bevy_egui::egui;
 
 use crate::activations::CurrentRun;
 use crate::city::view::{attention_grid, heat, row_norms};
-use crate::city::{CityHover, CityStats, CityView, HeadFilter};
+use crate::city::{CityHover, CityPlayback, CityStats, CityView, HeadFilter};
 
 #[derive(SystemParam)]
 pub(super) struct CityParams<'w> {
@@ -17,6 +17,7 @@ pub(super) struct CityParams<'w> {
     view: ResMut<'w, CityView>,
     stats: Res<'w, CityStats>,
     hover: Res<'w, CityHover>,
+    playback: ResMut<'w, CityPlayback>,
 }
 
 /// Shows the window; returns a token position the user clicked.
@@ -47,6 +48,8 @@ pub(super) fn show(ctx: &egui::Context, p: &mut CityParams) -> Option<usize> {
         .default_width(300.0)
         .resizable(false)
         .show(ctx, |ui| {
+            playback(ui, p);
+            ui.separator();
             filters(ui, p);
             ui.separator();
             clicked = attention_heatmap(ui, p);
@@ -54,6 +57,45 @@ pub(super) fn show(ctx: &egui::Context, p: &mut CityParams) -> Option<usize> {
             clicked = norm_heatmap(ui, p).or(clicked);
         });
     clicked
+}
+
+/// Play/pause, step a layer down/up, scrub, speed.
+fn playback(ui: &mut egui::Ui, p: &mut CityParams) {
+    let available = p.run.hidden.keys().max().map_or(0.0, |&f| f as f32);
+    let mut pb = p.playback.0;
+    ui.horizontal(|ui| {
+        if ui
+            .button(if pb.playing { "⏸" } else { "▶" })
+            .on_hover_text("play / pause")
+            .clicked()
+        {
+            pb.playing = !pb.playing;
+            if pb.playing && pb.position >= available {
+                pb.restart();
+            }
+        }
+        if ui.button("◀").on_hover_text("one layer down").clicked() {
+            pb.step(-1, available);
+        }
+        if ui.button("▶|").on_hover_text("one layer up").clicked() {
+            pb.step(1, available);
+        }
+        ui.add(
+            egui::DragValue::new(&mut pb.speed)
+                .range(0.25..=50.0)
+                .speed(0.1)
+                .suffix(" layers/s"),
+        );
+    });
+    let mut position = pb.position;
+    let slider = ui.add(egui::Slider::new(&mut position, 0.0..=available.max(0.0)).text("hidden state"));
+    if slider.changed() {
+        pb.playing = false;
+        pb.position = position;
+    }
+    if pb != p.playback.0 {
+        p.playback.0 = pb;
+    }
 }
 
 fn filters(ui: &mut egui::Ui, p: &mut CityParams) {

@@ -281,6 +281,8 @@ mod city {
             CityPlugin,
         ));
         app.world_mut().resource_mut::<ViewSettings>().layout = LayoutKind::City;
+        // No animation: every floor shows as soon as it arrives.
+        app.world_mut().resource_mut::<tensorcity::city::CityPlayback>().speed = f32::MAX;
         app.world_mut().write_message(LoadModel {
             model,
             options: LoadOptions::default(),
