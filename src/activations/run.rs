@@ -41,8 +41,10 @@ pub struct RunState {
     pub attn: BTreeMap<usize, Tensor>,
     /// Block `i`'s MLP activations (`[T, intermediate]`).
     pub mlp: BTreeMap<usize, Tensor>,
-    /// Next-token top-k per position from the final logits.
-    pub top: Vec<Vec<(u32, f32)>>,
+    /// `[T, vocab]` logits of the latest pass (causal models).
+    pub logits: Option<Tensor>,
+    /// Next-token top-k from the final logits: position -> top-k.
+    pub top: BTreeMap<usize, Vec<(u32, f32)>>,
     /// Logit lens: block -> position -> top-k.
     pub lens: BTreeMap<usize, BTreeMap<usize, Vec<(u32, f32)>>>,
     /// Something the user should know (the context was exceeded, ...).
@@ -89,17 +91,24 @@ impl RunState {
                 self.mlp.clear();
                 self.lens.clear();
                 self.top.clear();
+                self.logits = None;
             }
             FrameData::Activation { tap, tensor } => {
                 let (map, i) = match tap {
                     Tap::Hidden(i) => (&mut self.hidden, *i),
                     Tap::Attention(i) => (&mut self.attn, *i),
                     Tap::Mlp(i) => (&mut self.mlp, *i),
-                    Tap::Logits => return true,
+                    Tap::Logits => {
+                        self.logits = Some(tensor.clone());
+                        return true;
+                    }
                 };
                 map.insert(i, tensor.clone());
             }
-            FrameData::TopK { layer: None, top, .. } => self.top = top.clone(),
+            FrameData::TopK { layer: None, from, top } => {
+                self.top
+                    .extend(top.iter().cloned().enumerate().map(|(i, t)| (from + i, t)));
+            }
             FrameData::TopK {
                 layer: Some(l),
                 from,
@@ -126,8 +135,12 @@ impl RunState {
         self.attn.len()
     }
 
-    /// Whether the logit lens at `position` still misses blocks whose output has arrived.
+    /// Whether the final top-k or the logit lens at `position` is still missing
+    /// for what has arrived.
     pub fn lens_missing(&self, position: usize, layers: usize) -> bool {
+        if self.logits.is_some() && !self.top.contains_key(&position) {
+            return true;
+        }
         (1..layers).any(|i| {
             self.hidden.contains_key(&i) && !self.lens.get(&(i - 1)).is_some_and(|m| m.contains_key(&position))
         })
@@ -141,6 +154,13 @@ impl RunState {
         position: usize,
     ) -> Result<(), crate::inference::InferenceError> {
         let layers = model.num_layers();
+        if let Some(logits) = &self.logits
+            && !self.top.contains_key(&position)
+            && position < logits.dim(0)?
+        {
+            let top = crate::inference::top_k(&logits.get(position)?, crate::inference::stream::TOP_K)?;
+            self.top.insert(position, top);
+        }
         for i in 1..layers {
             let Some(hidden) = self.hidden.get(&i) else { continue };
             if self.lens.get(&(i - 1)).is_some_and(|m| m.contains_key(&position)) || position >= hidden.dim(0)? {

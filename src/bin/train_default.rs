@@ -84,8 +84,7 @@ fn main() -> anyhow::Result<()> {
     let varmap = VarMap::new();
     tensorcity::inference::gpt2::init_weights(&varmap, &config, &device)?;
     let vb = VarBuilder::from_varmap(&varmap, DType::F32, &device);
-    let mut model = Gpt2::load(&config, vb, "training")?;
-    model.set_differentiable(true);
+    let mut model = Gpt2::load_trainable(&config, vb, "training")?;
     let params = ParamsAdamW {
         lr: args.lr,
         weight_decay: 0.05,

@@ -25,11 +25,11 @@ pub enum FrameData {
     /// One tapped tensor of the forward pass over `tokens`.
     Activation { tap: Tap, tensor: Tensor },
     /// Next-token predictions (`top[i]` = (id, probability) best first, for
-    /// position `from + i`): from the final logits at every position (`layer:
-    /// None`), or the logit lens of block `layer`'s output (`hidden_states[layer
-    /// + 1]` through the final norm and head) at the last position — the lens
-    /// of other positions costs a vocabulary-sized matmul each, so the app asks
-    /// for those on demand ([`super::Model::lens`]).
+    /// position `from + i`) at the last position, sent after the logits: from
+    /// the final logits (`layer: None`), then the logit lens of each block
+    /// `layer`'s output (`hidden_states[layer + 1]` through the final norm and
+    /// head). Other positions cost a vocabulary-sized row each, so the app
+    /// computes them on demand from the logits and hidden states it keeps.
     TopK {
         layer: Option<usize>,
         from: usize,
@@ -93,34 +93,33 @@ impl LocalRunner {
         }
     }
 
-    /// Logit-lens and final top-k frames for one tap (nothing for other taps).
-    fn top_k_frame(&self, tap: Tap, tensor: &Tensor, layers: usize) -> Option<Result<FrameData, InferenceError>> {
-        let layer = match tap {
-            Tap::Logits => None,
-            // hidden_states[i] for 1 <= i < layers is block i-1's output; the last one is already normed.
-            Tap::Hidden(i) if i >= 1 && i < layers => Some(i - 1),
-            _ => return None,
+    /// The next-token top-k at the last position from the final logits, then
+    /// the logit lens of every block output at the last position (`rows`:
+    /// `(block, [1, hidden])`), computed in one matmul so the head's weights
+    /// are read once per pass, not once per layer.
+    fn top_k_frames(&self, logits: &Tensor, rows: &[(usize, Tensor)]) -> Result<Vec<FrameData>, InferenceError> {
+        let last = logits.dim(0)?.saturating_sub(1);
+        let mut frames = vec![FrameData::TopK {
+            layer: None,
+            from: last,
+            top: vec![super::top_k(&logits.get(last)?, TOP_K)?],
+        }];
+        if rows.is_empty() {
+            return Ok(frames);
+        }
+        let stacked = Tensor::cat(&rows.iter().map(|(_, r)| r).collect::<Vec<_>>(), 0)?;
+        let Some(lens) = self.model.lens(&stacked, false) else {
+            return Ok(frames);
         };
-        let top = |logits: Tensor| -> Result<Vec<Vec<(u32, f32)>>, InferenceError> {
-            (0..logits.dim(0)?)
-                .map(|p| super::top_k(&logits.get(p)?, TOP_K))
-                .collect()
-        };
-        let last = match tensor.dim(0) {
-            Ok(t) => t.saturating_sub(1),
-            Err(e) => return Some(Err(e.into())),
-        };
-        let (from, logits) = match layer {
-            None => (0, Ok(tensor.clone())),
-            Some(_) => (
-                last,
-                match tensor.narrow(0, last, 1) {
-                    Ok(row) => self.model.lens(&row, false)?,
-                    Err(e) => Err(e.into()),
-                },
-            ),
-        };
-        Some(logits.and_then(top).map(|top| FrameData::TopK { layer, from, top }))
+        let lens = lens?;
+        for (i, (layer, _)) in rows.iter().enumerate() {
+            frames.push(FrameData::TopK {
+                layer: Some(*layer),
+                from: last,
+                top: vec![super::top_k(&lens.get(i)?, TOP_K)?],
+            });
+        }
+        Ok(frames)
     }
 }
 
@@ -157,16 +156,30 @@ impl ActivationSource for LocalRunner {
             }
             let mut logits = None;
             let mut failed = None;
+            let mut lens_rows: Vec<(usize, Tensor)> = Vec::new();
             let result = self.model.run(window, &mut |tap, tensor| {
+                // hidden_states[i] for 1 <= i < layers is block i-1's output (the
+                // last one is already normed: its lens is the final prediction).
+                if let Tap::Hidden(i) = tap
+                    && (1..layers).contains(&i)
+                {
+                    match tensor.dim(0).and_then(|t| tensor.narrow(0, t.saturating_sub(1), 1)) {
+                        Ok(row) => lens_rows.push((i - 1, row)),
+                        Err(e) => {
+                            failed = Some(e.into());
+                            return false;
+                        }
+                    }
+                }
+                let top = (tap == Tap::Logits).then(|| self.top_k_frames(&tensor, &lens_rows));
                 if tap == Tap::Logits {
                     logits = Some(tensor.clone());
                 }
-                let lens = self.top_k_frame(tap, &tensor, layers);
                 if !send(frame(FrameData::Activation { tap, tensor })) {
                     return false;
                 }
-                match lens {
-                    Some(Ok(data)) => send(frame(data)),
+                match top {
+                    Some(Ok(frames)) => frames.into_iter().all(|data| send(frame(data))),
                     Some(Err(e)) => {
                         failed = Some(e);
                         false

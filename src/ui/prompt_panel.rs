@@ -181,7 +181,7 @@ fn predictions(ui: &mut egui::Ui, p: &PromptParams, files: &crate::inference::Mo
     };
     let text = |id: u32| visible(&files.token_texts(&[id]).concat());
     ui.horizontal_top(|ui| {
-        if let Some(top) = p.run.top.get(pos) {
+        if let Some(top) = p.run.top.get(&pos) {
             ui.vertical(|ui| {
                 ui.strong(format!(
                     "next after `{}`",

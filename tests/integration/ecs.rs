@@ -234,7 +234,7 @@ mod activations {
             .collect();
         assert_eq!(
             &of_last[..6],
-            ["tokens", "hidden.0", "attn.0", "mlp.0", "hidden.1", "top Some(0)"]
+            ["tokens", "hidden.0", "attn.0", "mlp.0", "hidden.1", "attn.1"]
         );
         assert_eq!(of_last.iter().filter(|w| **w == "generated").count(), 2);
         assert_eq!(*of_last.last().unwrap(), "done");
