@@ -5,6 +5,7 @@
 //! forward pass starts and filled in as frames arrive. In the `city` layout
 //! they are drawn as one extra instanced batch beside the trunk.
 
+pub mod pca;
 pub mod playback;
 pub mod view;
 

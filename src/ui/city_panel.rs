@@ -11,13 +11,18 @@ use crate::activations::CurrentRun;
 use crate::city::view::{attention_grid, heat, row_norms};
 use crate::city::{CityHover, CityPlayback, CityStats, CityView, HeadFilter};
 
+/// The last PCA: (run, tokens, floor) -> (coordinates, variance shares).
+type PcaCache = Option<((u64, usize, usize), Vec<Vec<f32>>, Vec<f32>)>;
+
 #[derive(SystemParam)]
-pub(super) struct CityParams<'w> {
+pub(super) struct CityParams<'w, 's> {
     run: Res<'w, CurrentRun>,
     view: ResMut<'w, CityView>,
     stats: Res<'w, CityStats>,
     hover: Res<'w, CityHover>,
     playback: ResMut<'w, CityPlayback>,
+    pca: Local<'s, PcaCache>,
+    pca_floor: Local<'s, Option<usize>>,
 }
 
 /// Shows the window; returns a token position the user clicked.
@@ -55,6 +60,8 @@ pub(super) fn show(ctx: &egui::Context, p: &mut CityParams) -> Option<usize> {
             clicked = attention_heatmap(ui, p);
             ui.separator();
             clicked = norm_heatmap(ui, p).or(clicked);
+            ui.separator();
+            egui::CollapsingHeader::new("PCA of the residual stream").show(ui, |ui| pca_plot(ui, p));
         });
     clicked
 }
@@ -253,4 +260,57 @@ fn heatmap(ui: &mut egui::Ui, grid: &[Vec<f32>]) -> Option<(usize, usize, bool)>
         );
         (r, c, response.clicked())
     })
+}
+
+/// Tokens on the top two principal components of one hidden state.
+fn pca_plot(ui: &mut egui::Ui, p: &mut CityParams) {
+    use egui_plot::{Plot, PlotPoints, Points, Text};
+    let floors = p.run.hidden.keys().max().map_or(0, |&f| f + 1);
+    let mut floor = p
+        .pca_floor
+        .unwrap_or(floors.saturating_sub(1))
+        .min(floors.saturating_sub(1));
+    // Follows the newest hidden state until the user picks one.
+    if ui
+        .add(egui::Slider::new(&mut floor, 0..=floors.saturating_sub(1)).text("hidden state"))
+        .changed()
+    {
+        *p.pca_floor = Some(floor);
+    }
+    let Some(hidden) = p.run.hidden.get(&floor) else { return };
+    let key = (p.run.run, p.run.tokens.len(), floor);
+    if p.pca.as_ref().is_none_or(|(k, _, _)| *k != key) {
+        let Ok(rows) = hidden
+            .to_dtype(candle_core::DType::F32)
+            .and_then(|h| h.to_vec2::<f32>())
+        else {
+            return;
+        };
+        let (coords, shares) = crate::city::pca::project(&rows, 2);
+        *p.pca = Some((key, coords, shares));
+    }
+    let Some((_, coords, shares)) = p.pca.as_ref() else {
+        return;
+    };
+    ui.weak(format!(
+        "PC1 {:.0}% / PC2 {:.0}% of the variance",
+        shares.first().unwrap_or(&0.0) * 100.0,
+        shares.get(1).unwrap_or(&0.0) * 100.0
+    ));
+    let xy: Vec<[f64; 2]> = coords
+        .iter()
+        .map(|c| {
+            [
+                c.first().copied().unwrap_or(0.0) as f64,
+                c.get(1).copied().unwrap_or(0.0) as f64,
+            ]
+        })
+        .collect();
+    let texts: Vec<String> = (0..xy.len()).map(|i| token_text(p, i)).collect();
+    Plot::new("pca").height(200.0).data_aspect(1.0).show(ui, |plot| {
+        plot.points(Points::new("tokens", PlotPoints::from(xy.clone())).radius(3.0));
+        for (point, text) in xy.iter().zip(&texts) {
+            plot.text(Text::new(text.as_str(), (*point).into(), text.as_str()).anchor(egui::Align2::LEFT_BOTTOM));
+        }
+    });
 }
