@@ -28,7 +28,7 @@ pub fn project(rows: &[Vec<f32>], k: usize) -> (Vec<Vec<f32>>, Vec<f32>) {
         }
     }
     let total: f64 = (0..t).map(|i| gram[i][i]).sum();
-    let mut coords = vec![vec![0.0f32; k.min(t)]; t];
+    let mut columns: Vec<Vec<f32>> = Vec::new();
     let mut shares = Vec::new();
     for c in 0..k.min(t) {
         // A deterministic, irregular start (a regular one can be exactly orthogonal to a component).
@@ -51,9 +51,7 @@ pub fn project(rows: &[Vec<f32>], k: usize) -> (Vec<Vec<f32>>, Vec<f32>) {
                 break;
             }
         }
-        for i in 0..t {
-            coords[i][c] = (v[i] * lambda.max(0.0).sqrt()) as f32;
-        }
+        columns.push(v.iter().map(|x| (x * lambda.max(0.0).sqrt()) as f32).collect());
         shares.push(if total > 0.0 { (lambda / total) as f32 } else { 0.0 });
         // Deflate: G -= lambda v v^T.
         for i in 0..t {
@@ -62,6 +60,7 @@ pub fn project(rows: &[Vec<f32>], k: usize) -> (Vec<Vec<f32>>, Vec<f32>) {
             }
         }
     }
+    let coords = (0..t).map(|i| columns.iter().map(|col| col[i]).collect()).collect();
     (coords, shares)
 }
 
