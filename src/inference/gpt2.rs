@@ -156,14 +156,18 @@ impl Gpt2 {
     }
 
     fn norm(&self, ln: &LayerNorm, x: &Tensor) -> candle_core::Result<Tensor> {
-        match (self.differentiable, ln.bias()) {
+        self.norm_with(ln, x, self.differentiable)
+    }
+
+    fn norm_with(&self, ln: &LayerNorm, x: &Tensor, differentiable: bool) -> candle_core::Result<Tensor> {
+        match (differentiable, ln.bias()) {
             (true, Some(bias)) => candle_nn::ops::layer_norm_slow(x, ln.weight(), bias, self.eps as f32),
             _ => ln.forward(x),
         }
     }
 
-    fn softmax(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        if self.differentiable {
+    fn softmax(&self, x: &Tensor, differentiable: bool) -> candle_core::Result<Tensor> {
+        if differentiable {
             candle_nn::ops::softmax(x, D::Minus1)
         } else {
             candle_nn::ops::softmax_last_dim(x)
@@ -209,23 +213,74 @@ impl Gpt2 {
         Ok(x.broadcast_matmul(&self.wte.embeddings().t()?)?)
     }
 
+    /// Gradient x input saliency: how much each token's embedding moves the
+    /// logit of `target` (default: the predicted next token) at the last
+    /// position — the gradient of that logit with respect to each token
+    /// embedding (candle backprop), dotted with the embedding. Returns the
+    /// target and one score per token.
+    pub fn saliency(&self, tokens: &[u32], target: Option<u32>) -> Result<(u32, Vec<f32>), InferenceError> {
+        super::check_tokens(tokens, self.vocab, self.context)?;
+        let ids = Tensor::new(tokens, self.wte.embeddings().device())?.unsqueeze(0)?;
+        let embedded = self.wte.forward(&ids)?;
+        let input = candle_core::Var::from_tensor(&embedded)?;
+        let mut logits = None;
+        self.forward_from(
+            input.as_tensor(),
+            &mut |tap, t| {
+                if tap == Tap::Logits {
+                    logits = Some(t);
+                }
+                Ok(())
+            },
+            true,
+        )?;
+        let bad = |detail: &str| InferenceError::Model {
+            what: "saliency".into(),
+            detail: detail.into(),
+        };
+        let logits = logits.ok_or_else(|| bad("no logits"))?;
+        let last = logits.get(0)?.get(tokens.len() - 1)?;
+        let target = match target {
+            Some(t) => t,
+            None => last.argmax(0)?.to_scalar::<u32>()?,
+        };
+        let grads = last.get(target as usize)?.backward()?;
+        let grad = grads
+            .get(input.as_tensor())
+            .ok_or_else(|| bad("no gradient reached the embeddings"))?;
+        let scores = (grad * &embedded)?.sum(D::Minus1)?.squeeze(0)?.to_vec1::<f32>()?;
+        Ok((target, scores))
+    }
+
     /// The forward over `[B, T]` ids; taps carry the batch dimension first.
     fn forward(
         &self,
         ids: &Tensor,
         emit: &mut dyn FnMut(Tap, Tensor) -> Result<(), InferenceError>,
     ) -> Result<(), InferenceError> {
-        let (b, t) = ids.dims2()?;
-        let device = ids.device();
+        self.forward_from(&self.wte.forward(ids)?, emit, self.differentiable)
+    }
+
+    /// The forward from token embeddings `[B, T, hidden]` (positions added here).
+    fn forward_from(
+        &self,
+        embedded: &Tensor,
+        emit: &mut dyn FnMut(Tap, Tensor) -> Result<(), InferenceError>,
+        differentiable: bool,
+    ) -> Result<(), InferenceError> {
+        let (b, t, _) = embedded.dims3()?;
+        let device = embedded.device();
         let positions = Tensor::arange(0u32, t as u32, device)?;
-        let mut xs = self.wte.forward(ids)?.broadcast_add(&self.wpe.forward(&positions)?)?;
+        let mut xs = embedded.broadcast_add(&self.wpe.forward(&positions)?)?;
         let mask = causal_mask(t, device)?;
         let head_dim = self.hidden / self.heads;
         let scale = 1.0 / (head_dim as f64).sqrt();
         for (i, block) in self.blocks.iter().enumerate() {
             emit(Tap::Hidden(i), xs.clone())?;
             let residual = &xs;
-            let qkv = block.c_attn.forward(&self.norm(&block.ln_1, residual)?)?;
+            let qkv = block
+                .c_attn
+                .forward(&self.norm_with(&block.ln_1, residual, differentiable)?)?;
             // [B, T, 3H] -> three [B, heads, T, head_dim]
             let split = |i: usize| -> candle_core::Result<Tensor> {
                 qkv.narrow(D::Minus1, i * self.hidden, self.hidden)?
@@ -235,15 +290,18 @@ impl Gpt2 {
             };
             let (q, k, v) = (split(0)?, split(1)?, split(2)?);
             let scores = (q.matmul(&k.t()?)? * scale)?.broadcast_add(&mask)?;
-            let probs = self.softmax(&scores)?;
+            let probs = self.softmax(&scores, differentiable)?;
             let context = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, t, self.hidden))?;
             emit(Tap::Attention(i), probs)?;
             let xs_attn = (residual + block.attn_proj.forward(&context)?)?;
-            let m = block.c_fc.forward(&self.norm(&block.ln_2, &xs_attn)?)?.gelu()?;
+            let m = block
+                .c_fc
+                .forward(&self.norm_with(&block.ln_2, &xs_attn, differentiable)?)?
+                .gelu()?;
             emit(Tap::Mlp(i), m.clone())?;
             xs = (&xs_attn + block.mlp_proj.forward(&m)?)?;
         }
-        let last = self.norm(&self.ln_f, &xs)?;
+        let last = self.norm_with(&self.ln_f, &xs, differentiable)?;
         // The LM head is tied to the token embeddings.
         let logits = self.lens(&last, true)?;
         emit(Tap::Hidden(self.blocks.len()), last)?;
@@ -285,4 +343,51 @@ pub fn init_weights(
         varmap.get(shape, &row.name, init, candle_core::DType::F32, device)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Gradient x input equals the finite-difference derivative of the target
+    /// logit when one token's embedding is scaled by (1 + h).
+    #[test]
+    fn saliency_matches_finite_differences() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/inference/gpt2-tiny");
+        let model = match crate::inference::Model::load(&dir).unwrap() {
+            crate::inference::Model::Gpt2(m) => m,
+            _ => unreachable!(),
+        };
+        let tokens = [5u32, 17, 3, 42];
+        let (target, scores) = model.saliency(&tokens, None).unwrap();
+        let ids = Tensor::new(&tokens[..], model.wte.embeddings().device())
+            .unwrap()
+            .unsqueeze(0)
+            .unwrap();
+        let embedded = model.wte.forward(&ids).unwrap();
+        let logit = |i: usize, h: f64| -> f64 {
+            let mut scale = vec![1.0f32; tokens.len()];
+            scale[i] += h as f32;
+            let s = Tensor::from_vec(scale, (1, tokens.len(), 1), embedded.device()).unwrap();
+            let mut out = None;
+            model
+                .forward_from(
+                    &embedded.broadcast_mul(&s).unwrap(),
+                    &mut |tap, t| {
+                        if tap == Tap::Logits {
+                            out = Some(t);
+                        }
+                        Ok(())
+                    },
+                    false,
+                )
+                .unwrap();
+            let l = out.unwrap().get(0).unwrap().get(tokens.len() - 1).unwrap();
+            l.get(target as usize).unwrap().to_scalar::<f32>().unwrap() as f64
+        };
+        for (i, &s) in scores.iter().enumerate() {
+            let fd = (logit(i, 1e-2) - logit(i, -1e-2)) / 2e-2;
+            assert!((fd - s as f64).abs() < 1e-3 + 1e-2 * fd.abs(), "token {i}: {s} vs {fd}");
+        }
+    }
 }

@@ -132,6 +132,18 @@ impl Model {
         }
     }
 
+    /// Gradient x input saliency of each token for `target` (default: the
+    /// predicted next token) at the last position; GPT-2 family only so far.
+    pub fn saliency(&self, tokens: &[u32], target: Option<u32>) -> Result<(u32, Vec<f32>), InferenceError> {
+        match self {
+            Model::Gpt2(m) => m.saliency(tokens, target),
+            Model::Llama(_) | Model::Bert(_) => Err(InferenceError::Model {
+                what: "saliency".into(),
+                detail: "gradient x input is computed for GPT-2-family models so far".into(),
+            }),
+        }
+    }
+
     /// Whether this model predicts next tokens (has logits to generate from).
     pub fn is_causal(&self) -> bool {
         !matches!(self, Model::Bert(_))

@@ -17,6 +17,9 @@ pub struct PromptUi {
     pub sample: bool,
     pub top_k: usize,
     pub temperature: f64,
+    /// Saliency of the tokens up to a position for its predicted next token:
+    /// (run, position, target, scores or the error).
+    pub saliency: Option<(u64, usize, Result<(u32, Vec<f32>), String>)>,
 }
 
 impl Default for PromptUi {
@@ -27,6 +30,7 @@ impl Default for PromptUi {
             sample: false,
             top_k: 20,
             temperature: 0.8,
+            saliency: None,
         }
     }
 }
@@ -119,6 +123,7 @@ pub(super) fn show(ui: &mut egui::Ui, p: &mut PromptParams) {
     });
     if let Some(files) = files {
         predictions(ui, p, &files);
+        saliency(ui, p, &files);
     }
 }
 
@@ -211,6 +216,57 @@ fn predictions(ui: &mut egui::Ui, p: &PromptParams, files: &crate::inference::Mo
             });
         }
     });
+}
+
+/// Gradient x input of each token up to the selected one, for the token the
+/// model predicts after it (computed on demand: one backward pass).
+fn saliency(ui: &mut egui::Ui, p: &mut PromptParams, files: &crate::inference::ModelFiles) {
+    let (Some(pos), Runner::Ready(_, model)) = (p.selected.position(p.run.tokens.len()), &*p.runner) else {
+        return;
+    };
+    let current =
+        p.ui.saliency
+            .as_ref()
+            .filter(|(run, at, _)| *run == p.run.run && *at == pos);
+    if current.is_none() {
+        if ui
+            .button("Saliency")
+            .on_hover_text("gradient x input: which tokens push the predicted next token")
+            .clicked()
+        {
+            let result = model.saliency(&p.run.tokens[..=pos], None).map_err(|e| e.to_string());
+            p.ui.saliency = Some((p.run.run, pos, result));
+        }
+        return;
+    }
+    let Some((_, _, result)) = current else { return };
+    match result {
+        Err(e) => {
+            ui.colored_label(RED, format!("saliency: {e}"));
+        }
+        Ok((target, scores)) => {
+            let max = scores.iter().fold(1e-12f32, |m, s| m.max(s.abs()));
+            ui.horizontal_wrapped(|ui| {
+                ui.strong(format!(
+                    "saliency for `{}`:",
+                    visible(&files.token_texts(&[*target]).concat())
+                ));
+                ui.spacing_mut().item_spacing.x = 2.0;
+                for (i, s) in scores.iter().enumerate() {
+                    let v = s / max;
+                    // Red pushes towards the prediction, blue away from it.
+                    let bg = if v >= 0.0 {
+                        egui::Color32::from_rgb(60 + (180.0 * v) as u8, 40, 40)
+                    } else {
+                        egui::Color32::from_rgb(40, 40, 60 + (180.0 * -v) as u8)
+                    };
+                    let text = visible(p.run.texts.get(i).map_or("", |t| t));
+                    ui.label(egui::RichText::new(text).monospace().background_color(bg))
+                        .on_hover_text(format!("{s:+.4}"));
+                }
+            });
+        }
+    }
 }
 
 /// Token text with whitespace made visible.
