@@ -88,6 +88,8 @@ struct CitySync {
     heads: usize,
     /// The finished run has been framed.
     framed_done: bool,
+    /// The layout seen last frame (to notice switching to the city).
+    layout: Option<LayoutKind>,
 }
 
 /// What the city drew last (for panels and tests).
@@ -96,6 +98,8 @@ pub struct CityStats {
     pub cells: usize,
     pub arcs: usize,
     pub heads: usize,
+    /// Cells open into their hidden-vector strip (camera close enough).
+    pub strips: usize,
 }
 
 /// The animation clock (the city window's play/pause, step and slider).
@@ -136,7 +140,9 @@ fn sync_city(
     mut playback: ResMut<CityPlayback>,
 ) {
     // Switching to the city layout with a run on screen frames trunk and city together.
-    let entering = settings.is_changed() && settings.layout == LayoutKind::City && !sync.tokens.is_empty();
+    let entering = settings.layout == LayoutKind::City && sync.layout != Some(LayoutKind::City);
+    sync.layout = Some(settings.layout);
+    let entering = entering && !sync.tokens.is_empty();
     if entering && let Some(current) = &current {
         focus.write(frame_city(current, sync.tokens.len()));
     }
@@ -162,6 +168,7 @@ fn sync_city(
             run: run.run,
             tokens: run.tokens.clone(),
             framed_done: sync.framed_done && !new_run,
+            layout: sync.layout,
             ..Default::default()
         };
         playback.restart();
@@ -267,13 +274,26 @@ fn draw_city(
     removed: RemovedComponents<CityCell>,
     sync: Res<CitySync>,
     playback: Res<CityPlayback>,
+    (run, cameras, moved): (
+        Res<CurrentRun>,
+        Query<(&Camera, &GlobalTransform), With<crate::camera::MainCamera>>,
+        Query<
+            (),
+            (
+                With<crate::camera::MainCamera>,
+                Or<(Changed<GlobalTransform>, Changed<Camera>)>,
+            ),
+        >,
+    ),
     mut stats: ResMut<CityStats>,
     mut batch: Query<&mut CubeInstances, With<CityBatch>>,
 ) {
+    let camera_moved = !moved.is_empty();
     let changed = settings.is_changed()
         || filter.is_changed()
         || selected.is_changed()
         || playback.is_changed()
+        || camera_moved
         || current.as_ref().is_some_and(|c| c.is_changed())
         || !added.is_empty()
         || !removed.is_empty();
@@ -312,12 +332,52 @@ fn draw_city(
     let grid = CityGrid::new(&current.layout, floors);
     let position = selected.position(sync.tokens.len());
     let arcs = view::visible_arcs(&all, sync.heads, &filter, position);
+    // Cells the camera is close to open into their full hidden vector.
+    let mut opened = std::collections::HashSet::new();
+    let mut strips = Vec::new();
+    if let Ok((camera, transform)) = cameras.single() {
+        let eye = transform.translation();
+        let height = camera.logical_viewport_size().map_or(720.0, |s| s.y);
+        let mut rows: std::collections::HashMap<usize, Vec<Vec<f32>>> = Default::default();
+        for c in &cells {
+            let center = Vec3::from_array(grid.cell_center(c.token, c.floor));
+            let pixels = crate::layout::lod::apparent_pixels(
+                grid.cell,
+                eye.distance(center),
+                height,
+                crate::camera::math::FOV_Y,
+            );
+            if pixels < view::STRIP_PIXELS {
+                continue;
+            }
+            let floor_rows = rows.entry(c.floor).or_insert_with(|| {
+                run.hidden
+                    .get(&c.floor)
+                    .and_then(|h| {
+                        h.to_dtype(candle_core::DType::F32)
+                            .and_then(|h| h.to_vec2::<f32>())
+                            .ok()
+                    })
+                    .unwrap_or_default()
+            });
+            if let Some(values) = floor_rows.get(c.token) {
+                strips.extend(view::strip_instances(&grid, c.token, c.floor, values));
+                opened.insert((c.token, c.floor));
+            }
+        }
+    }
+    let mut out = view::city_instances(&grid, &cells, &arcs, position, playback.pulse(), &|c| {
+        opened.contains(&(c.token, c.floor))
+    });
+    out.extend(strips);
+    let strips = opened.len();
     *stats = CityStats {
         cells: cells.len(),
         arcs: arcs.len(),
         heads: sync.heads,
+        strips,
     };
-    instances.set(view::city_instances(&grid, &cells, &arcs, position, playback.pulse()));
+    instances.set(out);
 }
 
 /// Hovering a cell shows its numbers; clicking it selects its token.

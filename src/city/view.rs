@@ -168,13 +168,15 @@ pub struct Cell {
 /// Cells (edge and colour from the norm relative to the floor's largest) and
 /// arc beads (size and brightness from the weight). `selected` cells glow.
 /// `pulse` = (floor, fraction): a bright bead in every column on its way from
-/// that floor to the next.
+/// that floor to the next. Cells for which `opened` is true are left out
+/// (their hidden-vector strip is drawn instead).
 pub fn city_instances(
     grid: &CityGrid,
     cells: &[Cell],
     arcs: &[Edge],
     selected: Option<usize>,
     pulse: Option<(usize, f32)>,
+    opened: &dyn Fn(&Cell) -> bool,
 ) -> Vec<CubeInstance> {
     // Per floor min..max: norms grow through the stack, so each floor gets its own range.
     let mut range = vec![(f32::MAX, f32::MIN); grid.floors.len()];
@@ -184,7 +186,7 @@ pub fn city_instances(
         }
     }
     let mut out = Vec::with_capacity(cells.len() + arcs.len() * 12);
-    for c in cells {
+    for c in cells.iter().filter(|c| !opened(c)) {
         let (lo, hi) = range.get(c.floor).copied().unwrap_or((0.0, 1.0));
         let rel = if hi > lo { (c.norm - lo) / (hi - lo) } else { 1.0 };
         let [x, y, z] = grid.cell_center(c.token, c.floor);
@@ -221,6 +223,50 @@ pub fn city_instances(
         }
     }
     out
+}
+
+/// Cells drawn at least this many pixels wide open into their hidden-vector
+/// strip (level of detail).
+pub const STRIP_PIXELS: f32 = 60.0;
+
+/// A diverging colour map around zero in linear RGB: blue (negative), near
+/// black (zero), red (positive); `v` in -1..=1.
+pub fn diverging(v: f32) -> [f32; 3] {
+    let v = v.clamp(-1.0, 1.0);
+    if v >= 0.0 {
+        [0.05 + 0.95 * v, 0.05 + 0.25 * v, 0.05]
+    } else {
+        [0.05, 0.05 + 0.35 * -v, 0.05 + 0.95 * -v]
+    }
+}
+
+/// The full hidden vector of cell (`token`, `floor`) as a square grid of
+/// micro-cubes in the cell's place (`values` in model order, row
+/// by row), coloured around zero relative to the vector's largest magnitude.
+pub fn strip_instances(grid: &CityGrid, token: usize, floor: usize, values: &[f32]) -> Vec<CubeInstance> {
+    let n = values.len();
+    if n == 0 {
+        return Vec::new();
+    }
+    let side = (n as f32).sqrt().ceil() as usize;
+    let max = values.iter().fold(1e-12f32, |m, v| m.max(v.abs()));
+    let [cx, cy, cz] = grid.cell_center(token, floor);
+    let span = grid.cell * 0.95;
+    let step = span / side as f32;
+    values
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| {
+            let (r, c) = (i / side, i % side);
+            let x = cx - span / 2.0 + (c as f32 + 0.5) * step;
+            let y = cy + span / 2.0 - (r as f32 + 0.5) * step;
+            let [red, green, blue] = diverging(v / max);
+            CubeInstance {
+                pos_size: [x, y, cz, step * 0.8],
+                color: [red, green, blue, 0.0],
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -267,6 +313,28 @@ mod tests {
             visible_arcs(&edges, 2, &only, Some(2)),
             vec![edge(0, usize::MAX, 1, 2, 0.15)]
         );
+    }
+
+    #[test]
+    fn strips_hold_every_value_on_a_square_grid_behind_the_cell() {
+        let grid = CityGrid {
+            x0: 0.0,
+            pitch: 1.0,
+            floors: vec![0.0, 1.0],
+            arc_floors: vec![0.5],
+            cell: 0.8,
+        };
+        let values: Vec<f32> = (0..768).map(|i| (i as f32 - 384.0) / 384.0).collect();
+        let strip = strip_instances(&grid, 2, 1, &values);
+        assert_eq!(strip.len(), 768);
+        assert!(
+            strip
+                .iter()
+                .all(|c| (c.pos_size[0] - 2.0).abs() <= 0.4 && c.pos_size[2] == 0.0)
+        );
+        // Most negative value blue, most positive red.
+        assert!(strip[0].color[2] > 0.9 && strip[0].color[0] < 0.1);
+        assert!(strip[767].color[0] > 0.9);
     }
 
     #[test]

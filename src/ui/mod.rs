@@ -95,7 +95,7 @@ fn draw_ui(
         .width();
     let bottom = egui::Panel::bottom("prompt_panel")
         .resizable(true)
-        .default_size(150.0)
+        .default_size(190.0)
         .show_inside(&mut root, |ui| prompt_panel::show(ui, &mut prompt))
         .response
         .rect

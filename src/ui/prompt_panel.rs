@@ -48,6 +48,12 @@ const RED: egui::Color32 = egui::Color32::from_rgb(235, 90, 80);
 const GENERATED: egui::Color32 = egui::Color32::from_rgb(120, 200, 255);
 
 pub(super) fn show(ui: &mut egui::Ui, p: &mut PromptParams) {
+    egui::ScrollArea::vertical()
+        .auto_shrink([false, false])
+        .show(ui, |ui| body(ui, p));
+}
+
+fn body(ui: &mut egui::Ui, p: &mut PromptParams) {
     let files = match &*p.runner {
         Runner::Ready(files, _) => Some(files.clone()),
         _ => None,
@@ -196,7 +202,8 @@ fn predictions(ui: &mut egui::Ui, p: &PromptParams, files: &crate::inference::Mo
                     ui.monospace(format!("{:>6.1}%  {}", prob * 100.0, text(*id)));
                 }
             });
-            ui.separator();
+            // (A vertical separator here would grow with the panel, frame after frame.)
+            ui.add_space(24.0);
         }
         if !p.run.lens.is_empty() {
             ui.vertical(|ui| {
