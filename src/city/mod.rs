@@ -261,6 +261,10 @@ fn frame_city(current: &CurrentModel, tokens: usize) -> crate::camera::FocusOn {
     }
 }
 
+type CameraView = (&'static Camera, &'static GlobalTransform);
+type WithMain = With<crate::camera::MainCamera>;
+type MovedCamera = (WithMain, Or<(Changed<GlobalTransform>, Changed<Camera>)>);
+
 /// Rebuilds the city batch when the city, its filters or the selection change.
 #[allow(clippy::too_many_arguments)]
 fn draw_city(
