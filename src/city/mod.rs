@@ -278,17 +278,7 @@ fn draw_city(
     removed: RemovedComponents<CityCell>,
     sync: Res<CitySync>,
     playback: Res<CityPlayback>,
-    (run, cameras, moved): (
-        Res<CurrentRun>,
-        Query<(&Camera, &GlobalTransform), With<crate::camera::MainCamera>>,
-        Query<
-            (),
-            (
-                With<crate::camera::MainCamera>,
-                Or<(Changed<GlobalTransform>, Changed<Camera>)>,
-            ),
-        >,
-    ),
+    (run, cameras, moved): (Res<CurrentRun>, Query<CameraView, WithMain>, Query<(), MovedCamera>),
     mut stats: ResMut<CityStats>,
     mut batch: Query<&mut CubeInstances, With<CityBatch>>,
 ) {
