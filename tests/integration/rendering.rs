@@ -192,9 +192,9 @@ fn windowed_viewer_under_xvfb_orbits_focuses_and_screenshots() {
     )
     .unwrap();
     let out = Command::new("xvfb-run")
-        .args(["-a", "-s", "-screen 0 800x600x24"])
+        .args(["-a", "-s", "-screen 0 1200x800x24"])
         .arg(env!("CARGO_BIN_EXE_tensorcity"))
-        .args(["view", "gpt2", "--catalogue", "--size", "800x600", "--script"])
+        .args(["view", "gpt2", "--catalogue", "--size", "1200x800", "--script"])
         .arg(&script)
         .output()
         .expect("xvfb-run is installed by .ci/setup");
@@ -205,11 +205,12 @@ fn windowed_viewer_under_xvfb_orbits_focuses_and_screenshots() {
             .to_rgb8()
     };
     let (ia, ib, ic) = (load(&a), load(&b), load(&c));
-    assert_eq!(ia.dimensions(), (800, 600));
+    assert_eq!(ia.dimensions(), (1200, 800));
     let differ = |x: &image::RgbImage, y: &image::RgbImage| x.pixels().zip(y.pixels()).filter(|(p, q)| p != q).count();
     assert!(differ(&ia, &ib) > 1000, "orbiting changed the view");
     assert!(differ(&ib, &ic) > 1000, "focusing changed the view");
-    // The focused MLP-up cube fills much of the 3D view: lots of its orange.
+    // The focused MLP-up cube fills much of the 3D view (between the side panels,
+    // above the prompt panel): lots of its orange.
     let orange = hue_of_kind(TensorKind::MlpUp);
     let near = ic
         .pixels()
