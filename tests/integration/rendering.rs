@@ -252,3 +252,51 @@ fn windowed_viewer_shows_an_error_panel_for_a_bad_model_and_keeps_running() {
         .count();
     assert!(red > 200, "error panel text not found ({red} red pixels)");
 }
+
+/// The neural city in the real window: mid-run (slow playhead) only the lower
+/// floors are lit; once the run is done every floor shows.
+#[test]
+fn windowed_city_animates_a_prompt_to_completion() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (mid, end) = (tmp.path().join("mid.png"), tmp.path().join("end.png"));
+    let script = tmp.path().join("city.script");
+    std::fs::write(
+        &script,
+        format!(
+            "wait-ready\nlayout city\nspeed 0.5\nprompt ROMEO:\\nBut soft, what light through yonder window breaks?\nframes 10\nscreenshot {}\nwait-run\nspeed 50\nframes 40\nscreenshot {}\nexit\n",
+            mid.display(),
+            end.display()
+        ),
+    )
+    .unwrap();
+    let out = Command::new("xvfb-run")
+        .args(["-a", "-s", "-screen 0 1200x800x24"])
+        .arg(env!("CARGO_BIN_EXE_tensorcity"))
+        .args(["view", "--size", "1200x800", "--script"])
+        .arg(&script)
+        .output()
+        .expect("xvfb-run is installed by .ci/setup");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let load = |p: &Path| {
+        image::open(p)
+            .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+            .to_rgb8()
+    };
+    let (a, b) = (load(&mid), load(&end));
+    // Teal/green/yellow city cells (hue 45..200, saturated) in the 3D view.
+    let cells = |img: &image::RgbImage| {
+        img.pixels()
+            .filter(|p| {
+                let (h, s) = hue_sat(&p.0);
+                s > 0.4 && (140.0..200.0).contains(&h)
+            })
+            .count()
+    };
+    let (ca, cb) = (cells(&a), cells(&b));
+    assert!(
+        cb > ca + 500,
+        "finished city ({cb} cell pixels) shows more floors than mid-run ({ca})"
+    );
+    // (The pulses themselves are cream cubes that the selected column's glow
+    // shares; the playhead that drives them is unit-tested in `city::playback`.)
+}
