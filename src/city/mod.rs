@@ -11,7 +11,6 @@ pub mod view;
 
 use std::collections::BTreeSet;
 
-use bevy::camera::visibility::NoFrustumCulling;
 use bevy::prelude::*;
 
 pub use playback::Playback;
@@ -54,24 +53,13 @@ pub struct Token {
     pub text: String,
 }
 
-/// Token `token`'s residual stream at hidden state `floor`.
-#[derive(Component, Debug, Clone, Copy, PartialEq)]
-pub struct CityCell {
-    pub token: usize,
-    pub floor: usize,
-    /// L2 norm of the hidden vector.
-    pub norm: f32,
-}
+/// Token `token`'s residual stream at hidden state `floor` (its L2 norm).
+#[derive(Component, Debug, Clone, Copy, PartialEq, Deref)]
+pub struct CityCell(pub view::Cell);
 
 /// One attention weight: in block `layer`, head `head`, query `to` reads key `from`.
-#[derive(Component, Debug, Clone, Copy, PartialEq)]
-pub struct AttentionEdge {
-    pub layer: usize,
-    pub head: usize,
-    pub from: usize,
-    pub to: usize,
-    pub weight: f32,
-}
+#[derive(Component, Debug, Clone, Copy, PartialEq, Deref)]
+pub struct AttentionEdge(pub view::Edge);
 
 /// The city's filters (panels change them).
 #[derive(Resource, Debug, Clone, PartialEq, Default, Deref, DerefMut)]
@@ -114,17 +102,8 @@ pub struct CityHover(pub Option<(CityCell, String)>);
 #[derive(Component)]
 pub struct CityBatch;
 
-fn spawn_city_batch(mut commands: Commands, meshes: Option<ResMut<Assets<Mesh>>>) {
-    let mut batch = commands.spawn((
-        CityBatch,
-        Name::new("city instances"),
-        CubeInstances::default(),
-        Transform::default(),
-        NoFrustumCulling,
-    ));
-    if let Some(mut meshes) = meshes {
-        batch.insert(Mesh3d(meshes.add(Cuboid::new(1.0, 1.0, 1.0))));
-    }
+fn spawn_city_batch(commands: Commands, meshes: Option<ResMut<Assets<Mesh>>>) {
+    crate::render::spawn_cube_batch(commands, meshes, (CityBatch, Name::new("city instances")));
 }
 
 /// Mirrors the run into entities: a new run or pass replaces them all; new
@@ -208,7 +187,7 @@ fn sync_city(
         let cells: Vec<_> = norms
             .into_iter()
             .enumerate()
-            .map(|(token, norm)| (CityCell { token, floor, norm }, ChildOf(root)))
+            .map(|(token, norm)| (CityCell(view::Cell { token, floor, norm }), ChildOf(root)))
             .collect();
         commands.spawn_batch(cells);
     }
@@ -221,21 +200,7 @@ fn sync_city(
         };
         sync.blocks.insert(layer);
         sync.heads = attn.dim(0).unwrap_or(1);
-        let edges: Vec<_> = edges
-            .into_iter()
-            .map(|e| {
-                (
-                    AttentionEdge {
-                        layer: e.layer,
-                        head: e.head,
-                        from: e.from,
-                        to: e.to,
-                        weight: e.weight,
-                    },
-                    ChildOf(root),
-                )
-            })
-            .collect();
+        let edges: Vec<_> = edges.into_iter().map(|e| (AttentionEdge(e), ChildOf(root))).collect();
         commands.spawn_batch(edges);
     }
 }
@@ -281,17 +246,18 @@ fn draw_city(
     (run, cameras, moved): (Res<CurrentRun>, Query<CameraView, WithMain>, Query<(), MovedCamera>),
     mut stats: ResMut<CityStats>,
     mut batch: Query<&mut CubeInstances, With<CityBatch>>,
+    mut arcs_cache: Local<Vec<view::Edge>>,
 ) {
-    let camera_moved = !moved.is_empty();
-    let changed = settings.is_changed()
+    // Camera motion only changes which cells open into strips: the arcs (a pass
+    // over every edge entity) are recomputed when the city or its filters change.
+    let scene_changed = settings.is_changed()
         || filter.is_changed()
         || selected.is_changed()
         || playback.is_changed()
-        || camera_moved
         || current.as_ref().is_some_and(|c| c.is_changed())
         || !added.is_empty()
         || !removed.is_empty();
-    if !changed {
+    if !scene_changed && moved.is_empty() {
         return;
     }
     let Ok(mut instances) = batch.single_mut() else { return };
@@ -304,28 +270,21 @@ fn draw_city(
     };
     let cells: Vec<view::Cell> = cells
         .iter()
+        .map(|c| c.0)
         .filter(|c| playback.shows_floor(c.floor))
-        .map(|c| view::Cell {
-            token: c.token,
-            floor: c.floor,
-            norm: c.norm,
-        })
-        .collect();
-    let all: Vec<view::Edge> = edges
-        .iter()
-        .filter(|e| playback.shows_block(e.layer))
-        .map(|e| view::Edge {
-            layer: e.layer,
-            head: e.head,
-            from: e.from,
-            to: e.to,
-            weight: e.weight,
-        })
         .collect();
     let floors = current.arch.num_layers() as usize + 1;
     let grid = CityGrid::new(&current.layout, floors);
     let position = selected.position(sync.tokens.len());
-    let arcs = view::visible_arcs(&all, sync.heads, &filter, position);
+    if scene_changed {
+        let all: Vec<view::Edge> = edges
+            .iter()
+            .map(|e| e.0)
+            .filter(|e| playback.shows_block(e.layer))
+            .collect();
+        *arcs_cache = view::visible_arcs(&all, sync.heads, &filter, position);
+    }
+    let arcs = &*arcs_cache;
     // Cells the camera is close to open into their full hidden vector.
     let mut opened = std::collections::HashSet::new();
     let mut strips = Vec::new();
@@ -360,7 +319,7 @@ fn draw_city(
             }
         }
     }
-    let mut out = view::city_instances(&grid, &cells, &arcs, position, playback.pulse(), &|c| {
+    let mut out = view::city_instances(&grid, &cells, arcs, position, playback.pulse(), &|c: &view::Cell| {
         opened.contains(&(c.token, c.floor))
     });
     out.extend(strips);

@@ -46,10 +46,15 @@ pub struct Highlight {
 #[derive(Component)]
 pub struct CubeBatch;
 
-fn spawn_batch(mut commands: Commands, meshes: Option<ResMut<Assets<Mesh>>>) {
+fn spawn_batch(commands: Commands, meshes: Option<ResMut<Assets<Mesh>>>) {
+    spawn_cube_batch(commands, meshes, (CubeBatch, Name::new("cube instances")));
+}
+
+/// Spawns an entity that draws its own [`CubeInstances`] with the instanced
+/// cube pipeline (`marker` tells the batches apart).
+pub fn spawn_cube_batch(mut commands: Commands, meshes: Option<ResMut<Assets<Mesh>>>, marker: impl Bundle) {
     let mut batch = commands.spawn((
-        CubeBatch,
-        Name::new("cube instances"),
+        marker,
         CubeInstances::default(),
         Transform::default(),
         // Instances are placed in the shader; the mesh's own bounds say nothing about them.
