@@ -172,6 +172,28 @@ fn headless_render_draws_the_finished_city() {
     assert!(cells > 1500, "only {cells} cell pixels");
 }
 
+/// Runs `tensorcity view MODEL_ARGS --size WxH --script` under Xvfb with
+/// `script` (written into `dir`); panics with stderr when it fails.
+fn xvfb_view(dir: &Path, model_args: &[&std::ffi::OsStr], size: (u32, u32), script: &str) {
+    let path = dir.join("view.script");
+    std::fs::write(&path, script).unwrap();
+    let size = format!("{}x{}", size.0, size.1);
+    let out = Command::new("xvfb-run")
+        .args(["-a", "-s", &format!("-screen 0 {size}x24")])
+        .arg(env!("CARGO_BIN_EXE_tensorcity"))
+        .arg("view")
+        .args(model_args)
+        .args(["--size", &size, "--script"])
+        .arg(&path)
+        .output()
+        .expect("xvfb-run is installed by .ci/setup");
+    assert!(
+        out.status.success(),
+        "the viewer failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[test]
 fn windowed_viewer_under_xvfb_orbits_focuses_and_screenshots() {
     let tmp = tempfile::tempdir().unwrap();
@@ -180,25 +202,17 @@ fn windowed_viewer_under_xvfb_orbits_focuses_and_screenshots() {
         tmp.path().join("b.png"),
         tmp.path().join("c.png"),
     );
-    let script = tmp.path().join("demo.script");
-    std::fs::write(
-        &script,
-        format!(
+    xvfb_view(
+        tmp.path(),
+        &["gpt2".as_ref(), "--catalogue".as_ref()],
+        (1200, 800),
+        &format!(
             "wait-ready\nscreenshot {}\norbit 150 30\nframes 30\nscreenshot {}\nfocus h.5.mlp.c_fc.weight\nframes 40\nscreenshot {}\nexit\n",
             a.display(),
             b.display(),
             c.display()
         ),
-    )
-    .unwrap();
-    let out = Command::new("xvfb-run")
-        .args(["-a", "-s", "-screen 0 1200x800x24"])
-        .arg(env!("CARGO_BIN_EXE_tensorcity"))
-        .args(["view", "gpt2", "--catalogue", "--size", "1200x800", "--script"])
-        .arg(&script)
-        .output()
-        .expect("xvfb-run is installed by .ci/setup");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    );
     let load = |p: &Path| {
         image::open(p)
             .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
@@ -226,23 +240,14 @@ fn windowed_viewer_under_xvfb_orbits_focuses_and_screenshots() {
 fn windowed_viewer_shows_an_error_panel_for_a_bad_model_and_keeps_running() {
     let tmp = tempfile::tempdir().unwrap();
     let shot = tmp.path().join("error.png");
-    let script = tmp.path().join("error.script");
-    std::fs::write(&script, format!("wait-ready\nscreenshot {}\nexit\n", shot.display())).unwrap();
     let bad = tmp.path().join("broken.safetensors");
     std::fs::write(&bad, b"abc").unwrap();
-    let out = Command::new("xvfb-run")
-        .args(["-a", "-s", "-screen 0 800x600x24"])
-        .arg(env!("CARGO_BIN_EXE_tensorcity"))
-        .arg("view")
-        .arg(&bad)
-        .args(["--size", "800x600", "--script"])
-        .arg(&script)
-        .output()
-        .expect("xvfb-run is installed by .ci/setup");
-    assert!(
-        out.status.success(),
-        "the app survives a bad model: {}",
-        String::from_utf8_lossy(&out.stderr)
+    // The app survives a bad model (exit 0) and shows the error.
+    xvfb_view(
+        tmp.path(),
+        &[bad.as_os_str()],
+        (800, 600),
+        &format!("wait-ready\nscreenshot {}\nexit\n", shot.display()),
     );
     let img = image::open(&shot).unwrap().to_rgb8();
     // The error text is drawn in a light red.
@@ -259,24 +264,16 @@ fn windowed_viewer_shows_an_error_panel_for_a_bad_model_and_keeps_running() {
 fn windowed_city_animates_a_prompt_to_completion() {
     let tmp = tempfile::tempdir().unwrap();
     let (mid, end) = (tmp.path().join("mid.png"), tmp.path().join("end.png"));
-    let script = tmp.path().join("city.script");
-    std::fs::write(
-        &script,
-        format!(
+    xvfb_view(
+        tmp.path(),
+        &[],
+        (1200, 800),
+        &format!(
             "wait-ready\nlayout city\nspeed 0.5\nprompt ROMEO:\\nBut soft, what light through yonder window breaks?\nframes 10\nscreenshot {}\nwait-run\nspeed 50\nframes 40\nscreenshot {}\nexit\n",
             mid.display(),
             end.display()
         ),
-    )
-    .unwrap();
-    let out = Command::new("xvfb-run")
-        .args(["-a", "-s", "-screen 0 1200x800x24"])
-        .arg(env!("CARGO_BIN_EXE_tensorcity"))
-        .args(["view", "--size", "1200x800", "--script"])
-        .arg(&script)
-        .output()
-        .expect("xvfb-run is installed by .ci/setup");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    );
     let load = |p: &Path| {
         image::open(p)
             .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
