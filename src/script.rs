@@ -15,6 +15,11 @@
 //! wait-run                # until the run is done (or failed)
 //! select 3                # select token 3 (logit lens, panels)
 //! speed 0.5               # city animation: layers per second
+//! playhead 2.5            # pause the city at hidden state 2.5 (a pulse half way up)
+//! tokens 4                # show the first 4 token columns (`tokens all`: every one)
+//! arcs-layer 3            # arcs of block 3 only (`arcs-layer all`: every block)
+//! threshold 0.3           # hide arcs below this weight
+//! pca3d 4                 # tokens on PC1-3 of hidden state 4 in the scene (`pca3d off`)
 //! screenshot shot.png     # save the window; waits until written
 //! exit
 //! ```
@@ -50,6 +55,11 @@ pub enum Step {
     WaitRun,
     Select(usize),
     Speed(f32),
+    Playhead(f32),
+    Tokens(Option<usize>),
+    ArcsLayer(Option<usize>),
+    Threshold(f32),
+    Pca3d(Option<usize>),
     Exit,
 }
 
@@ -61,6 +71,8 @@ pub(crate) struct RunParams<'w> {
     runner: Res<'w, Runner>,
     selected: ResMut<'w, SelectedToken>,
     playback: ResMut<'w, crate::city::CityPlayback>,
+    city: ResMut<'w, crate::city::CityView>,
+    pca: ResMut<'w, crate::city::pca3d::PcaScene>,
 }
 
 #[derive(Resource, Debug)]
@@ -84,6 +96,11 @@ impl Script {
             saved: None,
         })
     }
+}
+
+/// `all` (None) or a whole number.
+fn all_or(s: &str) -> Result<Option<usize>, std::num::ParseIntError> {
+    if s == "all" { Ok(None) } else { s.parse().map(Some) }
 }
 
 /// Parses a script; errors name the line.
@@ -141,6 +158,14 @@ pub fn parse(text: &str) -> Result<Vec<Step>, String> {
             "wait-run" => Step::WaitRun,
             "speed" => Step::Speed(num(rest)?.max(0.01)),
             "select" => Step::Select(rest.parse().map_err(|_| err("expected a token position"))?),
+            "playhead" => Step::Playhead(num(rest)?.max(0.0)),
+            "tokens" => Step::Tokens(all_or(rest).map_err(|_| err("expected a token count or `all`"))?),
+            "arcs-layer" => Step::ArcsLayer(all_or(rest).map_err(|_| err("expected a block or `all`"))?),
+            "threshold" => Step::Threshold(num(rest)?.clamp(0.0, 1.0)),
+            "pca3d" => Step::Pca3d(match rest {
+                "off" => None,
+                f => Some(f.parse().map_err(|_| err("expected a hidden state or `off`"))?),
+            }),
             "exit" => Step::Exit,
             _ => return Err(err("unknown command")),
         };
@@ -258,6 +283,20 @@ fn run_script(
         }
         Step::Select(position) => inference.selected.0 = Some(position),
         Step::Speed(speed) => inference.playback.speed = speed,
+        Step::Playhead(position) => {
+            inference.playback.playing = false;
+            inference.playback.position = position;
+        }
+        Step::Tokens(tokens) => {
+            inference.playback.playing = false;
+            inference.playback.tokens = tokens.map(|n| n.max(1));
+        }
+        Step::ArcsLayer(layer) => inference.city.layer = layer,
+        Step::Threshold(t) => inference.city.threshold = t,
+        Step::Pca3d(floor) => {
+            inference.pca.show_3d = floor.is_some();
+            inference.pca.floor = floor;
+        }
         Step::Exit => {
             exit.write(AppExit::Success);
             return;
@@ -277,6 +316,19 @@ mod tests {
         assert_eq!(steps[2], Step::Orbit { yaw: 10.0, pitch: -5.0 });
         assert_eq!(steps[6], Step::Hide(TensorKind::Norm));
         assert!(parse("fly away").unwrap_err().starts_with("line 1"));
+        let city = parse("playhead 2.5\ntokens 4\ntokens all\narcs-layer 3\narcs-layer all\nthreshold 0.3").unwrap();
+        assert_eq!(
+            city,
+            [
+                Step::Playhead(2.5),
+                Step::Tokens(Some(4)),
+                Step::Tokens(None),
+                Step::ArcsLayer(Some(3)),
+                Step::ArcsLayer(None),
+                Step::Threshold(0.3)
+            ]
+        );
+        assert!(parse("tokens many").unwrap_err().contains("`all`"));
         assert!(parse("\n\nzoom x").unwrap_err().starts_with("line 3"));
     }
 }

@@ -6,6 +6,7 @@
 //! they are drawn as one extra instanced batch beside the trunk.
 
 pub mod pca;
+pub mod pca3d;
 pub mod playback;
 pub mod view;
 
@@ -14,6 +15,7 @@ use std::collections::BTreeSet;
 use bevy::prelude::*;
 
 pub use playback::Playback;
+pub use view::Edge;
 pub use view::{CityFilter, HeadFilter};
 
 use crate::AppSystems;
@@ -32,12 +34,26 @@ impl Plugin for CityPlugin {
             .init_resource::<CitySync>()
             .init_resource::<CityStats>()
             .init_resource::<CityHover>()
+            .init_resource::<CityArcs>()
+            .init_resource::<pca3d::PcaScene>()
             .init_resource::<CityPlayback>()
             .init_resource::<SelectedToken>()
             .add_systems(Startup, spawn_city_batch)
-            .add_systems(Update, (sync_city, advance_playback).chain().in_set(AppSystems::Model))
+            .add_systems(
+                Update,
+                (sync_city, advance_playback, pca3d::update_pca, pca3d::focus_pca)
+                    .chain()
+                    .in_set(AppSystems::Model),
+            )
             .add_systems(Update, hover_cells.in_set(AppSystems::Interact))
-            .add_systems(Update, draw_city.in_set(AppSystems::Render));
+            .add_systems(
+                Update,
+                (
+                    draw_city,
+                    pca3d::draw_pca.run_if(resource_exists::<bevy::gizmos::config::GizmoConfigStore>),
+                )
+                    .in_set(AppSystems::Render),
+            );
     }
 }
 
@@ -94,9 +110,20 @@ pub struct CityStats {
 #[derive(Resource, Debug, Clone, Copy, PartialEq, Default, Deref, DerefMut)]
 pub struct CityPlayback(pub Playback);
 
-/// The city cell under the pointer, with its numbers (for the tooltip).
+/// What is under the pointer in the city, with its numbers (for the tooltip).
 #[derive(Resource, Debug, Clone, Default, PartialEq)]
-pub struct CityHover(pub Option<(CityCell, String)>);
+pub struct CityHover(pub Option<Hovered>);
+
+/// A cell (with its token's text) or an attention arc (with its key's and query's texts).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Hovered {
+    Cell(CityCell, String),
+    Arc { edge: view::Edge, from: String, to: String },
+}
+
+/// The arcs drawn last (after filters and the playhead), for picking.
+#[derive(Resource, Debug, Clone, Default)]
+pub struct CityArcs(pub Vec<view::Edge>);
 
 /// The entity carrying the city's instances (a second batch beside the trunk's).
 #[derive(Component)]
@@ -246,7 +273,7 @@ fn draw_city(
     (run, cameras, moved): (Res<CurrentRun>, Query<CameraView, WithMain>, Query<(), MovedCamera>),
     mut stats: ResMut<CityStats>,
     mut batch: Query<&mut CubeInstances, With<CityBatch>>,
-    mut arcs_cache: Local<Vec<view::Edge>>,
+    mut arcs_cache: ResMut<CityArcs>,
 ) {
     // Camera motion only changes which cells open into strips: the arcs (a pass
     // over every edge entity) are recomputed when the city or its filters change.
@@ -271,7 +298,7 @@ fn draw_city(
     let cells: Vec<view::Cell> = cells
         .iter()
         .map(|c| c.0)
-        .filter(|c| playback.shows_floor(c.floor))
+        .filter(|c| playback.shows_floor(c.floor) && playback.shows_token(c.token))
         .collect();
     let floors = current.arch.num_layers() as usize + 1;
     let grid = CityGrid::new(&current.layout, floors);
@@ -280,11 +307,11 @@ fn draw_city(
         let all: Vec<view::Edge> = edges
             .iter()
             .map(|e| e.0)
-            .filter(|e| playback.shows_block(e.layer))
+            .filter(|e| playback.shows_block(e.layer) && playback.shows_token(e.from) && playback.shows_token(e.to))
             .collect();
-        *arcs_cache = view::visible_arcs(&all, sync.heads, &filter, position);
+        arcs_cache.0 = view::visible_arcs(&all, sync.heads, &filter, position);
     }
-    let arcs = &*arcs_cache;
+    let arcs = &arcs_cache.0;
     // Cells the camera is close to open into their full hidden vector.
     let mut opened = std::collections::HashSet::new();
     let mut strips = Vec::new();
@@ -333,7 +360,8 @@ fn draw_city(
     instances.set(out);
 }
 
-/// Hovering a cell shows its numbers; clicking it selects its token.
+/// Hovering a cell or an arc shows its numbers; clicking a cell selects its
+/// token, clicking an arc selects the query token that reads along it.
 #[allow(clippy::too_many_arguments)]
 fn hover_cells(
     ui: Option<Res<crate::camera::UiFocus>>,
@@ -344,6 +372,8 @@ fn hover_cells(
     cameras: Query<(&Camera, &GlobalTransform), With<crate::camera::MainCamera>>,
     cells: Query<&CityCell>,
     tokens: Query<&Token>,
+    arcs: Res<CityArcs>,
+    playback: Res<CityPlayback>,
     mut hover: ResMut<CityHover>,
     mut selected: ResMut<SelectedToken>,
 ) {
@@ -356,19 +386,36 @@ fn hover_cells(
         let offset = camera.logical_viewport_rect().map_or(Vec2::ZERO, |r| r.min);
         let ray = camera.viewport_to_world(transform, cursor - offset).ok()?;
         let grid = CityGrid::new(&current.layout, current.arch.num_layers() as usize + 1);
-        let (t, f) = grid.pick(ray.origin.to_array(), ray.direction.to_array(), tokens.iter().count())?;
-        let cell = cells.iter().find(|c| c.token == t && c.floor == f)?;
-        let text = tokens
-            .iter()
-            .find(|k| k.index == t)
-            .map(|k| k.text.clone())
-            .unwrap_or_default();
-        Some((*cell, text))
+        let text = |t: usize| {
+            tokens
+                .iter()
+                .find(|k| k.index == t)
+                .map(|k| k.text.clone())
+                .unwrap_or_default()
+        };
+        let (origin, dir) = (ray.origin.to_array(), ray.direction.to_array());
+        let cell = grid
+            .pick(origin, dir, tokens.iter().count())
+            .and_then(|(t, f)| cells.iter().find(|c| c.token == t && c.floor == f))
+            .filter(|c| playback.shows_floor(c.floor) && playback.shows_token(c.token));
+        if let Some(cell) = cell {
+            return Some(Hovered::Cell(*cell, text(cell.token)));
+        }
+        let keys: Vec<_> = arcs.0.iter().map(|e| (e.layer, e.from, e.to)).collect();
+        let edge = *arcs.0.get(grid.pick_arc(origin, dir, &keys)?)?;
+        Some(Hovered::Arc {
+            edge,
+            from: text(edge.from),
+            to: text(edge.to),
+        })
     })();
-    if let (Some((cell, _)), Some(buttons)) = (&found, &buttons)
+    if let (Some(hit), Some(buttons)) = (&found, &buttons)
         && buttons.just_pressed(MouseButton::Left)
     {
-        selected.0 = Some(cell.token);
+        selected.0 = Some(match hit {
+            Hovered::Cell(cell, _) => cell.token,
+            Hovered::Arc { edge, .. } => edge.to,
+        });
     }
     if hover.0 != found {
         hover.0 = found;

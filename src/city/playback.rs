@@ -12,6 +12,9 @@ pub struct Playback {
     pub playing: bool,
     /// Floors per second while playing.
     pub speed: f32,
+    /// Token columns shown (`None`: every column): stepping token by token
+    /// replays how the city grew, one position at a time.
+    pub tokens: Option<usize>,
 }
 
 impl Default for Playback {
@@ -20,6 +23,7 @@ impl Default for Playback {
             position: 0.0,
             playing: true,
             speed: 4.0,
+            tokens: None,
         }
     }
 }
@@ -42,6 +46,20 @@ impl Playback {
     pub fn step(&mut self, floors: i32, available: f32) {
         self.playing = false;
         self.position = (self.position.floor() + floors as f32).clamp(0.0, available.max(0.0));
+    }
+
+    /// One token column more (or fewer) of `total`, paused; showing all of
+    /// them again returns to following the run.
+    pub fn step_token(&mut self, tokens: i32, total: usize) {
+        self.playing = false;
+        let now = self.tokens.unwrap_or(total).min(total) as i64;
+        let next = (now + tokens as i64).clamp(1.min(total as i64), total as i64) as usize;
+        self.tokens = (next < total).then_some(next);
+    }
+
+    /// Whether token column `t` is shown.
+    pub fn shows_token(&self, t: usize) -> bool {
+        self.tokens.is_none_or(|n| t < n)
     }
 
     /// Whether floor `f` is shown.
@@ -84,5 +102,20 @@ mod tests {
         assert_eq!(p.position, 3.0, "paused");
         p.step(-5, 6.0);
         assert_eq!(p.position, 0.0);
+    }
+
+    #[test]
+    fn token_steps_reveal_columns_one_at_a_time_and_back_to_all() {
+        let mut p = Playback::default();
+        assert!(p.shows_token(99));
+        p.step_token(-1, 5);
+        assert_eq!(p.tokens, Some(4));
+        assert!(p.shows_token(3) && !p.shows_token(4) && !p.playing);
+        p.step_token(-10, 5);
+        assert_eq!(p.tokens, Some(1), "at least one column stays");
+        p.step_token(2, 5);
+        assert_eq!(p.tokens, Some(3));
+        p.step_token(5, 5);
+        assert_eq!(p.tokens, None, "all columns again: follows generation");
     }
 }

@@ -125,6 +125,44 @@ impl CityGrid {
         (dy <= self.cell * 0.5).then_some((t as usize, floor))
     }
 
+    /// The arc (block, from, to) of `arcs` a ray passes closest to, if within
+    /// a third of a cell of it: its index in `arcs`.
+    pub fn pick_arc(&self, origin: [f32; 3], dir: [f32; 3], arcs: &[(usize, usize, usize)]) -> Option<usize> {
+        let len = (dir[0] * dir[0] + dir[1] * dir[1] + dir[2] * dir[2]).sqrt();
+        if len < 1e-9 {
+            return None;
+        }
+        let d = dir.map(|c| c / len);
+        // Distance from point p to the ray (behind the eye: infinitely far).
+        let distance = |p: [f32; 3]| {
+            let v = [p[0] - origin[0], p[1] - origin[1], p[2] - origin[2]];
+            let along = v[0] * d[0] + v[1] * d[1] + v[2] * d[2];
+            if along <= 0.0 {
+                return f32::INFINITY;
+            }
+            let c = [
+                v[1] * d[2] - v[2] * d[1],
+                v[2] * d[0] - v[0] * d[2],
+                v[0] * d[1] - v[1] * d[0],
+            ];
+            (c[0] * c[0] + c[1] * c[1] + c[2] * c[2]).sqrt()
+        };
+        arcs.iter()
+            .enumerate()
+            .map(|(i, &(b, from, to))| {
+                let n = (8 + from.abs_diff(to) * 2).min(48);
+                let near = self
+                    .arc_points(b, from, to, n)
+                    .into_iter()
+                    .map(distance)
+                    .fold(f32::INFINITY, f32::min);
+                (i, near)
+            })
+            .filter(|&(_, near)| near <= self.cell / 3.0)
+            .min_by(|a, b| a.1.total_cmp(&b.1))
+            .map(|(i, _)| i)
+    }
+
     /// x just past the last of `tokens` columns (for framing).
     pub fn x_end(&self, tokens: usize) -> f32 {
         self.x0 + tokens.saturating_sub(1) as f32 * self.pitch + self.cell
@@ -165,5 +203,40 @@ mod tests {
             None,
             "column 2 of 2 tokens"
         );
+    }
+
+    #[test]
+    fn a_ray_through_the_top_of_an_arc_picks_that_arc() {
+        let arch = load_model(&ModelRef::Embedded, &LoadOptions::default()).unwrap();
+        let layout = Layout::compute(&arch, LayoutKind::Trunk, CubeScale::Relative);
+        let grid = CityGrid::new(&layout, 7);
+        let arcs = [(1, 0, 4), (3, 0, 4), (3, 5, 6)];
+        // From the front through the top of block 3's long arc.
+        let top = grid.arc_points(3, 0, 4, 9)[4];
+        let down = [0.0, -1.0, 0.0];
+        let front = [top[0], top[1], top[2] + 50.0];
+        assert_eq!(grid.pick_arc(front, [0.0, 0.0, -1.0], &arcs), Some(1));
+        let mid_short = grid.arc_points(3, 5, 6, 9)[4];
+        assert_eq!(
+            grid.pick_arc(
+                [mid_short[0], mid_short[1], mid_short[2] + 50.0],
+                [0.0, 0.0, -1.0],
+                &arcs
+            ),
+            Some(2)
+        );
+        // Beside every arc, or pointing away: nothing.
+        assert_eq!(
+            grid.pick_arc(
+                [top[0], top[1] + grid.pitch * 5.0, top[2] + 50.0],
+                [0.0, 0.0, -1.0],
+                &arcs
+            ),
+            None
+        );
+        assert_eq!(grid.pick_arc(front, [0.0, 0.0, 1.0], &arcs), None);
+        // Straight down through both long arcs (blocks 1 and 3 share their shape): one of them.
+        let above = [top[0], top[1] + 100.0, top[2]];
+        assert!(matches!(grid.pick_arc(above, down, &arcs), Some(0 | 1)));
     }
 }

@@ -9,20 +9,16 @@ use bevy_egui::egui;
 
 use crate::activations::CurrentRun;
 use crate::city::view::{attention_grid, heat, row_norms};
-use crate::city::{CityHover, CityPlayback, CityStats, CityView, HeadFilter};
-
-/// The last PCA: (run, tokens, floor) -> (coordinates, variance shares).
-type PcaCache = Option<((u64, usize, usize), Vec<Vec<f32>>, Vec<f32>)>;
+use crate::city::{CityHover, CityPlayback, CityStats, CityView, HeadFilter, Hovered};
 
 #[derive(SystemParam)]
-pub(super) struct CityParams<'w, 's> {
+pub(super) struct CityParams<'w> {
     run: Res<'w, CurrentRun>,
     view: ResMut<'w, CityView>,
     stats: Res<'w, CityStats>,
     hover: Res<'w, CityHover>,
     playback: ResMut<'w, CityPlayback>,
-    pca: Local<'s, PcaCache>,
-    pca_floor: Local<'s, Option<usize>>,
+    pca: ResMut<'w, crate::city::pca3d::PcaScene>,
 }
 
 /// Shows the window; returns a token position the user clicked.
@@ -30,21 +26,43 @@ pub(super) fn show(ctx: &egui::Context, p: &mut CityParams) -> Option<usize> {
     if p.run.attn.is_empty() && p.run.hidden.is_empty() {
         return None;
     }
-    if let Some((cell, text)) = &p.hover.0 {
+    if let Some(hovered) = &p.hover.0 {
         egui::Tooltip::always_open(
             ctx.clone(),
             egui::LayerId::background(),
             egui::Id::new("city_cell"),
             egui::PopupAnchor::Pointer,
         )
-        .show(|ui| {
-            ui.strong(format!("token {} `{}`", cell.token, text.replace('\n', "\\n")));
-            ui.label(match cell.floor {
-                0 => "hidden state 0 (embeddings output)".to_string(),
-                f => format!("hidden state {f} (output of block {})", f - 1),
-            });
-            ui.label(format!("residual norm {:.3}", cell.norm));
+        .show(|ui| match hovered {
+            Hovered::Cell(cell, text) => {
+                ui.strong(format!("token {} `{}`", cell.token, text.replace('\n', "\\n")));
+                ui.label(match cell.floor {
+                    0 => "hidden state 0 (embeddings output)".to_string(),
+                    f => format!("hidden state {f} (output of block {})", f - 1),
+                });
+                ui.label(format!("residual norm {:.3}", cell.norm));
+            }
+            Hovered::Arc { edge, from, to } => {
+                ui.strong(format!(
+                    "token {} `{}` attends to token {} `{}`",
+                    edge.to,
+                    to.replace('\n', "\\n"),
+                    edge.from,
+                    from.replace('\n', "\\n")
+                ));
+                let head = match p.view.heads {
+                    HeadFilter::Head(h) => format!("head {h}"),
+                    HeadFilter::Mean => "mean over heads".to_string(),
+                    HeadFilter::Max => "max over heads".to_string(),
+                };
+                ui.label(format!("block {}, {head}", edge.layer));
+                ui.label(format!("attention weight {:.4}", edge.weight));
+            }
         });
+    }
+    // The PCA section sets it again while it is open.
+    if p.pca.wanted {
+        p.pca.wanted = false;
     }
     let mut clicked = None;
     // Over the layer tree (the least needed panel while a prompt runs), out of the 3D view.
@@ -93,6 +111,21 @@ fn playback(ui: &mut egui::Ui, p: &mut CityParams) {
                 .speed(0.1)
                 .suffix(" layers/s"),
         );
+    });
+    let total = p.run.tokens.len();
+    ui.horizontal(|ui| {
+        if ui.button("◀ token").on_hover_text("one token column fewer").clicked() {
+            pb.step_token(-1, total);
+        }
+        if ui.button("token ▶").on_hover_text("one token column more").clicked() {
+            pb.step_token(1, total);
+        }
+        let mut shown = pb.tokens.unwrap_or(total).min(total);
+        let slider = ui.add(egui::Slider::new(&mut shown, 1.min(total)..=total).text("tokens"));
+        if slider.changed() {
+            pb.playing = false;
+            pb.tokens = (shown < total).then_some(shown);
+        }
     });
     let mut position = pb.position;
     let slider = ui.add(egui::Slider::new(&mut position, 0.0..=available.max(0.0)).text("hidden state"));
@@ -262,40 +295,41 @@ fn heatmap(ui: &mut egui::Ui, grid: &[Vec<f32>]) -> Option<(usize, usize, bool)>
     })
 }
 
-/// Tokens on the top two principal components of one hidden state.
+/// Tokens on the top two principal components of one hidden state (and the
+/// switch that draws the top three in the scene).
 fn pca_plot(ui: &mut egui::Ui, p: &mut CityParams) {
     use egui_plot::{Plot, PlotPoints, Points, Text};
+    p.pca.wanted = true;
     let floors = p.run.hidden.keys().max().map_or(0, |&f| f + 1);
     let mut floor = p
-        .pca_floor
-        .unwrap_or(floors.saturating_sub(1))
+        .pca
+        .key
+        .map_or(floors.saturating_sub(1), |k| k.2)
         .min(floors.saturating_sub(1));
     // Follows the newest hidden state until the user picks one.
     if ui
         .add(egui::Slider::new(&mut floor, 0..=floors.saturating_sub(1)).text("hidden state"))
         .changed()
     {
-        *p.pca_floor = Some(floor);
+        p.pca.floor = Some(floor);
     }
-    let Some(hidden) = p.run.hidden.get(&floor) else { return };
-    let key = (p.run.run, p.run.tokens.len(), floor);
-    if p.pca.as_ref().is_none_or(|(k, _, _)| *k != key) {
-        let Ok(rows) = hidden
-            .to_dtype(candle_core::DType::F32)
-            .and_then(|h| h.to_vec2::<f32>())
-        else {
-            return;
-        };
-        let (coords, shares) = crate::city::pca::project(&rows, 2);
-        *p.pca = Some((key, coords, shares));
+    let mut show_3d = p.pca.show_3d;
+    if ui
+        .checkbox(&mut show_3d, "3D (PC1-3) in the scene, beside the city")
+        .changed()
+    {
+        p.pca.show_3d = show_3d;
     }
-    let Some((_, coords, shares)) = p.pca.as_ref() else {
+    let (coords, shares) = (&p.pca.coords, &p.pca.shares);
+    if coords.is_empty() {
         return;
-    };
+    }
+    let share = |i: usize| shares.get(i).unwrap_or(&0.0) * 100.0;
     ui.weak(format!(
-        "PC1 {:.0}% / PC2 {:.0}% of the variance",
-        shares.first().unwrap_or(&0.0) * 100.0,
-        shares.get(1).unwrap_or(&0.0) * 100.0
+        "PC1 {:.0}% / PC2 {:.0}% / PC3 {:.0}% of the variance",
+        share(0),
+        share(1),
+        share(2)
     ));
     let xy: Vec<[f64; 2]> = coords
         .iter()

@@ -6,9 +6,16 @@
 //!   automatic batching);
 //! - time from launch to the first drawn frame for the Llama-3.1-405B catalogue
 //!   model (load + layout + pipeline compilation);
+//! - the neural city of a GPT-2-small-shaped model (12 layers x 12 heads,
+//!   hidden size 768, random weights) on a 64-token prompt: ~300k attention
+//!   weights, the ones >= 0.02 kept as `AttentionEdge` entities; frame time
+//!   with the whole city in view, close up with hidden-vector strips open
+//!   (768 micro-cubes each), while the camera moves (strips re-chosen every
+//!   frame), while the threshold changes every frame (every edge re-filtered),
+//!   and densest (max over heads, threshold 0.03: tens of thousands of arcs);
 //! - peak memory (VmHWM) of each scenario, each run in its own process.
 //!
-//! Usage: `cargo bench --bench render [-- --sizes 10000,100000 --frames 20]`.
+//! Usage: `cargo bench --bench render [-- --sizes 10000,100000 --frames 20 --only city]`.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -46,6 +53,7 @@ fn main() {
         .map(|s| s.split(',').filter_map(|x| x.parse().ok()).collect())
         .unwrap_or_else(|| vec![10_000, 100_000, 1_000_000]);
     let frames = flag("--frames").unwrap_or_else(|| "20".into());
+    let only = flag("--only");
     let exe = std::env::current_exe().expect("own path");
     println!("scenario              cubes   frame ms (mean)  frame ms (min)  peak MiB");
     let run = |scenario: &str, n: usize| {
@@ -62,11 +70,22 @@ fn main() {
             ),
         }
     };
-    for &n in &sizes {
-        run("instanced", n);
-        run("entities", n);
+    if only.as_deref().is_none_or(|o| o != "city") {
+        for &n in &sizes {
+            run("instanced", n);
+            run("entities", n);
+        }
+        run("first-frame-405b", 0);
     }
-    run("first-frame-405b", 0);
+    for view in [
+        "city-whole",
+        "city-strips",
+        "city-orbiting",
+        "city-refilter",
+        "city-dense",
+    ] {
+        run(view, 64);
+    }
 }
 
 fn peak_mib() -> f64 {
@@ -246,6 +265,131 @@ fn run_scenario(scenario: &str, n: usize, frames: usize) {
                 peak_mib()
             );
         }
+        city if city.starts_with("city-") => city_scenario(city, n, frames),
         other => eprintln!("unknown scenario {other}"),
     }
+}
+
+const GPT2_SMALL: &str = r#"{"model_type":"gpt2","n_layer":12,"n_embd":768,"n_head":12,
+    "n_positions":1024,"vocab_size":2048,"layer_norm_epsilon":1e-5}"#;
+
+/// The city of a random GPT-2-small-shaped model on `tokens` tokens, drawn
+/// beside the catalogue's gpt2 trunk; `scenario` picks the view.
+fn city_scenario(scenario: &str, tokens: usize, frames: usize) {
+    use candle_core::{DType, Device};
+    use candle_nn::{VarBuilder, VarMap};
+    use tensorcity::activations::{CurrentRun, RunState};
+    use tensorcity::city::{AttentionEdge, CityPlayback, CityPlugin, CityStats, CityView, Playback};
+    use tensorcity::inference::Model;
+    use tensorcity::inference::gpt2::{Gpt2, init_weights};
+    use tensorcity::layout::city::CityGrid;
+
+    let config = tensorcity::arch::ModelConfig::from_json(GPT2_SMALL.as_bytes(), "gpt2-small").expect("config");
+    let varmap = VarMap::new();
+    init_weights(&varmap, &config, &Device::Cpu).expect("init");
+    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+    let model = Model::Gpt2(Gpt2::load(&config, vb, "gpt2-small").expect("load"));
+    let ids: Vec<u32> = (0..tokens as u32).map(|i| (i * 7919 + 13) % 2048).collect();
+    let capture = model.capture(&ids).expect("forward");
+    let weights: usize = capture.attn.iter().map(|a| a.dims().iter().product::<usize>()).sum();
+    let run = RunState::from_capture(&capture, ids.iter().map(|i| format!("t{i}")).collect());
+
+    let model_ref = ModelRef::Id("gpt2".into());
+    let options = LoadOptions {
+        catalogue_only: true,
+        ..Default::default()
+    };
+    let (arch, layout) =
+        load_and_layout(&model_ref, &options, LayoutKind::City, CubeScale::Relative).expect("catalogue");
+    let grid = CityGrid::new(&layout, arch.num_layers() as usize + 1);
+    let whole = grid.bounds_with(&layout.bounds, tokens);
+    let mut app = headless_app(|app| {
+        app.add_plugins((tensorcity::ScenePlugin, CityPlugin))
+            .insert_resource(ViewSettings {
+                layout: LayoutKind::City,
+                lod: false,
+                ..default()
+            })
+            .insert_resource(CurrentModel::new(arch, layout, model_ref))
+            .insert_resource(CityPlayback(Playback {
+                speed: f32::MAX,
+                ..Default::default()
+            }))
+            .insert_resource(CurrentRun(run));
+    });
+    let close = scenario != "city-whole";
+    // Close up: cells ~90 px tall, so the dozens in view open into strips.
+    let eye_distance = grid.cell * SIZE.1 as f32 / (2.0 * (tensorcity::camera::math::FOV_Y / 2.0).tan() * 90.0);
+    let target = Vec3::from_array(grid.cell_center(tokens / 2, 6));
+    let transform = |angle: f32| {
+        let eye = target + Vec3::new(angle.sin(), 0.15, angle.cos()) * eye_distance;
+        Transform::from_translation(eye).looking_at(target, Vec3::Y)
+    };
+    if scenario == "city-dense" {
+        // Worst case: the strongest head of every (query, key) pair down to 0.03.
+        let mut view = app.world_mut().resource_mut::<CityView>();
+        view.threshold = 0.03;
+        view.heads = tensorcity::city::HeadFilter::Max;
+    }
+    spawn_camera(&mut app, &whole);
+    {
+        let world = app.world_mut();
+        let mut q = world.query_filtered::<(Entity, &mut Transform), With<Camera3d>>();
+        if let Ok((camera, mut t)) = q.single_mut(world) {
+            if close {
+                *t = transform(0.0);
+            }
+            world.entity_mut(camera).insert(tensorcity::camera::MainCamera);
+        }
+    }
+    let base = cube_draws();
+    let frame = std::cell::Cell::new(0usize);
+    let (mean, min) = {
+        // Warm up until both batches have drawn, then time frames with the scenario's per-frame change.
+        let start = Instant::now();
+        while cube_draws() < base + 2 && start.elapsed() < Duration::from_secs(600) {
+            app.update();
+        }
+        for _ in 0..3 {
+            app.update();
+        }
+        let mut times = Vec::with_capacity(frames);
+        for _ in 0..frames {
+            let i = frame.get() + 1;
+            frame.set(i);
+            let world = app.world_mut();
+            match scenario {
+                "city-orbiting" => {
+                    let mut q = world.query_filtered::<&mut Transform, With<tensorcity::camera::MainCamera>>();
+                    if let Ok(mut t) = q.single_mut(world) {
+                        *t = transform(i as f32 * 0.02);
+                    }
+                }
+                "city-refilter" => {
+                    world.resource_mut::<CityView>().threshold = if i.is_multiple_of(2) { 0.15 } else { 0.1 };
+                }
+                _ => {}
+            }
+            let t = Instant::now();
+            app.update();
+            times.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+        let mean = times.iter().sum::<f64>() / times.len().max(1) as f64;
+        (mean, times.iter().copied().fold(f64::INFINITY, f64::min))
+    };
+    let world = app.world_mut();
+    let edges = world.query::<&AttentionEdge>().iter(world).count();
+    let stats = *world.resource::<CityStats>();
+    let instances: usize = world
+        .query_filtered::<&CubeInstances, With<tensorcity::city::CityBatch>>()
+        .iter(world)
+        .map(|i| i.len())
+        .sum();
+    println!(
+        "RESULT {scenario:<20} {instances:>8}  {mean:>15.1}  {min:>14.1}  {:>8.0}   ({weights} weights, {edges} edge entities, {} arcs drawn, {} cells, {} strips)",
+        peak_mib(),
+        stats.arcs,
+        stats.cells,
+        stats.strips
+    );
 }

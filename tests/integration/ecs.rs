@@ -428,6 +428,26 @@ mod city {
             .count();
         assert_eq!(head0, expect0);
 
+        // Stepping back to the first 3 token columns draws their cells and only arcs among them.
+        let all_cells = app.world().resource::<CityStats>().cells;
+        app.world_mut().resource_mut::<tensorcity::city::CityPlayback>().tokens = Some(3);
+        let first3 = arcs(
+            &mut app,
+            CityView(tensorcity::city::CityFilter {
+                threshold: MIN_EDGE,
+                ..Default::default()
+            }),
+        );
+        assert_eq!(all_cells, tokens.len() * 7);
+        assert_eq!(app.world().resource::<CityStats>().cells, 3 * 7);
+        let drawn = app.world().resource::<tensorcity::city::CityArcs>().0.clone();
+        assert_eq!(drawn.len(), first3);
+        assert!(first3 > 0 && first3 < low, "{first3} arcs among 3 columns < {low}");
+        assert!(drawn.iter().all(|e| e.from < 3 && e.to < 3), "{drawn:?}");
+        app.world_mut().resource_mut::<tensorcity::city::CityPlayback>().tokens = None;
+        app.update();
+        assert_eq!(app.world().resource::<CityStats>().cells, tokens.len() * 7);
+
         // A new prompt replaces the old run's entities.
         run_until_done(&mut app, vec![5, 6]);
         assert_eq!(count::<Token>(&mut app), 2);

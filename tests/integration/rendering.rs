@@ -259,19 +259,29 @@ fn windowed_viewer_shows_an_error_panel_for_a_bad_model_and_keeps_running() {
 }
 
 /// The neural city in the real window: mid-run (slow playhead) only the lower
-/// floors are lit; once the run is done every floor shows.
+/// floors are lit; once the run is done every floor shows; paused half way
+/// between two floors, a pulse climbs every column; arcs of one chosen block
+/// appear when that block is selected.
 #[test]
 fn windowed_city_animates_a_prompt_to_completion() {
     let tmp = tempfile::tempdir().unwrap();
-    let (mid, end) = (tmp.path().join("mid.png"), tmp.path().join("end.png"));
+    let shot = |name: &str| tmp.path().join(format!("{name}.png"));
+    let names = ["mid", "end", "rest", "pulse", "arcs", "no-arcs"];
+    let [mid, end, rest, pulse, arcs, no_arcs] = names.map(shot);
     xvfb_view(
         tmp.path(),
         &[],
         (1200, 800),
         &format!(
-            "wait-ready\nlayout city\nspeed 0.5\nprompt ROMEO:\\nBut soft, what light through yonder window breaks?\nframes 10\nscreenshot {}\nwait-run\nspeed 50\nframes 40\nscreenshot {}\nexit\n",
+            "wait-ready\nlayout city\nspeed 0.5\nprompt ROMEO:\\nBut soft, what light through yonder window breaks?\nframes 10\nscreenshot {}\nwait-run\nspeed 50\nframes 40\nscreenshot {}\n\
+             playhead 2\nframes 4\nscreenshot {}\nplayhead 2.5\nframes 4\nscreenshot {}\n\
+             playhead 6\nthreshold 0.05\narcs-layer 3\nframes 4\nscreenshot {}\narcs-layer 99\nframes 4\nscreenshot {}\nexit\n",
             mid.display(),
-            end.display()
+            end.display(),
+            rest.display(),
+            pulse.display(),
+            arcs.display(),
+            no_arcs.display()
         ),
     );
     let load = |p: &Path| {
@@ -294,6 +304,25 @@ fn windowed_city_animates_a_prompt_to_completion() {
         cb > ca + 500,
         "finished city ({cb} cell pixels) shows more floors than mid-run ({ca})"
     );
-    // (The pulses themselves are cream cubes that the selected column's glow
-    // shares; the playhead that drives them is unit-tested in `city::playback`.)
+    // Pixels of `with` that differ from `without` and pass `keep`.
+    let changed = |with: &image::RgbImage, without: &image::RgbImage, keep: &dyn Fn(&[u8]) -> bool| {
+        with.pixels()
+            .zip(without.pixels())
+            .filter(|(p, q)| p != q && keep(&p.0))
+            .count()
+    };
+    // Pulses: bright cream cubes between floors 2 and 3 (the slider's digits change too, a few dozen pixels).
+    let (r, p) = (load(&rest), load(&pulse));
+    let bright = changed(&p, &r, &|c| c.iter().all(|&v| v > 170));
+    assert!(
+        bright > 250,
+        "only {bright} bright pulse pixels appeared half way between floors"
+    );
+    // Arcs of block 3: orange beads (hue 10..45) that vanish when an absent block is chosen.
+    let (with, without) = (load(&arcs), load(&no_arcs));
+    let orange = changed(&with, &without, &|c| {
+        let (h, s) = hue_sat(c);
+        s > 0.5 && (10.0..45.0).contains(&h)
+    });
+    assert!(orange > 300, "only {orange} orange arc pixels for block 3");
 }
