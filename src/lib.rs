@@ -10,7 +10,9 @@ pub mod activations;
 pub mod arch;
 pub mod camera;
 pub mod city;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod cli;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod headless;
 pub mod inference;
 pub mod layout;
@@ -19,6 +21,8 @@ pub mod render;
 pub mod script;
 pub mod ui;
 pub mod viewer;
+#[cfg(target_arch = "wasm32")]
+pub mod web;
 
 use bevy::prelude::*;
 

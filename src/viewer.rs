@@ -3,12 +3,13 @@
 //! loading overlay meanwhile; errors show in a panel, the app keeps running).
 
 use bevy::prelude::*;
-use bevy::window::WindowResolution;
 
-use crate::cli::ViewArgs;
-use crate::model::{LoadModel, ViewSettings, describe};
+use crate::arch::{LoadOptions, ModelRef};
+use crate::layout::LayoutKind;
+use crate::model::{LoadModel, ViewSettings};
 
 /// winit panics without a display server; say what to do instead.
+#[cfg(not(target_arch = "wasm32"))]
 fn check_display() -> anyhow::Result<()> {
     let has = |var: &str| std::env::var_os(var).is_some_and(|v| !v.is_empty());
     if cfg!(target_os = "linux") && !has("DISPLAY") && !has("WAYLAND_DISPLAY") {
@@ -19,7 +20,8 @@ fn check_display() -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn run(args: ViewArgs) -> anyhow::Result<()> {
+#[cfg(not(target_arch = "wasm32"))]
+pub fn run(args: crate::cli::ViewArgs) -> anyhow::Result<()> {
     let script = match &args.script {
         Some(path) => Some(crate::script::Script::load(path)?),
         None => None,
@@ -27,25 +29,12 @@ pub fn run(args: ViewArgs) -> anyhow::Result<()> {
     check_display()?;
     crate::headless::check_gpu()?;
     let model = args.model.model_ref();
-    let title = format!("tensorcity — {}", describe(&model));
-    let mut app = App::new();
-    app.add_plugins(DefaultPlugins.set(WindowPlugin {
-        primary_window: Some(Window {
-            title,
-            resolution: WindowResolution::new(args.size.0, args.size.1),
-            ..default()
-        }),
+    let window = Window {
+        title: format!("tensorcity — {}", crate::model::describe(&model)),
+        resolution: bevy::window::WindowResolution::new(args.size.0, args.size.1),
         ..default()
-    }))
-    .add_plugins(crate::ViewerPlugin)
-    .insert_resource(ViewSettings {
-        layout: args.layout,
-        ..default()
-    });
-    app.world_mut().write_message(LoadModel {
-        model,
-        options: args.model.load_options(),
-    });
+    };
+    let mut app = app(window, model, args.model.load_options(), args.layout);
     if let Some(script) = script {
         app.add_plugins(crate::script::plugin).insert_resource(script);
     }
@@ -53,4 +42,17 @@ pub fn run(args: ViewArgs) -> anyhow::Result<()> {
         AppExit::Success => Ok(()),
         AppExit::Error(code) => anyhow::bail!("the viewer exited with code {code}"),
     }
+}
+
+/// The viewer app in `window`, asked to load `model` (natively and in the browser).
+pub fn app(window: Window, model: ModelRef, options: LoadOptions, layout: LayoutKind) -> App {
+    let mut app = App::new();
+    app.add_plugins(DefaultPlugins.set(WindowPlugin {
+        primary_window: Some(window),
+        ..default()
+    }))
+    .add_plugins(crate::ViewerPlugin)
+    .insert_resource(ViewSettings { layout, ..default() });
+    app.world_mut().write_message(LoadModel { model, options });
+    app
 }
