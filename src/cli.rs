@@ -28,6 +28,9 @@ pub enum Command {
     View(ViewArgs),
     /// Draw one frame offscreen (no window or display needed) into a PNG.
     Render(RenderArgs),
+    /// Record a video (MP4, GIF or PNG frames) offscreen on a fixed time step:
+    /// an orbit, a flythrough or a keyframed camera path, optionally with a prompt's activations.
+    Record(RecordArgs),
     /// Print what is inside a model: totals, sizes, parameters by kind (headers only, no weights).
     Info(InfoArgs),
     /// Run a local model on a prompt and save every activation (hidden states,
@@ -93,6 +96,38 @@ pub struct RenderArgs {
     /// Run this prompt and draw the finished neural city (with `--layout city`).
     #[arg(long)]
     pub prompt: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RecordArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// clip.mp4 (H.264 through ffmpeg), clip.gif, or a folder for PNG frames (frames/).
+    #[arg(long)]
+    pub out: std::path::PathBuf,
+    /// Length of the clip in seconds.
+    #[arg(long, default_value_t = 10.0, allow_negative_numbers = true)]
+    pub duration: f32,
+    /// Frames per second.
+    #[arg(long, default_value_t = 30)]
+    pub fps: u32,
+    /// Frame size, WIDTHxHEIGHT (up to the GPU's texture limit).
+    #[arg(long, default_value = "1920x1080", value_parser = crate::headless::parse_any_size)]
+    pub size: (u32, u32),
+    /// orbit (one turn around the model), flythrough (embeddings to head), or a keyframe file PATH.ron.
+    #[arg(long, default_value = "orbit")]
+    pub camera: crate::record::CameraChoice,
+    /// Run this prompt and play its activations (use with --layout city).
+    #[arg(long)]
+    pub prompt: Option<String>,
+    #[arg(long, value_enum, default_value_t = LayoutKind::Trunk)]
+    pub layout: LayoutKind,
+    /// Size cubes on a fixed log scale (compare models) instead of per model.
+    #[arg(long)]
+    pub absolute: bool,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
 }
 
 /// Where a model comes from; shared by every command that opens one.
@@ -181,6 +216,24 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             camera: args.camera,
             prompt: args.prompt,
         }),
+        Some(Command::Record(args)) => crate::record::record(crate::record::RecordJob {
+            model: args.model.model_ref(),
+            options: args.model.load_options(),
+            out: args.out,
+            duration: args.duration,
+            fps: args.fps,
+            size: args.size,
+            camera: args.camera,
+            prompt: args.prompt,
+            layout: args.layout,
+            scale: if args.absolute {
+                CubeScale::Absolute
+            } else {
+                CubeScale::Relative
+            },
+            quiet: args.quiet,
+        })
+        .map(|_| ()),
         Some(Command::Info(args)) => info(args),
         Some(Command::Capture(args)) => capture(args),
     }

@@ -128,6 +128,21 @@ pub fn parse_size(s: &str) -> Result<(u32, u32), String> {
     Ok((w, h))
 }
 
+/// `WIDTHxHEIGHT` of any size from 16 to 65535 a side; the caller checks it
+/// against the GPU's real texture limit.
+pub fn parse_any_size(s: &str) -> Result<(u32, u32), String> {
+    let bad = || format!("size `{s}`: use WIDTHxHEIGHT, e.g. 1280x720, each 16..=65535");
+    let (w, h) = s.split_once(['x', 'X']).ok_or_else(bad)?;
+    let (w, h): (u32, u32) = (
+        w.trim().parse().map_err(|_| bad())?,
+        h.trim().parse().map_err(|_| bad())?,
+    );
+    if !(16..=65535).contains(&w) || !(16..=65535).contains(&h) {
+        return Err(bad());
+    }
+    Ok((w, h))
+}
+
 /// What to render.
 #[derive(Debug, Clone)]
 pub struct RenderJob {
@@ -177,11 +192,22 @@ pub fn check_output(out: &Path, extensions: &[&str]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The GPU adapter a headless render will use.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Gpu {
+    pub name: String,
+    /// Largest 2D texture edge it supports.
+    pub max_texture: u32,
+}
+
 /// Fails with a clear message when no GPU adapter (not even a software one) exists.
-pub fn check_gpu() -> anyhow::Result<String> {
+pub fn check_gpu() -> anyhow::Result<Gpu> {
     let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
     match bevy::tasks::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions::default())) {
-        Ok(adapter) => Ok(adapter.get_info().name),
+        Ok(adapter) => Ok(Gpu {
+            name: adapter.get_info().name,
+            max_texture: adapter.limits().max_texture_dimension_2d,
+        }),
         Err(_) => bail!(
             "no GPU adapter found (not even a software one); install Mesa's software Vulkan (Debian/Ubuntu: `apt-get install mesa-vulkan-drivers`) or a GPU driver"
         ),
@@ -252,7 +278,7 @@ pub fn render(job: RenderJob) -> anyhow::Result<()> {
 }
 
 /// Runs `prompt` through the model (one forward pass with every tap).
-fn run_prompt(model: &ModelRef, prompt: &str) -> anyhow::Result<crate::activations::RunState> {
+pub(crate) fn run_prompt(model: &ModelRef, prompt: &str) -> anyhow::Result<crate::activations::RunState> {
     let files = crate::inference::ModelFiles::open(model)?;
     let tokens = files.tokenize(prompt)?;
     let capture = files

@@ -17,6 +17,8 @@ pub mod headless;
 pub mod inference;
 pub mod layout;
 pub mod model;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod record;
 pub mod render;
 pub mod script;
 pub mod ui;
@@ -88,5 +90,7 @@ impl Plugin for ViewerPlugin {
             camera::plugin,
             ui::plugin,
         ));
+        #[cfg(not(target_arch = "wasm32"))]
+        app.add_plugins(record::live::LiveCapturePlugin);
     }
 }

@@ -39,7 +39,12 @@ impl UrlState {
 #[derive(Resource)]
 struct PendingPrompt(String);
 
-fn send_pending_prompt(mut commands: Commands, pending: Option<Res<PendingPrompt>>, runner: Res<Runner>, mut prompts: MessageWriter<Prompt>) {
+fn send_pending_prompt(
+    mut commands: Commands,
+    pending: Option<Res<PendingPrompt>>,
+    runner: Res<Runner>,
+    mut prompts: MessageWriter<Prompt>,
+) {
     let Some(pending) = pending else { return };
     match *runner {
         Runner::Preparing(_) | Runner::None => {}

@@ -6,5 +6,6 @@ mod ecs;
 mod hub;
 mod inference;
 mod local_sources;
+mod record;
 mod rendering;
 mod support;

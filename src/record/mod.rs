@@ -1,0 +1,407 @@
+//! `tensorcity record`: a deterministic video of a model, rendered offscreen
+//! (no window, no display server) on a fixed virtual time step — one frame per
+//! step whatever the machine's speed — so the clip plays at true speed and two
+//! runs give the same frames. The camera follows a [`path::CameraPath`]; with
+//! a prompt the neural city's animation plays on the same clock.
+
+pub mod encode;
+pub mod live;
+pub mod path;
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use bevy::camera::RenderTarget;
+use bevy::core_pipeline::tonemapping::Tonemapping;
+use bevy::prelude::*;
+use bevy::render::render_resource::{TextureFormat, TextureUsages};
+use bevy::render::view::NoIndirectDrawing;
+use bevy::render::view::screenshot::{Screenshot, ScreenshotCaptured};
+use bevy::time::TimeUpdateStrategy;
+
+use crate::activations::SelectedToken;
+use crate::arch::{CubeScale, LoadOptions, ModelRef};
+use crate::layout::LayoutKind;
+use crate::model::{CurrentModel, ViewSettings, load_and_layout};
+use crate::render::cube_draws;
+use encode::Output;
+use path::{CameraPath, KeyframeFile};
+
+/// Which camera path, as given on the command line.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CameraChoice {
+    Orbit,
+    Flythrough,
+    /// A RON keyframe file.
+    File(PathBuf),
+}
+
+impl std::str::FromStr for CameraChoice {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "orbit" => Ok(CameraChoice::Orbit),
+            "flythrough" => Ok(CameraChoice::Flythrough),
+            p if p.ends_with(".ron") => Ok(CameraChoice::File(p.into())),
+            other => Err(format!(
+                "camera `{other}`: use orbit, flythrough or a keyframe file ending in .ron"
+            )),
+        }
+    }
+}
+
+/// Everything `record` needs.
+#[derive(Debug, Clone)]
+pub struct RecordJob {
+    pub model: ModelRef,
+    pub options: LoadOptions,
+    pub out: PathBuf,
+    pub duration: f32,
+    pub fps: u32,
+    pub size: (u32, u32),
+    pub camera: CameraChoice,
+    pub prompt: Option<String>,
+    pub layout: LayoutKind,
+    pub scale: CubeScale,
+    /// Draw no progress bar (tests, logs).
+    pub quiet: bool,
+}
+
+/// What a finished recording measured.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RecordStats {
+    pub frames: u64,
+    pub seconds: f64,
+    /// Wall time in the renderer (stepping the app until the frame is read back).
+    pub render: f64,
+    /// Wall time in the encoder.
+    pub encode: f64,
+}
+
+/// The number of frames of a clip (at least one).
+pub fn frame_count(duration: f32, fps: u32) -> u64 {
+    ((duration as f64 * fps as f64).round() as u64).max(1)
+}
+
+/// Checks the request's numbers (before anything is loaded).
+pub fn check_numbers(duration: f32, fps: u32, size: (u32, u32)) -> anyhow::Result<()> {
+    if !duration.is_finite() || duration <= 0.0 {
+        bail!("--duration must be a positive number of seconds (got {duration})");
+    }
+    if fps == 0 || fps > 240 {
+        bail!("--fps must be between 1 and 240 (got {fps})");
+    }
+    if frame_count(duration, fps) > 100_000 {
+        bail!("{duration} s at {fps} fps is over 100,000 frames; shorten --duration or lower --fps");
+    }
+    if size.0 == 0 || size.1 == 0 {
+        bail!("--size must be at least 1x1");
+    }
+    Ok(())
+}
+
+/// Records the clip. Every check (numbers, output, ffmpeg, camera file, model,
+/// prompt, GPU and its texture limit) happens before the first frame.
+pub fn record(job: RecordJob) -> anyhow::Result<RecordStats> {
+    check_numbers(job.duration, job.fps, job.size)?;
+    let output = Output::from_path(&job.out)?;
+    output.prepare()?;
+    let keyframes = match &job.camera {
+        CameraChoice::File(p) => {
+            let text =
+                std::fs::read_to_string(p).with_context(|| format!("{}: cannot read the camera path", p.display()))?;
+            Some(KeyframeFile::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?)
+        }
+        _ => None,
+    };
+    let (arch, layout) =
+        load_and_layout(&job.model, &job.options, job.layout, job.scale).map_err(anyhow::Error::msg)?;
+    for notice in &arch.notices {
+        eprintln!("note: {notice}");
+    }
+    let run = match &job.prompt {
+        Some(prompt) => Some(crate::headless::run_prompt(&job.model, prompt)?),
+        None => None,
+    };
+    let gpu = crate::headless::check_gpu()?;
+    if job.size.0.max(job.size.1) > gpu.max_texture {
+        bail!(
+            "--size {}x{} is beyond this GPU's texture limit of {} pixels per side ({}); choose a smaller size",
+            job.size.0,
+            job.size.1,
+            gpu.max_texture,
+            gpu.name
+        );
+    }
+
+    // The camera path sees the trunk, and the city beside it when there is one.
+    let floors = arch.num_layers() as usize + 1;
+    let mut bounds = layout.bounds;
+    let city_tokens = run.as_ref().map_or(0, |r| r.tokens.len());
+    if city_tokens > 0 && job.layout == LayoutKind::City {
+        bounds = crate::layout::city::CityGrid::new(&layout, floors).bounds_with(&layout.bounds, city_tokens);
+    }
+    let aspect = job.size.0 as f32 / job.size.1 as f32;
+    let path = match (&job.camera, keyframes) {
+        (_, Some(file)) => CameraPath::Keyframes(file),
+        (CameraChoice::Flythrough, _) => {
+            let centers: Vec<[f32; 3]> = layout.groups.iter().map(|g| g.center).collect();
+            // The median group (embeddings and heads can be far larger than a layer).
+            let mut extents: Vec<f32> = layout.groups.iter().map(|g| g.bounds.extent()).collect();
+            extents.sort_by(f32::total_cmp);
+            let size = extents.get(extents.len() / 2).copied().unwrap_or(1.0);
+            CameraPath::flythrough(&centers, size)
+        }
+        _ => CameraPath::orbit(bounds, aspect),
+    };
+    eprintln!(
+        "scene bounds: min ({:.1}, {:.1}, {:.1}) max ({:.1}, {:.1}, {:.1}) (world units, for camera path files)",
+        bounds.min[0], bounds.min[1], bounds.min[2], bounds.max[0], bounds.max[1], bounds.max[2]
+    );
+
+    let current = CurrentModel::new(arch, layout, job.model.clone());
+    let mut app = crate::headless::windowless_app();
+    app.add_plugins(crate::ScenePlugin)
+        .insert_resource(ViewSettings {
+            layout: job.layout,
+            scale: job.scale,
+            lod: false,
+            ..default()
+        })
+        .insert_resource(current)
+        .insert_resource(TimeUpdateStrategy::ManualDuration(Duration::ZERO));
+    if let Some(run) = run {
+        // The pulses climb through every floor in the first 60% of the clip.
+        let speed = floors as f32 / (job.duration * 0.6);
+        app.add_plugins(crate::city::CityPlugin)
+            .insert_resource(crate::city::CityPlayback(crate::city::Playback {
+                speed,
+                ..Default::default()
+            }))
+            .insert_resource(crate::activations::CurrentRun(run));
+    }
+    app.finish();
+    app.cleanup();
+    app.world_mut()
+        .resource_mut::<Time<Virtual>>()
+        .set_max_delta(Duration::from_secs(3600));
+    let target = spawn_camera(&mut app, job.size);
+    place_camera(&mut app, &path, 0.0, job.duration);
+
+    warm_up(&mut app, &target)?;
+
+    let frames = frame_count(job.duration, job.fps);
+    let mut sink = encode::open(&output, job.size, job.fps)?;
+    let progress = progress_bar(frames, job.quiet);
+    let dt = Duration::from_secs_f64(1.0 / job.fps as f64);
+    let started = Instant::now();
+    let (mut render, mut encode) = (Duration::ZERO, Duration::ZERO);
+    for i in 0..frames {
+        // The camera path is sampled from its start (first frame) to its end (last frame);
+        // the scene's clock advances by exactly 1/fps per frame.
+        let t = if frames > 1 {
+            job.duration * i as f32 / (frames - 1) as f32
+        } else {
+            0.0
+        };
+        let rendering = Instant::now();
+        // Frame 0 is the state at t = 0; every later frame advances the clock by exactly dt.
+        let step = if i == 0 { Duration::ZERO } else { dt };
+        app.insert_resource(TimeUpdateStrategy::ManualDuration(step));
+        place_camera(&mut app, &path, t, job.duration);
+        app.update();
+        app.insert_resource(TimeUpdateStrategy::ManualDuration(Duration::ZERO));
+        let rgba = capture(&mut app, &target)?;
+        render += rendering.elapsed();
+        let encoding = Instant::now();
+        sink.push(&rgba_to_rgb(&rgba))?;
+        encode += encoding.elapsed();
+        progress.inc(1);
+    }
+    let encoding = Instant::now();
+    sink.finish()?;
+    encode += encoding.elapsed();
+    progress.finish_and_clear();
+    let stats = RecordStats {
+        frames,
+        seconds: started.elapsed().as_secs_f64(),
+        render: render.as_secs_f64(),
+        encode: encode.as_secs_f64(),
+    };
+    eprintln!(
+        "wrote {} ({} frames, {:.1} s at {} fps, {}x{}) in {:.1} s: {:.2} frames/s, {:.0}% rendering, {:.0}% encoding",
+        job.out.display(),
+        frames,
+        frames as f64 / job.fps as f64,
+        job.fps,
+        job.size.0,
+        job.size.1,
+        stats.seconds,
+        frames as f64 / stats.seconds.max(1e-9),
+        100.0 * stats.render / stats.seconds.max(1e-9),
+        100.0 * stats.encode / stats.seconds.max(1e-9)
+    );
+    Ok(stats)
+}
+
+fn progress_bar(frames: u64, quiet: bool) -> indicatif::ProgressBar {
+    if quiet {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(frames);
+    let style =
+        indicatif::ProgressStyle::with_template("recording [{bar:40}] {pos}/{len} frames  {per_sec}  ETA {eta}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> ");
+    bar.set_style(style);
+    bar
+}
+
+fn spawn_camera(app: &mut App, size: (u32, u32)) -> Handle<Image> {
+    let world = app.world_mut();
+    let mut image = Image::new_target_texture(size.0, size.1, TextureFormat::Rgba8UnormSrgb, None);
+    image.texture_descriptor.usage |= TextureUsages::COPY_SRC;
+    let handle = world.resource_mut::<Assets<Image>>().add(image);
+    world.spawn((
+        Camera3d::default(),
+        RenderTarget::Image(handle.clone().into()),
+        Tonemapping::None,
+        NoIndirectDrawing,
+        Transform::default(),
+        // The city opens close cells into strips relative to this camera.
+        crate::camera::MainCamera,
+    ));
+    handle
+}
+
+/// Puts the camera where the path says at `t`, and applies the path's layout
+/// and selection changes.
+fn place_camera(app: &mut App, path: &CameraPath, t: f32, duration: f32) {
+    let pose = path.pose(t, duration);
+    let world = app.world_mut();
+    let mut cameras = world.query_filtered::<&mut Transform, With<crate::camera::MainCamera>>();
+    for mut transform in cameras.iter_mut(world) {
+        let up = if (pose.look_at - pose.eye).normalize_or_zero().dot(Vec3::Y).abs() > 0.999 {
+            Vec3::Z
+        } else {
+            Vec3::Y
+        };
+        *transform = Transform::from_translation(pose.eye).looking_at(pose.look_at, up);
+    }
+    let (layout, select) = path.changes_at(t);
+    if let Some(layout) = layout {
+        let mut settings = world.resource_mut::<ViewSettings>();
+        if settings.layout != layout {
+            settings.layout = layout;
+        }
+    }
+    if let Some(token) = select
+        && let Some(mut selected) = world.get_resource_mut::<SelectedToken>()
+        && selected.0 != Some(token)
+    {
+        selected.0 = Some(token);
+    }
+}
+
+/// Runs frozen frames until the scene really renders (pipelines compile
+/// asynchronously; the first frames come back empty).
+fn warm_up(app: &mut App, target: &Handle<Image>) -> anyhow::Result<()> {
+    let base = cube_draws();
+    let start = Instant::now();
+    while cube_draws() < base + 2 {
+        app.update();
+        if start.elapsed() > Duration::from_secs(900) {
+            bail!("the scene did not render within 15 minutes");
+        }
+    }
+    for attempt in 0.. {
+        let frame = capture(app, target)?;
+        if frame.chunks_exact(4).any(|p| p[3] != 0) && shows_scene(&frame) {
+            return Ok(());
+        }
+        if attempt >= 40 {
+            warn!("the camera sees no cubes at the start; recording anyway");
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
+/// True when at least 0.2% of the pixels differ from the background.
+fn shows_scene(rgba: &[u8]) -> bool {
+    let bg = crate::render::BACKGROUND.to_srgba();
+    let bg = [bg.red, bg.green, bg.blue].map(|c| (c * 255.0).round() as i32);
+    let pixels = rgba.len() / 4;
+    let differing = rgba
+        .chunks_exact(4)
+        .filter(|p| (0..3).any(|i| (p[i] as i32 - bg[i]).abs() > 6))
+        .count();
+    pixels > 0 && differing * 500 > pixels
+}
+
+/// Screenshots the target as it is now (frozen clock) and returns its RGBA bytes.
+fn capture(app: &mut App, target: &Handle<Image>) -> anyhow::Result<Vec<u8>> {
+    let slot: Arc<Mutex<Option<Vec<u8>>>> = Arc::default();
+    let into = slot.clone();
+    app.world_mut()
+        .spawn(Screenshot::image(target.clone()))
+        .observe(move |captured: On<ScreenshotCaptured>| {
+            let data = captured
+                .image
+                .clone()
+                .try_into_dynamic()
+                .map(|d| d.to_rgba8().into_raw());
+            if let (Ok(data), Ok(mut slot)) = (data, into.lock()) {
+                *slot = Some(data);
+            }
+        });
+    for _ in 0..600 {
+        app.update();
+        if let Some(frame) = slot.lock().ok().and_then(|mut s| s.take()) {
+            return Ok(frame);
+        }
+        if app.should_exit().is_some() {
+            bail!("the renderer stopped (a GPU error; see the log above)");
+        }
+    }
+    bail!("a frame was not read back from the GPU within 600 updates")
+}
+
+fn rgba_to_rgb(rgba: &[u8]) -> Vec<u8> {
+    rgba.chunks_exact(4).flat_map(|p| [p[0], p[1], p[2]]).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_are_checked_before_anything_runs() {
+        assert!(check_numbers(2.0, 10, (320, 240)).is_ok());
+        assert_eq!(frame_count(2.0, 10), 20);
+        assert_eq!(frame_count(0.01, 10), 1);
+        for (d, f, msg) in [
+            (0.0, 10, "--duration"),
+            (-1.0, 10, "--duration"),
+            (f32::NAN, 10, "--duration"),
+            (2.0, 0, "--fps"),
+            (1e6, 60, "100,000 frames"),
+        ] {
+            let err = check_numbers(d, f, (320, 240)).unwrap_err().to_string();
+            assert!(err.contains(msg), "{d} {f}: {err}");
+        }
+        assert!("flythrough".parse::<CameraChoice>().is_ok());
+        assert_eq!(
+            "a/b.ron".parse::<CameraChoice>(),
+            Ok(CameraChoice::File("a/b.ron".into()))
+        );
+        assert!(
+            "spiral"
+                .parse::<CameraChoice>()
+                .unwrap_err()
+                .contains("orbit, flythrough")
+        );
+    }
+}
