@@ -20,6 +20,8 @@
 //! arcs-layer 3            # arcs of block 3 only (`arcs-layer all`: every block)
 //! threshold 0.3           # hide arcs below this weight
 //! pca3d 4                 # tokens on PC1-3 of hidden state 4 in the scene (`pca3d off`)
+//! record                  # start / stop recording the window (as F9)
+//! shot 2                  # a PNG screenshot at 1, 2 or 4 times the view (as F12)
 //! screenshot shot.png     # save the window; waits until written
 //! exit
 //! ```
@@ -60,6 +62,8 @@ pub enum Step {
     ArcsLayer(Option<usize>),
     Threshold(f32),
     Pca3d(Option<usize>),
+    Record,
+    Shot(u32),
     Exit,
 }
 
@@ -73,6 +77,7 @@ pub(crate) struct RunParams<'w> {
     playback: ResMut<'w, crate::city::CityPlayback>,
     city: ResMut<'w, crate::city::CityView>,
     pca: ResMut<'w, crate::city::pca3d::PcaScene>,
+    live: Option<ResMut<'w, crate::record::live::LiveCapture>>,
 }
 
 #[derive(Resource, Debug)]
@@ -165,6 +170,13 @@ pub fn parse(text: &str) -> Result<Vec<Step>, String> {
             "pca3d" => Step::Pca3d(match rest {
                 "off" => None,
                 f => Some(f.parse().map_err(|_| err("expected a hidden state or `off`"))?),
+            }),
+            "record" => Step::Record,
+            "shot" => Step::Shot(match rest {
+                "" | "1" => 1,
+                "2" => 2,
+                "4" => 4,
+                _ => return Err(err("expected 1, 2 or 4")),
             }),
             "exit" => Step::Exit,
             _ => return Err(err("unknown command")),
@@ -293,6 +305,18 @@ fn run_script(
         }
         Step::ArcsLayer(layer) => inference.city.layer = layer,
         Step::Threshold(t) => inference.city.threshold = t,
+        Step::Record => {
+            if let Some(live) = inference.live.as_mut() {
+                live.want_toggle = true;
+            }
+        }
+        Step::Shot(scale) => {
+            if let Some(live) = inference.live.as_mut() {
+                live.shot_scale = scale;
+                live.want_shot = true;
+            }
+            script.frames_left = 8;
+        }
         Step::Pca3d(floor) => {
             inference.pca.show_3d = floor.is_some();
             inference.pca.floor = floor;

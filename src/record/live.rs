@@ -47,13 +47,19 @@ pub struct LiveCapture {
     big_shot: Option<(Entity, Handle<Image>, u32, String)>,
     /// The last thing to tell the user, and until when.
     message: Option<(String, Instant)>,
-    /// A button asked for these this frame.
-    want_toggle: bool,
-    want_shot: bool,
+    /// A button (or a frame script) asked for these this frame.
+    pub want_toggle: bool,
+    pub want_shot: bool,
+}
+
+/// To the writer thread: a frame captured at a time since the start, or the end.
+enum ToWriter {
+    Frame(Duration, u32, u32, Vec<u8>),
+    Stop,
 }
 
 struct Recording {
-    tx: Option<SyncSender<(Duration, u32, u32, Vec<u8>)>>,
+    tx: Option<SyncSender<ToWriter>>,
     writer: Option<JoinHandle<Result<u64, String>>>,
     started: Instant,
     path: String,
@@ -74,10 +80,11 @@ pub fn frames_due(t: Duration, fps: u32) -> u64 {
 }
 
 /// Encodes frames on its own thread (ffmpeg's pipe may block).
-fn writer(path: String, rx: Receiver<(Duration, u32, u32, Vec<u8>)>) -> Result<u64, String> {
+fn writer(path: String, rx: Receiver<ToWriter>) -> Result<u64, String> {
     let mut sink: Option<(Mp4Sink, (u32, u32))> = None;
     let mut written = 0u64;
-    for (t, w, h, rgb) in rx {
+    // Screenshots still in flight hold senders: stop on the explicit message, not on hang-up.
+    while let Ok(ToWriter::Frame(t, w, h, rgb)) = rx.recv() {
         let (mp4, size) = match &mut sink {
             Some(s) => s,
             None => {
@@ -166,7 +173,9 @@ fn hotkeys(
 
 fn toggle_recording(live: &mut LiveCapture) {
     if let Some(mut rec) = live.recording.take() {
-        rec.tx = None;
+        if let Some(tx) = rec.tx.take() {
+            let _ = tx.send(ToWriter::Stop);
+        }
         let result = rec.writer.take().map(|w| w.join());
         let text = match result {
             Some(Ok(Ok(frames))) => format!(
@@ -218,7 +227,9 @@ fn feed_recording(mut commands: Commands, mut live: ResMut<LiveCapture>) {
             in_flight.fetch_sub(1, Ordering::SeqCst);
             let (w, h) = (captured.image.width(), captured.image.height());
             if let Ok(img) = captured.image.clone().try_into_dynamic() {
-                let _ = tx.send((t, w, h, img.to_rgb8().into_raw()));
+                // try_send: a frame arriving after the stop (or while the writer is
+                // busy) is dropped rather than blocking the app.
+                let _ = tx.try_send(ToWriter::Frame(t, w, h, img.to_rgb8().into_raw()));
             }
         });
 }

@@ -185,6 +185,7 @@ fn xvfb_view(dir: &Path, model_args: &[&std::ffi::OsStr], size: (u32, u32), scri
         .args(model_args)
         .args(["--size", &size, "--script"])
         .arg(&path)
+        .current_dir(dir)
         .output()
         .expect("xvfb-run is installed by .ci/setup");
     assert!(
@@ -325,4 +326,57 @@ fn windowed_city_animates_a_prompt_to_completion() {
         s > 0.5 && (10.0..45.0).contains(&h)
     });
     assert!(orange > 300, "only {orange} orange arc pixels for block 3");
+}
+
+/// In the window: `record` (F9) twice writes an H.264 MP4 of the window into
+/// the current folder; `shot 2` (F12 at 2x) a PNG twice the 3D view's size.
+#[test]
+fn the_viewer_records_its_window_and_takes_a_larger_screenshot() {
+    let tmp = tempfile::tempdir().unwrap();
+    xvfb_view(
+        tmp.path(),
+        &[],
+        (800, 600),
+        "wait-ready\nrecord\norbit 200 30\nframes 30\nrecord\nframes 2\nshot 2\nframes 10\nexit\n",
+    );
+    let files: Vec<_> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    let with = |ext: &str| files.iter().find(|p| p.extension().is_some_and(|e| e == ext)).cloned();
+    let mp4 = with("mp4").unwrap_or_else(|| panic!("no mp4 in {files:?}"));
+    let probe = Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", "v:0", "-count_frames"])
+        .args([
+            "-show_entries",
+            "stream=codec_name,width,height,nb_read_frames",
+            "-of",
+            "default=nw=1",
+        ])
+        .arg(&mp4)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&probe.stdout);
+    assert!(
+        text.contains("codec_name=h264") && text.contains("width=800") && text.contains("height=600"),
+        "{text}"
+    );
+    let frames: u32 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("nb_read_frames="))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(frames >= 10, "{frames} frames for 30 app frames at 30 fps wall clock");
+    let png = with("png").unwrap_or_else(|| panic!("no png in {files:?}"));
+    let shot = image::open(&png).unwrap();
+    // Twice the 3D view (the space between the panels, under 600 px tall): taller than the window.
+    assert!(
+        shot.height() > 600 && shot.width() % 2 == 0 && shot.height() % 2 == 0,
+        "{}x{}",
+        shot.width(),
+        shot.height()
+    );
+    let lit = shot.to_rgb8().pixels().filter(|p| p.0.iter().any(|&c| c > 60)).count();
+    assert!(lit > 1000, "the larger screenshot shows the model ({lit} lit pixels)");
+    std::fs::copy(&png, std::env::temp_dir().join("tensorcity-last-2x-shot.png")).ok();
 }
