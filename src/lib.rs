@@ -20,6 +20,7 @@ pub mod model;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod record;
 pub mod render;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod script;
 pub mod ui;
 pub mod viewer;

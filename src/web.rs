@@ -59,6 +59,31 @@ fn send_pending_prompt(
     }
 }
 
+/// Tells the page (`window.tensorcityReady()`) once the app has drawn a few
+/// frames, so it removes its loading screen.
+fn announce_first_frame(mut frames: Local<u32>) {
+    *frames += 1;
+    if *frames != 3 {
+        return;
+    }
+    let Some(window) = web_sys::window() else { return };
+    if let Ok(ready) = js_sys::Reflect::get(&window, &"tensorcityReady".into())
+        && let Ok(ready) = wasm_bindgen::JsCast::dyn_into::<js_sys::Function>(ready)
+    {
+        let _ = ready.call0(&window);
+    }
+}
+
+/// The page's title names the model on screen (and tells tests which one loaded).
+fn title_follows_model(current: Option<Res<crate::model::CurrentModel>>) {
+    let Some(current) = current.filter(|c| c.is_changed()) else {
+        return;
+    };
+    if let Some(document) = web_sys::window().and_then(|w| w.document()) {
+        document.set_title(&format!("tensorcity — {}", current.arch.name));
+    }
+}
+
 /// Starts the app in the page.
 pub fn run() {
     let search = web_sys::window()
@@ -77,6 +102,13 @@ pub fn run() {
     if let Some(prompt) = url.prompt {
         app.insert_resource(PendingPrompt(prompt));
     }
-    app.add_systems(Update, send_pending_prompt.in_set(crate::AppSystems::Input));
+    app.add_systems(
+        Update,
+        (
+            send_pending_prompt.in_set(crate::AppSystems::Input),
+            announce_first_frame,
+            title_follows_model,
+        ),
+    );
     app.run();
 }

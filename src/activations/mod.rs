@@ -18,9 +18,7 @@ pub use run::{RunState, RunStatus};
 use crate::AppSystems;
 use crate::arch::ModelRef;
 use crate::inference::ModelFiles;
-use crate::inference::stream::{
-    ActivationFrame, ActivationSource, Decoding, FrameData, LocalRunner, RunRequest, Worker,
-};
+use crate::inference::stream::{ActivationFrame, Decoding, FrameData, LocalRunner, RunRequest, Worker};
 use crate::model::{CurrentModel, ModelLoaded};
 
 /// Frames handed to the app per update; the rest wait in the bounded channel
@@ -61,7 +59,7 @@ pub struct InferenceWorker(Mutex<Worker>);
 
 impl InferenceWorker {
     #[cfg(not(target_arch = "wasm32"))]
-    pub fn spawn(source: Box<dyn ActivationSource>) -> Self {
+    pub fn spawn(source: Box<dyn crate::inference::stream::ActivationSource>) -> Self {
         InferenceWorker(Mutex::new(Worker::spawn(source)))
     }
 }
@@ -150,7 +148,10 @@ fn finish_runner(mut commands: Commands, mut runner: ResMut<Runner>) {
                 files: Some(files.clone()),
             })));
             #[cfg(target_arch = "wasm32")]
-            let _ = &mut commands;
+            commands.insert_resource(InferenceWorker(Mutex::new(Worker::inline(Box::new(LocalRunner {
+                model: model.clone(),
+                files: Some(files.clone()),
+            })))));
             Runner::Ready(files, model)
         }
         Err(e) => Runner::Unavailable(e),

@@ -132,6 +132,7 @@ fn load_id(id: &str, opts: &LoadOptions) -> Result<Architecture, ArchError> {
     }
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 fn not_found_hint(id: &str, reason: &str) -> String {
     let close = closest_catalogue_names(id);
     if close.is_empty() {

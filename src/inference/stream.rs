@@ -7,7 +7,9 @@
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::sync::mpsc::Receiver;
+#[cfg(not(target_arch = "wasm32"))]
+use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
 
 use candle_core::{Device, Tensor};
 use candle_transformers::generation::{LogitsProcessor, Sampling};
@@ -311,6 +313,14 @@ impl ActivationSource for Replay {
     }
 }
 
+/// A source run inside `drain` (the browser build).
+#[cfg(target_arch = "wasm32")]
+struct Inline {
+    source: Box<dyn ActivationSource>,
+    inbox: Receiver<(u64, RunRequest)>,
+    tx: std::sync::mpsc::Sender<ActivationFrame>,
+}
+
 /// A source running on its own thread. Requests go in; frames come out of a
 /// bounded channel; a newer request cancels the older run between layers.
 pub struct Worker {
@@ -319,6 +329,8 @@ pub struct Worker {
     latest: Arc<AtomicU64>,
     next_run: u64,
     dead: bool,
+    #[cfg(target_arch = "wasm32")]
+    inline: Option<Inline>,
 }
 
 impl Worker {
@@ -378,6 +390,24 @@ impl Worker {
             latest,
             next_run: 0,
             dead: false,
+            #[cfg(target_arch = "wasm32")]
+            inline: None,
+        }
+    }
+
+    /// The browser has no threads: the source runs inside `drain`, one whole
+    /// request at a time, on the app's own thread.
+    #[cfg(target_arch = "wasm32")]
+    pub fn inline(source: Box<dyn ActivationSource>) -> Worker {
+        let (requests, inbox) = std::sync::mpsc::channel::<(u64, RunRequest)>();
+        let (tx, frames) = std::sync::mpsc::channel::<ActivationFrame>();
+        Worker {
+            requests,
+            frames,
+            latest: Arc::new(AtomicU64::new(0)),
+            next_run: 0,
+            dead: false,
+            inline: Some(Inline { source, inbox, tx }),
         }
     }
 
@@ -398,6 +428,14 @@ impl Worker {
     /// Up to `max` frames ready now, stale runs' frames dropped. Never blocks.
     /// A worker thread that is gone yields one `Failed` frame for the current run.
     pub fn drain(&mut self, max: usize) -> Vec<ActivationFrame> {
+        #[cfg(target_arch = "wasm32")]
+        if let Some(inline) = &mut self.inline {
+            let newest = std::iter::from_fn(|| inline.inbox.try_recv().ok()).last();
+            if let Some((run, request)) = newest {
+                let tx = inline.tx.clone();
+                inline.source.run(run, &request, &mut |frame| tx.send(frame).is_ok());
+            }
+        }
         let current = self.current_run();
         let mut out = Vec::new();
         while out.len() < max {

@@ -9,3 +9,4 @@ mod local_sources;
 mod record;
 mod rendering;
 mod support;
+mod web;

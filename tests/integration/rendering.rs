@@ -8,7 +8,7 @@ use std::process::Command;
 use tensorcity::arch::{TensorKind, kind_color};
 
 /// Hue in degrees and saturation of an sRGB pixel.
-fn hue_sat(p: &[u8]) -> (f32, f32) {
+pub(crate) fn hue_sat(p: &[u8]) -> (f32, f32) {
     let [r, g, b] = [p[0], p[1], p[2]].map(|c| c as f32 / 255.0);
     let (max, min) = (r.max(g).max(b), r.min(g).min(b));
     let d = max - min;
