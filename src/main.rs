@@ -18,3 +18,30 @@ fn main() -> std::process::ExitCode {
 fn main() {
     tensorcity::web::run();
 }
+
+/// What the page (web/index.html) calls: thin exports of `tensorcity::web`
+/// (exports are declared in the binary so the linker keeps them).
+#[cfg(target_arch = "wasm32")]
+mod exports {
+    use wasm_bindgen::prelude::*;
+
+    #[wasm_bindgen]
+    pub fn safetensors_header_length(prefix: &[u8], file_size: f64, name: &str) -> Result<f64, JsValue> {
+        tensorcity::web::safetensors_header_length(prefix, file_size, name)
+    }
+
+    #[wasm_bindgen]
+    pub fn open_safetensors_header(name: &str, header: &[u8], file_size: f64) {
+        tensorcity::web::open_safetensors_header(name, header, file_size)
+    }
+
+    #[wasm_bindgen]
+    pub fn is_catalogue_model(id: &str) -> bool {
+        tensorcity::web::is_catalogue_model(id)
+    }
+
+    #[wasm_bindgen]
+    pub fn report_open_error(message: &str) {
+        tensorcity::web::report_open_error(message)
+    }
+}

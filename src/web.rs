@@ -2,7 +2,10 @@
 //! `#tensorcity` canvas, its state read from the URL
 //! (`?model=gpt2&layout=city&prompt=...`).
 
+use std::cell::RefCell;
+
 use bevy::prelude::*;
+use wasm_bindgen::JsValue;
 
 use crate::activations::{Prompt, Runner};
 use crate::arch::{LoadOptions, ModelRef};
@@ -84,13 +87,89 @@ fn title_follows_model(current: Option<Res<crate::model::CurrentModel>>) {
     }
 }
 
+thread_local! {
+    /// Files the page opened (picker, drag-and-drop, Hub fetch), waiting for the app.
+    static OPENED: RefCell<Vec<(String, Result<crate::arch::Architecture, String>)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// For the page: the length of a `.safetensors` header from the file's first
+/// 8 bytes, checked against the file's size (the same check as natively).
+pub fn safetensors_header_length(prefix: &[u8], file_size: f64, name: &str) -> Result<f64, JsValue> {
+    crate::arch::header::parse_header_prefix(prefix, Some(file_size as u64), name)
+        .map(|n| n as f64)
+        .map_err(|e| JsValue::from_str(&e.to_string()))
+}
+
+/// For the page: the header's JSON bytes of `name` (`file_size` bytes long);
+/// the app shows its architecture, or the error.
+pub fn open_safetensors_header(name: &str, header: &[u8], file_size: f64) {
+    // Size 0: unknown (shards of a Hub model, merged by the page).
+    let size = (file_size > 0.0).then_some(file_size as u64);
+    let result = crate::arch::header::parse_header(header, size, name)
+        .map(|rows| crate::arch::Architecture::from_rows(name.to_string(), "file", None, rows))
+        .map_err(|e| e.to_string());
+    OPENED.with(|q| q.borrow_mut().push((name.to_string(), result)));
+}
+
+/// For the page: whether `id` is in the built-in catalogue (otherwise the page
+/// reads its header from the Hub).
+pub fn is_catalogue_model(id: &str) -> bool {
+    crate::arch::catalogue_entry(id).is_some()
+}
+
+/// For the page: something it could not open (not a safetensors file, the
+/// network or CORS refused, ...): shown in the app's error panel.
+pub fn report_open_error(message: &str) {
+    OPENED.with(|q| q.borrow_mut().push((String::new(), Err(message.to_string()))));
+}
+
+fn take_opened(
+    mut show: MessageWriter<crate::model::ShowArchitecture>,
+    mut errors: MessageWriter<crate::model::ShowLoadError>,
+) {
+    for (name, result) in OPENED.with(|q| std::mem::take(&mut *q.borrow_mut())) {
+        match result {
+            Ok(arch) => {
+                show.write(crate::model::ShowArchitecture {
+                    arch,
+                    request: ModelRef::Path(name.into()),
+                });
+            }
+            Err(e) => {
+                errors.write(crate::model::ShowLoadError(e));
+            }
+        }
+    }
+}
+
+/// The current load error, also on `<body data-error>` (for scripts and tests;
+/// the app's error panel shows it to people).
+fn error_on_body(error: Option<Res<crate::model::LoadError>>, mut shown: Local<Option<String>>) {
+    let now = error.map(|e| e.0.clone());
+    if *shown == now {
+        return;
+    }
+    if let Some(body) = web_sys::window().and_then(|w| w.document()).and_then(|d| d.body()) {
+        let _ = match &now {
+            Some(e) => body.set_attribute("data-error", e),
+            None => body.remove_attribute("data-error"),
+        };
+    }
+    *shown = now;
+}
+
 /// Starts the app in the page.
 pub fn run() {
     let search = web_sys::window()
         .and_then(|w| w.location().search().ok())
         .unwrap_or_default();
     let url = UrlState::parse(&search);
-    let model = url.model.as_deref().map_or(ModelRef::Embedded, ModelRef::parse);
+    // A Hub id outside the catalogue: the page fetches its header (Range
+    // requests) and swaps it in; the embedded model shows meanwhile.
+    let model = match url.model.as_deref() {
+        Some(id) if is_catalogue_model(id) => ModelRef::Id(id.to_string()),
+        _ => ModelRef::Embedded,
+    };
     let window = Window {
         title: "tensorcity".into(),
         canvas: Some("#tensorcity".into()),
@@ -108,6 +187,8 @@ pub fn run() {
             send_pending_prompt.in_set(crate::AppSystems::Input),
             announce_first_frame,
             title_follows_model,
+            take_opened.in_set(crate::AppSystems::Input),
+            error_on_body,
         ),
     );
     app.run();

@@ -8,7 +8,7 @@ mod catalogue;
 mod config;
 mod error;
 mod family;
-mod header;
+pub mod header;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod hub;
 mod kind;

@@ -15,11 +15,15 @@ use crate::{AppState, AppSystems};
 pub(crate) fn plugin(app: &mut App) {
     app.add_message::<LoadModel>()
         .add_message::<ModelLoaded>()
+        .add_message::<ShowArchitecture>()
+        .add_message::<ShowLoadError>()
         .init_resource::<ViewSettings>()
         .init_resource::<RecentModels>()
         .add_systems(
             Update,
-            (start_loading, finish_loading).chain().in_set(AppSystems::Model),
+            (start_loading, finish_loading, show_parsed)
+                .chain()
+                .in_set(AppSystems::Model),
         );
 }
 
@@ -29,6 +33,18 @@ pub struct LoadModel {
     pub model: ModelRef,
     pub options: LoadOptions,
 }
+
+/// Show an architecture read elsewhere (the browser's file picker and
+/// drag-and-drop, the page's Hub fetch) under `request`'s name.
+#[derive(Message, Debug, Clone)]
+pub struct ShowArchitecture {
+    pub arch: Architecture,
+    pub request: ModelRef,
+}
+
+/// A load that failed elsewhere: the error panel shows it, the app keeps running.
+#[derive(Message, Debug, Clone)]
+pub struct ShowLoadError(pub String);
 
 /// Sent once a new model is in [`CurrentModel`].
 #[derive(Message, Debug, Clone)]
@@ -173,4 +189,30 @@ fn finish_loading(
             next.set(AppState::Error);
         }
     }
+}
+
+/// Lays out and shows architectures that arrive already parsed, and errors
+/// from elsewhere.
+fn show_parsed(
+    mut commands: Commands,
+    mut parsed: MessageReader<ShowArchitecture>,
+    mut errors: MessageReader<ShowLoadError>,
+    settings: Res<ViewSettings>,
+    mut loaded: MessageWriter<ModelLoaded>,
+    mut next: ResMut<NextState<AppState>>,
+) {
+    if let Some(e) = errors.read().last() {
+        warn!("{}", e.0);
+        commands.insert_resource(LoadError(e.0.clone()));
+        next.set(AppState::Error);
+    }
+    let Some(show) = parsed.read().last().cloned() else {
+        return;
+    };
+    let layout = Layout::compute(&show.arch, settings.layout, settings.scale);
+    commands.remove_resource::<Loading>();
+    commands.insert_resource(CurrentModel::new(show.arch, layout, show.request));
+    commands.remove_resource::<LoadError>();
+    loaded.write(ModelLoaded);
+    next.set(AppState::Ready);
 }

@@ -17,8 +17,8 @@ use crate::support::write_tiny_gpt2;
 const COMMIT: &str = "0123456789abcdef0123456789abcdef01234567";
 
 /// A minimal Hub: serves files per repo, records requests and body bytes sent.
-struct FakeHub {
-    url: String,
+pub(crate) struct FakeHub {
+    pub(crate) url: String,
     server: Arc<tiny_http::Server>,
     thread: Option<JoinHandle<()>>,
     log: Arc<Mutex<Vec<String>>>,
@@ -26,7 +26,7 @@ struct FakeHub {
 }
 
 impl FakeHub {
-    fn start(repos: HashMap<String, HashMap<String, Vec<u8>>>, gated: Vec<String>) -> FakeHub {
+    pub(crate) fn start(repos: HashMap<String, HashMap<String, Vec<u8>>>, gated: Vec<String>) -> FakeHub {
         let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").unwrap());
         let url = format!("http://{}", server.server_addr().to_ip().unwrap());
         let log = Arc::new(Mutex::new(Vec::new()));
@@ -59,7 +59,7 @@ impl FakeHub {
         }
     }
 
-    fn requests(&self) -> Vec<String> {
+    pub(crate) fn requests(&self) -> Vec<String> {
         self.log.lock().unwrap().clone()
     }
 }
@@ -92,6 +92,13 @@ fn answer(
             .with_header(header("X-Repo-Commit", COMMIT))
     };
     // /{owner}/{name}/resolve/{revision}/{file}
+    // A browser's CORS preflight (the page reads headers with Range requests).
+    if *method == tiny_http::Method::Options {
+        return tiny_http::Response::from_data(Vec::new())
+            .with_status_code(204)
+            .with_header(header("Access-Control-Allow-Origin", "*"))
+            .with_header(header("Access-Control-Allow-Headers", "Range"));
+    }
     let Some((repo, rest)) = url.trim_start_matches('/').split_once("/resolve/") else {
         return not_found();
     };
@@ -115,6 +122,7 @@ fn answer(
     if *method == tiny_http::Method::Head {
         return base(data.clone(), 200);
     }
+    let mut content_range = None;
     let body = match range
         .and_then(|r| r.strip_prefix("bytes="))
         .and_then(|r| r.split_once('-'))
@@ -122,6 +130,7 @@ fn answer(
         Some((a, b)) => {
             let a: usize = a.parse().unwrap();
             let b: usize = b.parse::<usize>().unwrap().min(data.len() - 1);
+            content_range = Some(format!("bytes {a}-{b}/{}", data.len()));
             data[a..=b].to_vec()
         }
         None => data.clone(),
@@ -130,10 +139,16 @@ fn answer(
         sent.fetch_add(body.len() as u64, Ordering::SeqCst);
     }
     let status = if range.is_some() { 206 } else { 200 };
-    base(body, status)
+    let mut response = base(body, status)
+        .with_header(header("Access-Control-Allow-Origin", "*"))
+        .with_header(header("Access-Control-Expose-Headers", "Content-Range"));
+    if let Some(cr) = content_range {
+        response = response.with_header(header("Content-Range", &cr));
+    }
+    response
 }
 
-fn repo_files(dir: &std::path::Path) -> HashMap<String, Vec<u8>> {
+pub(crate) fn repo_files(dir: &std::path::Path) -> HashMap<String, Vec<u8>> {
     std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().path())

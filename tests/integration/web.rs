@@ -124,3 +124,56 @@ fn the_page_renders_the_trunk_in_headless_chromium() {
         dom.lines().find(|l| l.contains("<title>")).unwrap_or("")
     );
 }
+
+/// The page's Hub path against a local Hub (Range requests, CORS): a model
+/// outside the catalogue opens from its header alone; a corrupt file and an
+/// unknown id each show an error (mirrored into `<body data-error>`) while
+/// the app keeps running.
+#[test]
+fn the_page_reads_hub_headers_with_range_requests() {
+    let Some(dist) = dist() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tmp.path().join("tiny");
+    crate::support::write_tiny_gpt2(&model, 1);
+    let mut repos = std::collections::HashMap::new();
+    repos.insert("test/tiny".to_string(), crate::hub::repo_files(&model));
+    let mut corrupt = std::collections::HashMap::new();
+    corrupt.insert(
+        "model.safetensors".to_string(),
+        b"this is not a safetensors file at all".to_vec(),
+    );
+    repos.insert("test/corrupt".to_string(), corrupt);
+    let hub = crate::hub::FakeHub::start(repos, Vec::new());
+    let server = serve(&dist);
+    let page = |id: &str| format!("http://127.0.0.1:{}/index.html?model={id}&hub={}", server.1, hub.url);
+
+    let (dom, stderr) = chromium(&["--dump-dom"], &page("test/tiny"));
+    assert!(
+        dom.contains("<title>tensorcity — test/tiny</title>"),
+        "{}\n{stderr}",
+        dom.lines().find(|l| l.contains("<title>")).unwrap_or("")
+    );
+    let weights: Vec<String> = hub
+        .requests()
+        .into_iter()
+        .filter(|r| r.contains("model.safetensors"))
+        .collect();
+    assert!(
+        !weights.is_empty() && weights.iter().all(|r| r.contains("bytes=")),
+        "{weights:?}"
+    );
+
+    let (dom, _) = chromium(&["--dump-dom"], &page("test/corrupt"));
+    assert!(dom.contains("data-error="), "corrupt file: no error shown");
+    assert!(
+        dom.contains("<title>tensorcity — tensorcity/shakespeare</title>"),
+        "the app keeps its model"
+    );
+    let (dom, _) = chromium(&["--dump-dom"], &page("test/nothing-here"));
+    let error = dom
+        .split("data-error=\"")
+        .nth(1)
+        .and_then(|e| e.split('"').next())
+        .unwrap_or("");
+    assert!(error.contains("test/nothing-here"), "unknown id: {error}");
+}
