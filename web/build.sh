@@ -14,12 +14,16 @@ wasm="$CARGO_TARGET_DIR/wasm32-unknown-unknown/wasm-release/tensorcity.wasm"
 
 rm -rf "$out"
 mkdir -p "$out"
-wasm-bindgen --target web --no-typescript --out-dir "$out" "$wasm"
-# Debian's binaryen needs the features rustc 1.95 emits named explicitly.
-wasm-opt -Oz --strip-debug --strip-producers \
+# wasm-opt runs before wasm-bindgen: Debian's binaryen 108 rewrites the
+# externref table wasm-bindgen sets up, which then fails in the browser
+# ("WebAssembly.Table.set(): ... must be a Wasm function object"). The features
+# rustc 1.95 emits must be named explicitly.
+wasm-opt -Oz \
   --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
   --enable-reference-types --enable-multivalue --enable-simd \
-  "$out/tensorcity_bg.wasm" -o "$out/tensorcity_bg.wasm"
+  "$wasm" -o "$out/tensorcity.wasm"
+wasm-bindgen --target web --no-typescript --out-dir "$out" "$out/tensorcity.wasm"
+rm "$out/tensorcity.wasm"
 cp web/index.html "$out/"
 
 raw=$(stat -c %s "$out/tensorcity_bg.wasm")

@@ -104,7 +104,7 @@ pub struct LoadError(pub String);
 #[derive(Resource)]
 pub struct Loading {
     pub what: String,
-    pub started: std::time::Instant,
+    pub started: bevy::platform::time::Instant,
     task: Task<Result<(Architecture, Layout), String>>,
     request: ModelRef,
 }
@@ -150,7 +150,7 @@ fn start_loading(
         .spawn(async move { load_and_layout(&request.model, &request.options, kind, scale) });
     commands.insert_resource(Loading {
         what: describe(&model),
-        started: std::time::Instant::now(),
+        started: bevy::platform::time::Instant::now(),
         task,
         request: model,
     });

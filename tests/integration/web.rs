@@ -1,5 +1,5 @@
-//! The web bundle in real headless Chromium (SwiftShader WebGL2), served from
-//! a local static server: the page reaches its first frame, the canvas shows
+//! The web bundle in real headless Chromium (SwiftShader WebGL2, driven in
+//! real time by `web/test/probe.mjs`), served from a local static server: the page reaches its first frame, the canvas shows
 //! the trunk's kind colours, the console has no errors, and `?model=` loads
 //! that catalogue model. Needs a built bundle: `.ci/test` runs `web/build.sh`
 //! and points `TENSORCITY_WEB_DIST` at it (without it the test says so and
@@ -40,44 +40,39 @@ fn serve(dir: &Path) -> Server {
     Server(child, port)
 }
 
-fn chromium(args: &[&str], url: &str) -> (String, String) {
-    let out = Command::new("chromium")
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--use-angle=swiftshader",
-            "--enable-unsafe-swiftshader",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--no-first-run",
-            "--enable-logging=stderr",
-            "--v=0",
-            "--virtual-time-budget=60000",
-            "--window-size=1280,720",
-        ])
-        .args(args)
-        .arg(url)
-        .output()
-        .expect("chromium is installed by .ci/setup");
-    (
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+/// What `web/test/probe.mjs` saw.
+#[derive(Debug)]
+struct Probe {
+    first_frame_ms: Option<f64>,
+    title: String,
+    error: Option<String>,
+    console_errors: Vec<String>,
 }
 
-/// Console lines that are errors: uncaught exceptions, Rust panics, console.error.
-fn console_errors(stderr: &str) -> Vec<&str> {
-    stderr
+fn probe(url: &str, shot: &Path) -> Probe {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new("node")
+        .arg(root.join("web/test/probe.mjs"))
+        .arg(url)
+        .arg(shot)
+        .output()
+        .expect("node is installed by .ci/setup");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout
         .lines()
-        .filter(|l| l.contains("CONSOLE"))
-        .filter(|l| {
-            l.contains("Uncaught")
-                || l.contains("panicked")
-                || l.contains("ERROR:CONSOLE")
-                || l.contains("could not start")
-        })
-        .collect()
+        .rev()
+        .find(|l| l.starts_with('{'))
+        .unwrap_or_else(|| panic!("the probe printed nothing: {}", String::from_utf8_lossy(&out.stderr)));
+    let v: serde_json::Value = serde_json::from_str(line).unwrap();
+    Probe {
+        first_frame_ms: v["firstFrame"].as_str().and_then(|s| s.parse().ok()),
+        title: v["title"].as_str().unwrap_or("").to_string(),
+        error: v["error"].as_str().map(str::to_string),
+        console_errors: v["errors"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|e| e.as_str().map(str::to_string)).collect())
+            .unwrap_or_default(),
+    }
 }
 
 fn dist() -> Option<PathBuf> {
@@ -96,39 +91,48 @@ fn the_page_renders_the_trunk_in_headless_chromium() {
     let tmp = tempfile::tempdir().unwrap();
     let shot = tmp.path().join("page.png");
     let url = format!("http://127.0.0.1:{}/index.html", server.1);
-    let (_, stderr) = chromium(&[&format!("--screenshot={}", shot.display())], &url);
-    let errors = console_errors(&stderr);
-    assert!(errors.is_empty(), "console errors: {errors:#?}");
-    let img = image::open(&shot)
-        .unwrap_or_else(|e| panic!("no screenshot ({e}): {stderr}"))
-        .to_rgb8();
-    std::fs::copy(&shot, std::env::temp_dir().join("tensorcity-web-page.png")).ok();
-    // The trunk's kinds: MLP yellows/oranges and attention blues, saturated.
-    let coloured = img
-        .pixels()
-        .filter(|p| {
-            let (h, s) = crate::rendering::hue_sat(&p.0);
-            s > 0.5 && ((30.0..60.0).contains(&h) || (190.0..215.0).contains(&h))
-        })
-        .count();
+    let page = probe(&url, &shot);
     assert!(
-        coloured > 500,
-        "only {coloured} kind-coloured pixels: the page did not draw the trunk"
+        page.console_errors.is_empty(),
+        "console errors: {:#?}",
+        page.console_errors
+    );
+    assert_eq!(page.error, None);
+    let first = page
+        .first_frame_ms
+        .unwrap_or_else(|| panic!("no first frame: {page:?}"));
+    eprintln!("first frame {first:.0} ms after navigation (headless Chromium, SwiftShader)");
+    assert_eq!(
+        page.title, "tensorcity — tensorcity/shakespeare",
+        "the embedded model loads by default"
+    );
+    let img = image::open(&shot).unwrap().to_rgb8();
+    std::fs::copy(&shot, std::env::temp_dir().join("tensorcity-web-page.png")).ok();
+    // The trunk's kinds: MLP yellows/oranges and attention blues, saturated, both.
+    let count = |lo: f32, hi: f32| {
+        img.pixels()
+            .filter(|p| {
+                let (h, s) = crate::rendering::hue_sat(&p.0);
+                s > 0.5 && (lo..hi).contains(&h)
+            })
+            .count()
+    };
+    let (mlp, attention) = (count(30.0, 60.0), count(190.0, 215.0));
+    assert!(
+        mlp > 200 && attention > 200,
+        "kind colours: {mlp} MLP, {attention} attention pixels: the page did not draw the trunk"
     );
 
     // `?model=gpt2` loads that catalogue model (the page title follows the model).
-    let (dom, _) = chromium(&["--dump-dom"], &format!("{url}?model=gpt2&layout=floors"));
-    assert!(
-        dom.contains("<title>tensorcity — gpt2</title>"),
-        "title: {}",
-        dom.lines().find(|l| l.contains("<title>")).unwrap_or("")
-    );
+    let gpt2 = probe(&format!("{url}?model=gpt2&layout=floors"), &tmp.path().join("gpt2.png"));
+    assert_eq!(gpt2.title, "tensorcity — gpt2", "{gpt2:?}");
+    assert!(gpt2.console_errors.is_empty(), "{gpt2:?}");
 }
 
 /// The page's Hub path against a local Hub (Range requests, CORS): a model
 /// outside the catalogue opens from its header alone; a corrupt file and an
-/// unknown id each show an error (mirrored into `<body data-error>`) while
-/// the app keeps running.
+/// unknown id each show an error (also on `<body data-error>`) while the app
+/// keeps running with its model.
 #[test]
 fn the_page_reads_hub_headers_with_range_requests() {
     let Some(dist) = dist() else { return };
@@ -146,34 +150,36 @@ fn the_page_reads_hub_headers_with_range_requests() {
     let hub = crate::hub::FakeHub::start(repos, Vec::new());
     let server = serve(&dist);
     let page = |id: &str| format!("http://127.0.0.1:{}/index.html?model={id}&hub={}", server.1, hub.url);
+    let shot = tmp.path().join("hub.png");
 
-    let (dom, stderr) = chromium(&["--dump-dom"], &page("test/tiny"));
-    assert!(
-        dom.contains("<title>tensorcity — test/tiny</title>"),
-        "{}\n{stderr}",
-        dom.lines().find(|l| l.contains("<title>")).unwrap_or("")
-    );
+    let tiny = probe(&page("test/tiny"), &shot);
+    assert_eq!(tiny.title, "tensorcity — test/tiny", "{tiny:?}");
+    assert_eq!(tiny.error, None);
     let weights: Vec<String> = hub
         .requests()
         .into_iter()
-        .filter(|r| r.contains("model.safetensors"))
+        .filter(|r| r.starts_with("GET") && r.contains("model.safetensors"))
         .collect();
     assert!(
         !weights.is_empty() && weights.iter().all(|r| r.contains("bytes=")),
-        "{weights:?}"
+        "only ranged reads of the weights file: {weights:?}"
     );
 
-    let (dom, _) = chromium(&["--dump-dom"], &page("test/corrupt"));
-    assert!(dom.contains("data-error="), "corrupt file: no error shown");
+    let bad = probe(&page("test/corrupt"), &shot);
     assert!(
-        dom.contains("<title>tensorcity — tensorcity/shakespeare</title>"),
+        bad.error.as_deref().is_some_and(|e| e.contains("test/corrupt")),
+        "corrupt file: {bad:?}"
+    );
+    assert_eq!(
+        bad.title, "tensorcity — tensorcity/shakespeare",
         "the app keeps its model"
     );
-    let (dom, _) = chromium(&["--dump-dom"], &page("test/nothing-here"));
-    let error = dom
-        .split("data-error=\"")
-        .nth(1)
-        .and_then(|e| e.split('"').next())
-        .unwrap_or("");
-    assert!(error.contains("test/nothing-here"), "unknown id: {error}");
+    let missing = probe(&page("test/nothing-here"), &shot);
+    assert!(
+        missing
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("test/nothing-here")),
+        "unknown id: {missing:?}"
+    );
 }
