@@ -41,6 +41,11 @@ mod exports {
     }
 
     #[wasm_bindgen]
+    pub fn request_screenshot() {
+        tensorcity::web::request_screenshot()
+    }
+
+    #[wasm_bindgen]
     pub fn report_open_error(message: &str) {
         tensorcity::web::report_open_error(message)
     }

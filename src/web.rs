@@ -17,6 +17,8 @@ pub struct UrlState {
     pub model: Option<String>,
     pub layout: Option<LayoutKind>,
     pub prompt: Option<String>,
+    /// Tokens to generate after the prompt (`&generate=20`).
+    pub generate: usize,
 }
 
 impl UrlState {
@@ -28,6 +30,11 @@ impl UrlState {
         };
         state.model = params.get("model").filter(|m| !m.is_empty());
         state.prompt = params.get("prompt").filter(|p| !p.is_empty());
+        state.generate = params
+            .get("generate")
+            .and_then(|g| g.parse().ok())
+            .unwrap_or(0)
+            .min(1024);
         state.layout = params.get("layout").and_then(|l| match l.as_str() {
             "trunk" => Some(LayoutKind::Trunk),
             "floors" => Some(LayoutKind::Floors),
@@ -40,7 +47,7 @@ impl UrlState {
 
 /// A prompt from the URL, sent once the model's weights are ready.
 #[derive(Resource)]
-struct PendingPrompt(String);
+struct PendingPrompt(String, usize);
 
 fn send_pending_prompt(
     mut commands: Commands,
@@ -54,7 +61,7 @@ fn send_pending_prompt(
         _ => {
             prompts.write(Prompt {
                 text: pending.0.clone(),
-                new_tokens: 0,
+                new_tokens: pending.1,
                 decoding: crate::inference::stream::Decoding::Greedy,
             });
             commands.remove_resource::<PendingPrompt>();
@@ -158,6 +165,91 @@ fn error_on_body(error: Option<Res<crate::model::LoadError>>, mut shown: Local<O
     *shown = now;
 }
 
+/// Times each run on `<body data-last-run="P prompt + G generated tokens in MS ms">`
+/// (for the README's browser-vs-native tokens/s).
+fn time_runs(
+    run: Res<crate::activations::CurrentRun>,
+    mut started: Local<Option<(u64, bevy::platform::time::Instant)>>,
+) {
+    use crate::activations::RunStatus;
+    if !run.is_changed() {
+        return;
+    }
+    match run.status {
+        RunStatus::Running if started.is_none_or(|(id, _)| id != run.run) => {
+            *started = Some((run.run, bevy::platform::time::Instant::now()));
+        }
+        RunStatus::Done => {
+            let Some((id, at)) = started.take() else { return };
+            if id != run.run {
+                return;
+            }
+            let text = format!(
+                "{} prompt + {} generated tokens in {} ms",
+                run.prompt_len,
+                run.generated.len(),
+                at.elapsed().as_millis()
+            );
+            if let Some(body) = web_sys::window().and_then(|w| w.document()).and_then(|d| d.body()) {
+                let _ = body.set_attribute("data-last-run", &text);
+            }
+        }
+        _ => {}
+    }
+}
+
+thread_local! {
+    static SCREENSHOT_WANTED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// For the page's screenshot button (F12 works too).
+pub fn request_screenshot() {
+    SCREENSHOT_WANTED.with(|w| w.set(true));
+}
+
+/// F12 or the page's button: the window as a PNG download.
+fn screenshot_download(mut commands: Commands, keys: Option<Res<ButtonInput<KeyCode>>>) {
+    let key = keys.is_some_and(|k| k.just_pressed(KeyCode::F12));
+    if !(SCREENSHOT_WANTED.with(|w| w.replace(false)) || key) {
+        return;
+    }
+    commands
+        .spawn(bevy::render::view::screenshot::Screenshot::primary_window())
+        .observe(|captured: On<bevy::render::view::screenshot::ScreenshotCaptured>| {
+            let Ok(image) = captured.image.clone().try_into_dynamic() else {
+                return;
+            };
+            let mut png = std::io::Cursor::new(Vec::new());
+            if image.to_rgba8().write_to(&mut png, image::ImageFormat::Png).is_err() {
+                return;
+            }
+            download("tensorcity.png", png.get_ref());
+        });
+}
+
+/// Hands `bytes` to the browser as a file download.
+fn download(name: &str, bytes: &[u8]) {
+    let parts = js_sys::Array::of1(&js_sys::Uint8Array::from(bytes));
+    let options = web_sys::BlobPropertyBag::new();
+    options.set_type("image/png");
+    let Ok(blob) = web_sys::Blob::new_with_u8_array_sequence_and_options(&parts, &options) else {
+        return;
+    };
+    let Ok(url) = web_sys::Url::create_object_url_with_blob(&blob) else {
+        return;
+    };
+    let anchor = web_sys::window()
+        .and_then(|w| w.document())
+        .and_then(|d| d.create_element("a").ok())
+        .and_then(|a| wasm_bindgen::JsCast::dyn_into::<web_sys::HtmlAnchorElement>(a).ok());
+    if let Some(a) = anchor {
+        a.set_href(&url);
+        a.set_download(name);
+        a.click();
+    }
+    let _ = web_sys::Url::revoke_object_url(&url);
+}
+
 /// Starts the app in the page.
 pub fn run() {
     let search = web_sys::window()
@@ -179,7 +271,7 @@ pub fn run() {
     };
     let mut app = crate::viewer::app(window, model, LoadOptions::default(), url.layout.unwrap_or_default());
     if let Some(prompt) = url.prompt {
-        app.insert_resource(PendingPrompt(prompt));
+        app.insert_resource(PendingPrompt(prompt, url.generate));
     }
     app.add_systems(
         Update,
@@ -189,6 +281,8 @@ pub fn run() {
             title_follows_model,
             take_opened.in_set(crate::AppSystems::Input),
             error_on_body,
+            time_runs,
+            screenshot_download,
         ),
     );
     app.run();

@@ -11,7 +11,8 @@
 //!   `output_attentions`, same thread count) through `tests/benches/torch_gpt2.py`
 //!   when a Python with torch is available (`TENSORCITY_PYTHON`, else `python3`).
 //!
-//! Usage: `cargo bench --bench inference [-- --tokens 128 --runs 5]`.
+//! Usage: `cargo bench --bench inference [-- --tokens 128 --runs 5]`; `-- --embedded
+//! [--generate 32]` measures only the embedded model generating (inline).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -35,6 +36,10 @@ fn main() {
             .and_then(|v| v.parse().ok())
             .unwrap_or(default)
     };
+    if args.iter().any(|a| a == "--embedded") {
+        embedded_generation(arg("--generate", 32));
+        return;
+    }
     let (n_tokens, runs) = (arg("--tokens", 128), arg("--runs", 5));
     let threads = candle_core::utils::get_num_threads();
     let config = ModelConfig::from_json(GPT2_SMALL.as_bytes(), "gpt2-small").expect("config");
@@ -76,6 +81,8 @@ fn main() {
     });
     report("tensorcity, all taps streamed", n_tokens, tapped, Some(bare));
 
+    embedded_generation(arg("--generate", 32));
+
     let python = std::env::var("TENSORCITY_PYTHON").unwrap_or_else(|_| "python3".into());
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/benches/torch_gpt2.py");
     match std::process::Command::new(&python)
@@ -107,6 +114,36 @@ fn main() {
         ),
         Err(e) => println!("PyTorch: not measured ({python}: {e})"),
     }
+}
+
+/// The embedded model generating `n` tokens greedily after the README's
+/// prompt, run inline (as the browser build runs it): the native side of the
+/// browser-vs-native tokens/s comparison (the page reports its own run on
+/// `<body data-last-run>`, `?prompt=...&generate=N`).
+fn embedded_generation(n: usize) {
+    use tensorcity::inference::ModelFiles;
+    use tensorcity::inference::stream::ActivationSource;
+    let files = ModelFiles::embedded().expect("embedded files");
+    let prompt = files.tokenize("ROMEO: But soft, what light").expect("tokenize");
+    let model = Arc::new(files.load().expect("embedded model"));
+    let mut runner = LocalRunner {
+        model,
+        files: Some(Arc::new(files)),
+    };
+    let request = RunRequest {
+        tokens: prompt.clone(),
+        new_tokens: n,
+        decoding: Decoding::Greedy,
+    };
+    let t = median(3, || {
+        runner.run(1, &request, &mut |_| true);
+    });
+    println!(
+        "embedded model, {} prompt + {n} generated tokens (inline, all taps) {:>8.1} ms  {:>8.1} generated tokens/s",
+        prompt.len(),
+        t.as_secs_f64() * 1e3,
+        n as f64 / t.as_secs_f64()
+    );
 }
 
 fn median(runs: usize, mut f: impl FnMut()) -> Duration {

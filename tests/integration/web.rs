@@ -50,13 +50,18 @@ struct Probe {
 }
 
 fn probe(url: &str, shot: &Path) -> Probe {
+    probe_with(url, shot, None)
+}
+
+/// With `downloads`: also presses the page's PNG button, the file lands there.
+fn probe_with(url: &str, shot: &Path, downloads: Option<&Path>) -> Probe {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let out = Command::new("node")
-        .arg(root.join("web/test/probe.mjs"))
-        .arg(url)
-        .arg(shot)
-        .output()
-        .expect("node is installed by .ci/setup");
+    let mut cmd = Command::new("node");
+    cmd.arg(root.join("web/test/probe.mjs")).arg(url).arg(shot);
+    if let Some(dir) = downloads {
+        cmd.env("DOWNLOAD_DIR", dir);
+    }
+    let out = cmd.output().expect("node is installed by .ci/setup");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let line = stdout
         .lines()
@@ -91,7 +96,12 @@ fn the_page_renders_the_trunk_in_headless_chromium() {
     let tmp = tempfile::tempdir().unwrap();
     let shot = tmp.path().join("page.png");
     let url = format!("http://127.0.0.1:{}/index.html", server.1);
-    let page = probe(&url, &shot);
+    let downloads = tmp.path().join("downloads");
+    std::fs::create_dir(&downloads).unwrap();
+    let page = probe_with(&url, &shot, Some(&downloads));
+    // The page's PNG button downloads the window as a PNG.
+    let png = image::open(downloads.join("tensorcity.png")).expect("the screenshot download");
+    assert_eq!((png.width(), png.height()), (1280, 720));
     assert!(
         page.console_errors.is_empty(),
         "console errors: {:#?}",

@@ -20,6 +20,13 @@ try {
 } catch (e) { errors.push("timeout: " + e.message); }
 const ms = Date.now() - t0;
 await new Promise((r) => setTimeout(r, Number(process.env.SETTLE_MS || 3000)));
+// DOWNLOAD_DIR: also press the page's PNG button and let the download land there.
+if (process.env.DOWNLOAD_DIR) {
+  const cdp = await page.createCDPSession();
+  await cdp.send("Browser.setDownloadBehavior", { behavior: "allow", downloadPath: process.env.DOWNLOAD_DIR });
+  await page.click("#shot");
+  await new Promise((r) => setTimeout(r, 5000));
+}
 await page.screenshot({ path: shot });
 console.log(JSON.stringify({ ms, title: await page.title(), firstFrame: await page.evaluate(() => document.body.dataset.firstFrameMs), error: await page.evaluate(() => document.body.dataset.error || null), errors }));
 await browser.close();
