@@ -114,30 +114,25 @@ impl CameraSpec {
     }
 }
 
-/// Parses `WIDTHxHEIGHT`.
+/// Parses `WIDTHxHEIGHT`, each side 16..=[`MAX_EDGE`] (stills).
 pub fn parse_size(s: &str) -> Result<(u32, u32), String> {
-    let bad = || format!("size `{s}`: use WIDTHxHEIGHT, e.g. 1280x720, each 16..={MAX_EDGE}");
-    let (w, h) = s.split_once(['x', 'X']).ok_or_else(bad)?;
-    let (w, h): (u32, u32) = (
-        w.trim().parse().map_err(|_| bad())?,
-        h.trim().parse().map_err(|_| bad())?,
-    );
-    if !(16..=MAX_EDGE).contains(&w) || !(16..=MAX_EDGE).contains(&h) {
-        return Err(bad());
-    }
-    Ok((w, h))
+    parse_size_up_to(s, MAX_EDGE)
 }
 
 /// `WIDTHxHEIGHT` of any size from 16 to 65535 a side; the caller checks it
-/// against the GPU's real texture limit.
+/// against the GPU's real texture limit (recordings).
 pub fn parse_any_size(s: &str) -> Result<(u32, u32), String> {
-    let bad = || format!("size `{s}`: use WIDTHxHEIGHT, e.g. 1280x720, each 16..=65535");
+    parse_size_up_to(s, 65535)
+}
+
+fn parse_size_up_to(s: &str, max: u32) -> Result<(u32, u32), String> {
+    let bad = || format!("size `{s}`: use WIDTHxHEIGHT, e.g. 1280x720, each 16..={max}");
     let (w, h) = s.split_once(['x', 'X']).ok_or_else(bad)?;
     let (w, h): (u32, u32) = (
         w.trim().parse().map_err(|_| bad())?,
         h.trim().parse().map_err(|_| bad())?,
     );
-    if !(16..=65535).contains(&w) || !(16..=65535).contains(&h) {
+    if !(16..=max).contains(&w) || !(16..=max).contains(&h) {
         return Err(bad());
     }
     Ok((w, h))
@@ -236,37 +231,20 @@ pub fn render(job: RenderJob) -> anyhow::Result<()> {
     let current = CurrentModel::new(arch, layout, job.model.clone());
     let result: Arc<Mutex<Option<Result<(), String>>>> = Arc::default();
 
-    let mut app = windowless_app();
-    app.add_plugins(crate::ScenePlugin)
-        .insert_resource(ViewSettings {
-            layout: job.layout,
-            scale: job.scale,
-            lod: false,
-            ..default()
-        })
-        .insert_resource(current)
-        .insert_resource(Still {
-            size: job.size,
-            view,
-            out: job.out.clone(),
-            frames: 0,
-            pending: false,
-            draws_at_start: None,
-            captures: 0,
-            result: result.clone(),
-        })
-        .add_systems(Startup, spawn_still_camera)
-        .add_systems(Update, capture_when_rendered);
-    if let Some(run) = run {
-        // A still shows the finished pass: no climbing animation.
-        let end = crate::city::Playback {
-            speed: f32::MAX,
-            ..Default::default()
-        };
-        app.add_plugins(crate::city::CityPlugin)
-            .insert_resource(crate::city::CityPlayback(end))
-            .insert_resource(crate::activations::CurrentRun(run));
-    }
+    // A still shows the finished pass: no climbing animation.
+    let mut app = scene_app(current, job.layout, job.scale, run, f32::MAX);
+    app.insert_resource(Still {
+        size: job.size,
+        view,
+        out: job.out.clone(),
+        frames: 0,
+        pending: false,
+        draws_at_start: None,
+        captures: 0,
+        result: result.clone(),
+    })
+    .add_systems(Startup, spawn_still_camera)
+    .add_systems(Update, capture_when_rendered);
     app.run();
 
     let outcome = result.lock().ok().and_then(|mut r| r.take());
@@ -289,6 +267,42 @@ pub(crate) fn run_prompt(model: &ModelRef, prompt: &str) -> anyhow::Result<crate
         &capture,
         files.token_texts(&tokens),
     ))
+}
+
+/// A windowless app drawing `current` (and, with a run, its neural city,
+/// animated at `floors_per_second`): what `render` and `record` share.
+pub fn scene_app(
+    current: CurrentModel,
+    layout: LayoutKind,
+    scale: CubeScale,
+    run: Option<crate::activations::RunState>,
+    floors_per_second: f32,
+) -> App {
+    let mut app = windowless_app();
+    app.add_plugins(crate::ScenePlugin)
+        .insert_resource(ViewSettings {
+            layout,
+            scale,
+            lod: false,
+            ..default()
+        })
+        .insert_resource(current);
+    if let Some(run) = run {
+        app.add_plugins(crate::city::CityPlugin)
+            .insert_resource(crate::city::CityPlayback(crate::city::Playback {
+                speed: floors_per_second,
+                ..Default::default()
+            }))
+            .insert_resource(crate::activations::CurrentRun(run));
+    }
+    app
+}
+
+/// An offscreen colour target of `size` that screenshots can copy from.
+pub fn render_target(size: (u32, u32)) -> Image {
+    let mut image = Image::new_target_texture(size.0, size.1, TextureFormat::Rgba8UnormSrgb, None);
+    image.texture_descriptor.usage |= TextureUsages::COPY_SRC;
+    image
 }
 
 /// Bevy's default plugins without a window or winit: frames run back to back
@@ -324,9 +338,7 @@ struct Still {
 struct StillTarget(Handle<Image>);
 
 fn spawn_still_camera(mut commands: Commands, mut images: ResMut<Assets<Image>>, still: Res<Still>) {
-    let mut image = Image::new_target_texture(still.size.0, still.size.1, TextureFormat::Rgba8UnormSrgb, None);
-    image.texture_descriptor.usage |= TextureUsages::COPY_SRC;
-    let handle = images.add(image);
+    let handle = images.add(render_target(still.size));
     commands.spawn((
         Camera3d::default(),
         RenderTarget::Image(handle.clone().into()),
@@ -401,7 +413,11 @@ pub fn is_rendered(image: &Image) -> bool {
 
 /// True when at least 0.2% of the pixels differ from the background.
 pub fn shows_scene(image: &Image) -> bool {
-    let Some(data) = image.data.as_ref() else { return false };
+    image.data.as_deref().is_some_and(rgba_shows_scene)
+}
+
+/// [`shows_scene`] on tightly packed RGBA8 bytes.
+pub fn rgba_shows_scene(data: &[u8]) -> bool {
     let bg = BACKGROUND.to_srgba();
     let bg = [bg.red, bg.green, bg.blue].map(|c| (c * 255.0).round() as i32);
     let pixels = data.len() / 4;

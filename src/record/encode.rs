@@ -23,17 +23,17 @@ impl Output {
     pub fn from_path(path: &Path) -> anyhow::Result<Output> {
         let text = path.to_string_lossy();
         let ext = path.extension().map(|e| e.to_string_lossy().to_ascii_lowercase());
-        if text.ends_with('/') || path.is_dir() || ext.is_none() {
+        if text.ends_with('/') || path.is_dir() {
             return Ok(Output::Frames(path.to_path_buf()));
         }
         match ext.as_deref() {
+            None => Ok(Output::Frames(path.to_path_buf())),
             Some("mp4") => Ok(Output::Mp4(path.to_path_buf())),
             Some("gif") => Ok(Output::Gif(path.to_path_buf())),
             Some(other) => bail!(
                 "{}: unsupported output type `.{other}`; use .mp4, .gif or a folder for PNG frames (e.g. frames/)",
                 path.display()
             ),
-            None => unreachable!("handled above"),
         }
     }
 

@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 
 use bevy::camera::RenderTarget;
 use bevy::prelude::*;
-use bevy::render::render_resource::{TextureFormat, TextureUsages};
 use bevy::render::view::screenshot::{Screenshot, ScreenshotCaptured, save_to_disk};
 use bevy_egui::{EguiContexts, EguiPrimaryContextPass, egui};
 
@@ -153,9 +152,7 @@ fn hotkeys(
             } else {
                 size
             };
-            let mut image = Image::new_target_texture(size.x, size.y, TextureFormat::Rgba8UnormSrgb, None);
-            image.texture_descriptor.usage |= TextureUsages::COPY_SRC;
-            let handle = images.add(image);
+            let handle = images.add(crate::headless::render_target((size.x, size.y)));
             let entity = commands
                 .spawn((
                     Camera3d::default(),

@@ -16,7 +16,6 @@ use anyhow::{Context, bail};
 use bevy::camera::RenderTarget;
 use bevy::core_pipeline::tonemapping::Tonemapping;
 use bevy::prelude::*;
-use bevy::render::render_resource::{TextureFormat, TextureUsages};
 use bevy::render::view::NoIndirectDrawing;
 use bevy::render::view::screenshot::{Screenshot, ScreenshotCaptured};
 use bevy::time::TimeUpdateStrategy;
@@ -162,26 +161,10 @@ pub fn record(job: RecordJob) -> anyhow::Result<RecordStats> {
     );
 
     let current = CurrentModel::new(arch, layout, job.model.clone());
-    let mut app = crate::headless::windowless_app();
-    app.add_plugins(crate::ScenePlugin)
-        .insert_resource(ViewSettings {
-            layout: job.layout,
-            scale: job.scale,
-            lod: false,
-            ..default()
-        })
-        .insert_resource(current)
-        .insert_resource(TimeUpdateStrategy::ManualDuration(Duration::ZERO));
-    if let Some(run) = run {
-        // The pulses climb through every floor in the first 60% of the clip.
-        let speed = floors as f32 / (job.duration * 0.6);
-        app.add_plugins(crate::city::CityPlugin)
-            .insert_resource(crate::city::CityPlayback(crate::city::Playback {
-                speed,
-                ..Default::default()
-            }))
-            .insert_resource(crate::activations::CurrentRun(run));
-    }
+    // With a prompt, the pulses climb through every floor in the first 60% of the clip.
+    let speed = floors as f32 / (job.duration * 0.6);
+    let mut app = crate::headless::scene_app(current, job.layout, job.scale, run, speed);
+    app.insert_resource(TimeUpdateStrategy::ManualDuration(Duration::ZERO));
     app.finish();
     app.cleanup();
     app.world_mut()
@@ -261,9 +244,9 @@ fn progress_bar(frames: u64, quiet: bool) -> indicatif::ProgressBar {
 
 fn spawn_camera(app: &mut App, size: (u32, u32)) -> Handle<Image> {
     let world = app.world_mut();
-    let mut image = Image::new_target_texture(size.0, size.1, TextureFormat::Rgba8UnormSrgb, None);
-    image.texture_descriptor.usage |= TextureUsages::COPY_SRC;
-    let handle = world.resource_mut::<Assets<Image>>().add(image);
+    let handle = world
+        .resource_mut::<Assets<Image>>()
+        .add(crate::headless::render_target(size));
     world.spawn((
         Camera3d::default(),
         RenderTarget::Image(handle.clone().into()),
@@ -318,7 +301,7 @@ fn warm_up(app: &mut App, target: &Handle<Image>) -> anyhow::Result<()> {
     }
     for attempt in 0.. {
         let frame = capture(app, target)?;
-        if frame.chunks_exact(4).any(|p| p[3] != 0) && shows_scene(&frame) {
+        if frame.chunks_exact(4).any(|p| p[3] != 0) && crate::headless::rgba_shows_scene(&frame) {
             return Ok(());
         }
         if attempt >= 40 {
@@ -327,18 +310,6 @@ fn warm_up(app: &mut App, target: &Handle<Image>) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-/// True when at least 0.2% of the pixels differ from the background.
-fn shows_scene(rgba: &[u8]) -> bool {
-    let bg = crate::render::BACKGROUND.to_srgba();
-    let bg = [bg.red, bg.green, bg.blue].map(|c| (c * 255.0).round() as i32);
-    let pixels = rgba.len() / 4;
-    let differing = rgba
-        .chunks_exact(4)
-        .filter(|p| (0..3).any(|i| (p[i] as i32 - bg[i]).abs() > 6))
-        .count();
-    pixels > 0 && differing * 500 > pixels
 }
 
 /// Screenshots the target as it is now (frozen clock) and returns its RGBA bytes.

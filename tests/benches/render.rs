@@ -23,7 +23,6 @@ use std::time::{Duration, Instant};
 use bevy::camera::RenderTarget;
 use bevy::core_pipeline::tonemapping::Tonemapping;
 use bevy::prelude::*;
-use bevy::render::render_resource::{TextureFormat, TextureUsages};
 use bevy::render::view::NoIndirectDrawing;
 use tensorcity::arch::{CubeScale, LoadOptions, ModelRef, TensorKind};
 use tensorcity::camera::math::{frame_bounds_at, orbit_transform};
@@ -107,9 +106,9 @@ fn headless_app(plugins: impl FnOnce(&mut App)) -> App {
 
 fn spawn_camera(app: &mut App, bounds: &Bounds) {
     let world = app.world_mut();
-    let mut image = Image::new_target_texture(SIZE.0, SIZE.1, TextureFormat::Rgba8UnormSrgb, None);
-    image.texture_descriptor.usage |= TextureUsages::COPY_SRC;
-    let handle = world.resource_mut::<Assets<Image>>().add(image);
+    let handle = world
+        .resource_mut::<Assets<Image>>()
+        .add(tensorcity::headless::render_target(SIZE));
     let view = frame_bounds_at(bounds, SIZE.0 as f32 / SIZE.1 as f32, 0.6, 0.35);
     world.spawn((
         Camera3d::default(),
