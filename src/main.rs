@@ -49,4 +49,11 @@ mod exports {
     pub fn report_open_error(message: &str) {
         tensorcity::web::report_open_error(message)
     }
+
+    /// The inference Web Worker's entry (web/worker.js), with the messages
+    /// that arrived while the wasm was loading.
+    #[wasm_bindgen]
+    pub fn tensorcity_worker(early: js_sys::Array) {
+        tensorcity::web::worker::serve(early)
+    }
 }

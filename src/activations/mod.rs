@@ -23,7 +23,13 @@ use crate::model::{CurrentModel, ModelLoaded};
 
 /// Frames handed to the app per update; the rest wait in the bounded channel
 /// (which in turn pauses the worker), so a slow renderer never grows memory.
+/// In the browser the Web Worker cannot be paused, so each update takes all
+/// that has arrived (folding is cheap; drawing is what costs): a run then
+/// ends when the worker ends, not 32 frames per drawn frame later.
+#[cfg(not(target_arch = "wasm32"))]
 pub const MAX_FRAMES_PER_UPDATE: usize = 32;
+#[cfg(target_arch = "wasm32")]
+pub const MAX_FRAMES_PER_UPDATE: usize = usize::MAX;
 
 pub struct ActivationsPlugin;
 
@@ -122,9 +128,16 @@ fn prepare_runner(
     let Some(current) = current else { return };
     // The old model's worker goes (its thread ends when its channel closes).
     commands.remove_resource::<InferenceWorker>();
+    #[cfg(target_arch = "wasm32")]
+    crate::web::worker::stop();
     *run = CurrentRun::default();
     let request = current.request.clone();
-    *runner = Runner::Preparing(AsyncComputeTaskPool::get().spawn(async move { open_runner(&request) }));
+    #[cfg(not(target_arch = "wasm32"))]
+    let task = AsyncComputeTaskPool::get().spawn(async move { open_runner(&request) });
+    // The browser fetches the embedded model's weights first.
+    #[cfg(target_arch = "wasm32")]
+    let task = AsyncComputeTaskPool::get().spawn(crate::web::embedded::open_runner(request));
+    *runner = Runner::Preparing(task);
 }
 
 /// The pure part of preparing: files, then weights.
@@ -147,11 +160,16 @@ fn finish_runner(mut commands: Commands, mut runner: ResMut<Runner>) {
                 model: model.clone(),
                 files: Some(files.clone()),
             })));
+            // In the browser: a Web Worker, or the page's own thread if it has none.
             #[cfg(target_arch = "wasm32")]
-            commands.insert_resource(InferenceWorker(Mutex::new(Worker::inline(Box::new(LocalRunner {
-                model: model.clone(),
-                files: Some(files.clone()),
-            })))));
+            commands.insert_resource(InferenceWorker(Mutex::new(
+                crate::web::worker::spawn(&files).unwrap_or_else(|| {
+                    Worker::inline(Box::new(LocalRunner {
+                        model: model.clone(),
+                        files: Some(files.clone()),
+                    }))
+                }),
+            )));
             Runner::Ready(files, model)
         }
         Err(e) => Runner::Unavailable(e),

@@ -30,8 +30,10 @@ pub use local::{load_folder, load_safetensors_file, read_index_file};
 pub use names::{clean_name, numeric_segments};
 pub use palette::{KIND_COLORS, hex_to_rgb, kind_color};
 pub use resolve::{
-    EMBEDDED_CONFIG, EMBEDDED_NAME, EMBEDDED_TOKENIZER, EMBEDDED_WEIGHTS, LoadOptions, ModelRef, load_model,
+    EMBEDDED_CONFIG, EMBEDDED_HEADER, EMBEDDED_NAME, EMBEDDED_WEIGHTS_LEN, LoadOptions, ModelRef, load_model,
 };
+#[cfg(not(target_arch = "wasm32"))]
+pub use resolve::{EMBEDDED_TOKENIZER, EMBEDDED_WEIGHTS};
 pub use scale::{ABSOLUTE_RANGE, CubeScale, cube_size_absolute, cube_size_relative};
 pub use summary::{ArchitectureJson, KindShare, Summary, group_digits, human};
 pub use synth::synthesize;

@@ -47,11 +47,19 @@ pub struct LoadOptions {
     pub hub: super::hub::HubOptions,
 }
 
-/// The embedded default model, compiled into the binary: config, f16 weights
-/// (trained by `src/bin/train_default.rs`) and tokenizer.
+/// The embedded default model: config, f16 weights (trained by
+/// `src/bin/train_default.rs`) and tokenizer, compiled into the binary. The web
+/// build compiles in only the config and the weights' header (enough for the
+/// architecture) and fetches the weights and tokenizer beside its page.
 pub const EMBEDDED_CONFIG: &str = include_str!("../../assets/models/shakespeare/config.json");
+#[cfg(not(target_arch = "wasm32"))]
 pub const EMBEDDED_WEIGHTS: &[u8] = include_bytes!("../../assets/models/shakespeare/model.safetensors");
+#[cfg(not(target_arch = "wasm32"))]
 pub const EMBEDDED_TOKENIZER: &[u8] = include_bytes!("../../assets/models/shakespeare/tokenizer.json");
+/// The weights file's length prefix and JSON header (cut out by `src/build.rs`).
+pub const EMBEDDED_HEADER: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/embedded_header.safetensors"));
+/// The weights file's size in bytes.
+pub const EMBEDDED_WEIGHTS_LEN: u64 = include!(concat!(env!("OUT_DIR"), "/embedded_weights_len.rs"));
 pub const EMBEDDED_NAME: &str = "tensorcity/shakespeare";
 
 /// Loads a model's architecture.
@@ -65,7 +73,9 @@ pub fn load_model(model: &ModelRef, opts: &LoadOptions) -> Result<Architecture, 
 
 fn embedded() -> Result<Architecture, ArchError> {
     let config = ModelConfig::from_json(EMBEDDED_CONFIG.as_bytes(), EMBEDDED_NAME)?;
-    let rows = super::header::parse_file_bytes(EMBEDDED_WEIGHTS, EMBEDDED_NAME)?;
+    let len = super::header::parse_header_prefix(EMBEDDED_HEADER, Some(EMBEDDED_WEIGHTS_LEN), EMBEDDED_NAME)?;
+    let json = EMBEDDED_HEADER.get(8..8 + len as usize).unwrap_or_default();
+    let rows = super::header::parse_header(json, Some(EMBEDDED_WEIGHTS_LEN), EMBEDDED_NAME)?;
     Ok(Architecture::from_rows(EMBEDDED_NAME, "embedded", Some(config), rows))
 }
 

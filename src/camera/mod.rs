@@ -75,7 +75,19 @@ fn spawn_camera(mut commands: Commands) {
         },
         // The cube pipeline issues direct (not indirect) draws.
         NoIndirectDrawing,
+        viewer_tonemapping(),
     ));
+}
+
+/// TonyMcMapface on the desktop; the web build leaves its lookup tables (and
+/// the KTX2/zstd decoders they need) out, so colours go straight to the screen
+/// there, as in `tensorcity render`.
+fn viewer_tonemapping() -> bevy::core_pipeline::tonemapping::Tonemapping {
+    if cfg!(target_arch = "wasm32") {
+        bevy::core_pipeline::tonemapping::Tonemapping::None
+    } else {
+        bevy::core_pipeline::tonemapping::Tonemapping::TonyMcMapface
+    }
 }
 
 /// Frames a freshly loaded model (or a new layout of it) without a glide.

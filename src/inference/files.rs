@@ -9,15 +9,18 @@ use candle_nn::VarBuilder;
 use tokenizers::Tokenizer;
 
 use super::{InferenceError, Model};
-use crate::arch::{
-    EMBEDDED_CONFIG, EMBEDDED_NAME, EMBEDDED_TOKENIZER, EMBEDDED_WEIGHTS, ModelConfig, ModelRef, read_index_file,
-};
+use crate::arch::{EMBEDDED_CONFIG, EMBEDDED_HEADER, EMBEDDED_NAME, ModelConfig, ModelRef, read_index_file};
+#[cfg(not(target_arch = "wasm32"))]
+use crate::arch::{EMBEDDED_TOKENIZER, EMBEDDED_WEIGHTS};
 
 enum Weights {
     /// Safetensors files, memory-mapped when the model is loaded.
     Files(Vec<PathBuf>),
-    /// One safetensors file held in memory.
-    Bytes(std::borrow::Cow<'static, [u8]>),
+    /// One safetensors file held in memory, with the `config.json` it came with.
+    Bytes {
+        config: Vec<u8>,
+        weights: std::borrow::Cow<'static, [u8]>,
+    },
 }
 
 /// A model that can be loaded for inference, and its tokenizer.
@@ -41,7 +44,10 @@ impl ModelFiles {
     /// default or a local folder (hub ids: see [`crate::arch::hub::download_model`]).
     pub fn open(model: &ModelRef) -> Result<ModelFiles, InferenceError> {
         match model {
+            #[cfg(not(target_arch = "wasm32"))]
             ModelRef::Embedded => ModelFiles::embedded(),
+            #[cfg(target_arch = "wasm32")]
+            ModelRef::Embedded => Err(bad(EMBEDDED_NAME, "the page fetches its weights (see web::embedded)")),
             ModelRef::Path(p) if p.is_dir() => ModelFiles::from_dir(p),
             ModelRef::Path(p) if p.file_name().is_some_and(|n| n == "config.json") => {
                 ModelFiles::from_dir(p.parent().unwrap_or(Path::new(".")))
@@ -59,6 +65,7 @@ impl ModelFiles {
     }
 
     /// The embedded default model (compiled into the binary).
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn embedded() -> Result<ModelFiles, InferenceError> {
         ModelFiles::from_bytes(
             EMBEDDED_NAME,
@@ -68,6 +75,33 @@ impl ModelFiles {
         )
     }
 
+    /// The embedded default model from weights and tokenizer fetched at run
+    /// time (the web build): refused unless the weights are the ones this
+    /// build's architecture view was made from.
+    pub fn embedded_fetched(weights: Vec<u8>, tokenizer: &[u8]) -> Result<ModelFiles, InferenceError> {
+        if !weights.starts_with(EMBEDDED_HEADER) {
+            return Err(bad(
+                EMBEDDED_NAME,
+                "the fetched weights are not the ones this build was made with; rebuild the web bundle (web/build.sh)",
+            ));
+        }
+        ModelFiles::from_bytes(
+            EMBEDDED_NAME,
+            EMBEDDED_CONFIG.as_bytes(),
+            std::borrow::Cow::Owned(weights),
+            Some(tokenizer),
+        )
+    }
+
+    /// The `config.json` and safetensors bytes of a model held in memory (to
+    /// hand to the browser's inference worker); `None` for memory-mapped files.
+    pub fn in_memory(&self) -> Option<(&[u8], &[u8])> {
+        match &self.weights {
+            Weights::Bytes { config, weights } => Some((config, weights)),
+            Weights::Files(_) => None,
+        }
+    }
+
     /// A model held in memory: config, one safetensors file, optional tokenizer.
     pub fn from_bytes(
         what: &str,
@@ -75,6 +109,7 @@ impl ModelFiles {
         weights: std::borrow::Cow<'static, [u8]>,
         tokenizer: Option<&[u8]>,
     ) -> Result<ModelFiles, InferenceError> {
+        let config_bytes = config;
         let config = ModelConfig::from_json(config, what).map_err(|e| bad(what, e))?;
         crate::arch::parse_file_bytes(&weights, what).map_err(|e| bad(what, e))?;
         let tokenizer = tokenizer
@@ -83,7 +118,10 @@ impl ModelFiles {
         Ok(ModelFiles {
             what: what.to_string(),
             config,
-            weights: Weights::Bytes(weights),
+            weights: Weights::Bytes {
+                config: config_bytes.to_vec(),
+                weights,
+            },
             tokenizer,
         })
     }
@@ -119,7 +157,9 @@ impl ModelFiles {
             // while a model is loaded. (A file changed underneath by another program is the
             // same hazard every mmap-based loader, transformers included, accepts.)
             Weights::Files(files) => unsafe { VarBuilder::from_mmaped_safetensors(files, DType::F32, &Device::Cpu)? },
-            Weights::Bytes(bytes) => VarBuilder::from_buffered_safetensors(bytes.to_vec(), DType::F32, &Device::Cpu)?,
+            Weights::Bytes { weights, .. } => {
+                VarBuilder::from_buffered_safetensors(weights.to_vec(), DType::F32, &Device::Cpu)?
+            }
         };
         Model::from_config(&self.config, vb, &self.what)
     }
@@ -195,7 +235,7 @@ impl ModelFiles {
             Ok(())
         };
         match &self.weights {
-            Weights::Bytes(bytes) => scan(bytes)?,
+            Weights::Bytes { weights, .. } => scan(weights)?,
             Weights::Files(files) => {
                 for file in files {
                     let bytes = std::fs::read(file).map_err(|e| bad(&file.display().to_string(), e))?;
@@ -258,6 +298,22 @@ mod tests {
         assert!(!all_finite(safetensors::Dtype::F16, &0x7c00u16.to_le_bytes()));
         assert!(all_finite(safetensors::Dtype::BF16, &0x3f80u16.to_le_bytes()));
         assert!(!all_finite(safetensors::Dtype::BF16, &0x7fc0u16.to_le_bytes()));
+    }
+
+    #[test]
+    fn embedded_header_is_the_weights_header() {
+        assert!(EMBEDDED_WEIGHTS.starts_with(EMBEDDED_HEADER));
+        assert_eq!(crate::arch::EMBEDDED_WEIGHTS_LEN, EMBEDDED_WEIGHTS.len() as u64);
+        let fetched = ModelFiles::embedded_fetched(EMBEDDED_WEIGHTS.to_vec(), EMBEDDED_TOKENIZER).unwrap();
+        assert_eq!(fetched.in_memory().unwrap().1, EMBEDDED_WEIGHTS);
+        // Weights from another build (here: one header byte changed) are refused by name.
+        let mut other = EMBEDDED_WEIGHTS.to_vec();
+        other[20] ^= 1;
+        let e = ModelFiles::embedded_fetched(other, EMBEDDED_TOKENIZER)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("rebuild the web bundle"), "{e}");
     }
 
     #[test]

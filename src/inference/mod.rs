@@ -9,6 +9,7 @@ mod files;
 pub mod gpt2;
 mod llama;
 pub mod stream;
+pub mod wire;
 
 use std::path::Path;
 

@@ -125,11 +125,27 @@ impl LocalRunner {
     }
 }
 
-impl ActivationSource for LocalRunner {
-    fn run(&mut self, run: u64, request: &RunRequest, send: &mut dyn FnMut(ActivationFrame) -> bool) {
-        let frame = |data| ActivationFrame { run, data };
-        let mut tokens = request.tokens.clone();
-        let mut sampler = match request.decoding {
+/// A run in progress: the sequence so far and the sampler. [`LocalRunner::step`]
+/// advances it by one forward pass, so a caller can yield between passes (the
+/// browser's worker does, to notice a newer request).
+pub struct Generation {
+    run: u64,
+    tokens: Vec<u32>,
+    sampler: LogitsProcessor,
+    new_tokens: usize,
+    step: usize,
+}
+
+impl Generation {
+    pub fn run(&self) -> u64 {
+        self.run
+    }
+}
+
+impl LocalRunner {
+    /// A run of `request` as run `run`, not started yet.
+    pub fn start(&self, run: u64, request: &RunRequest) -> Generation {
+        let sampler = match request.decoding {
             Decoding::Greedy => LogitsProcessor::from_sampling(0, Sampling::ArgMax),
             Decoding::TopK { k, temperature, seed } => LogitsProcessor::from_sampling(
                 seed,
@@ -139,92 +155,115 @@ impl ActivationSource for LocalRunner {
                 },
             ),
         };
+        Generation {
+            run,
+            tokens: request.tokens.clone(),
+            sampler,
+            new_tokens: request.new_tokens,
+            step: 0,
+        }
+    }
+
+    /// One forward pass over the sequence (its frames go to `send`), then, while
+    /// tokens remain to generate, the next token. Returns whether the run goes on.
+    pub fn step(&self, generation: &mut Generation, send: &mut dyn FnMut(ActivationFrame) -> bool) -> bool {
+        let run = generation.run;
+        let frame = |data| ActivationFrame { run, data };
+        if generation.step > generation.new_tokens {
+            return false;
+        }
         let context = self.model.context();
         let layers = self.model.num_layers();
-        for step in 0..=request.new_tokens {
-            // Past the context, the model sees the most recent window.
-            let start = tokens.len().saturating_sub(context);
-            if start > 0
-                && !send(frame(FrameData::Truncated {
-                    kept: context,
-                    dropped: start,
-                }))
+        let tokens = &mut generation.tokens;
+        // Past the context, the model sees the most recent window.
+        let start = tokens.len().saturating_sub(context);
+        if start > 0
+            && !send(frame(FrameData::Truncated {
+                kept: context,
+                dropped: start,
+            }))
+        {
+            return false;
+        }
+        let window = &tokens[start..];
+        if !send(frame(FrameData::Tokens(window.to_vec()))) {
+            return false;
+        }
+        let mut logits = None;
+        let mut failed = None;
+        let mut lens_rows: Vec<(usize, Tensor)> = Vec::new();
+        let result = self.model.run(window, &mut |tap, tensor| {
+            // hidden_states[i] for 1 <= i < layers is block i-1's output (the
+            // last one is already normed: its lens is the final prediction).
+            if let Tap::Hidden(i) = tap
+                && (1..layers).contains(&i)
             {
-                return;
-            }
-            let window = &tokens[start..];
-            if !send(frame(FrameData::Tokens(window.to_vec()))) {
-                return;
-            }
-            let mut logits = None;
-            let mut failed = None;
-            let mut lens_rows: Vec<(usize, Tensor)> = Vec::new();
-            let result = self.model.run(window, &mut |tap, tensor| {
-                // hidden_states[i] for 1 <= i < layers is block i-1's output (the
-                // last one is already normed: its lens is the final prediction).
-                if let Tap::Hidden(i) = tap
-                    && (1..layers).contains(&i)
-                {
-                    match tensor.dim(0).and_then(|t| tensor.narrow(0, t.saturating_sub(1), 1)) {
-                        Ok(row) => lens_rows.push((i - 1, row)),
-                        Err(e) => {
-                            failed = Some(e.into());
-                            return false;
-                        }
+                match tensor.dim(0).and_then(|t| tensor.narrow(0, t.saturating_sub(1), 1)) {
+                    Ok(row) => lens_rows.push((i - 1, row)),
+                    Err(e) => {
+                        failed = Some(e.into());
+                        return false;
                     }
                 }
-                let top = (tap == Tap::Logits).then(|| self.top_k_frames(&tensor, &lens_rows));
-                if tap == Tap::Logits {
-                    logits = Some(tensor.clone());
-                }
-                if !send(frame(FrameData::Activation { tap, tensor })) {
-                    return false;
-                }
-                match top {
-                    Some(Ok(frames)) => frames.into_iter().all(|data| send(frame(data))),
-                    Some(Err(e)) => {
-                        failed = Some(e);
-                        false
-                    }
-                    None => true,
-                }
-            });
-            match (result, failed) {
-                (_, Some(e)) | (Err(e @ (InferenceError::NonFinite { .. } | InferenceError::Candle(_))), None) => {
-                    send(frame(FrameData::Failed(self.message(e))));
-                    return;
-                }
-                (Ok(()), None) => {}
-                (Err(InferenceError::Cancelled), None) => return,
-                (Err(e), None) => {
-                    send(frame(FrameData::Failed(self.message(e))));
-                    return;
-                }
             }
-            if step == request.new_tokens {
-                break;
+            let top = (tap == Tap::Logits).then(|| self.top_k_frames(&tensor, &lens_rows));
+            if tap == Tap::Logits {
+                logits = Some(tensor.clone());
             }
-            let Some(logits) = logits else {
-                send(frame(FrameData::Failed(
-                    "this model has no language-model head to generate with (BERT encodes; it does not predict next tokens)"
-                        .into(),
-                )));
-                return;
-            };
-            match next_token(&logits, &mut sampler) {
-                Ok((id, probability)) => {
-                    tokens.push(id);
-                    if !send(frame(FrameData::Generated { id, probability })) {
-                        return;
-                    }
+            if !send(frame(FrameData::Activation { tap, tensor })) {
+                return false;
+            }
+            match top {
+                Some(Ok(frames)) => frames.into_iter().all(|data| send(frame(data))),
+                Some(Err(e)) => {
+                    failed = Some(e);
+                    false
                 }
-                Err(e) => {
-                    send(frame(FrameData::Failed(e)));
-                    return;
-                }
+                None => true,
+            }
+        });
+        match (result, failed) {
+            (_, Some(e)) | (Err(e @ (InferenceError::NonFinite { .. } | InferenceError::Candle(_))), None) => {
+                send(frame(FrameData::Failed(self.message(e))));
+                return false;
+            }
+            (Ok(()), None) => {}
+            (Err(InferenceError::Cancelled), None) => return false,
+            (Err(e), None) => {
+                send(frame(FrameData::Failed(self.message(e))));
+                return false;
             }
         }
-        send(frame(FrameData::Done));
+        if generation.step == generation.new_tokens {
+            generation.step += 1;
+            send(frame(FrameData::Done));
+            return false;
+        }
+        generation.step += 1;
+        let Some(logits) = logits else {
+            send(frame(FrameData::Failed(
+                "this model has no language-model head to generate with (BERT encodes; it does not predict next tokens)"
+                    .into(),
+            )));
+            return false;
+        };
+        match next_token(&logits, &mut generation.sampler) {
+            Ok((id, probability)) => {
+                tokens.push(id);
+                send(frame(FrameData::Generated { id, probability }))
+            }
+            Err(e) => {
+                send(frame(FrameData::Failed(e)));
+                false
+            }
+        }
+    }
+}
+
+impl ActivationSource for LocalRunner {
+    fn run(&mut self, run: u64, request: &RunRequest, send: &mut dyn FnMut(ActivationFrame) -> bool) {
+        let mut generation = self.start(run, request);
+        while self.step(&mut generation, send) {}
     }
 }
 
@@ -331,6 +370,9 @@ pub struct Worker {
     dead: bool,
     #[cfg(target_arch = "wasm32")]
     inline: Option<Inline>,
+    /// Hands a request to a Web Worker (whose frames arrive on `frames`).
+    #[cfg(target_arch = "wasm32")]
+    remote: Option<Box<dyn FnMut(u64, &RunRequest) + Send>>,
 }
 
 impl Worker {
@@ -392,6 +434,8 @@ impl Worker {
             dead: false,
             #[cfg(target_arch = "wasm32")]
             inline: None,
+            #[cfg(target_arch = "wasm32")]
+            remote: None,
         }
     }
 
@@ -408,6 +452,23 @@ impl Worker {
             next_run: 0,
             dead: false,
             inline: Some(Inline { source, inbox, tx }),
+            remote: None,
+        }
+    }
+
+    /// A source in a Web Worker: `post` hands it each request (the newest
+    /// cancels older ones there); its frames arrive through `frames`.
+    #[cfg(target_arch = "wasm32")]
+    pub fn remote(post: Box<dyn FnMut(u64, &RunRequest) + Send>, frames: Receiver<ActivationFrame>) -> Worker {
+        let (requests, _) = std::sync::mpsc::channel::<(u64, RunRequest)>();
+        Worker {
+            requests,
+            frames,
+            latest: Arc::new(AtomicU64::new(0)),
+            next_run: 0,
+            dead: false,
+            inline: None,
+            remote: Some(post),
         }
     }
 
@@ -416,6 +477,11 @@ impl Worker {
         self.next_run += 1;
         let run = self.next_run;
         self.latest.store(run, Ordering::SeqCst);
+        #[cfg(target_arch = "wasm32")]
+        if let Some(post) = &mut self.remote {
+            post(run, &request);
+            return run;
+        }
         let _ = self.requests.send((run, request));
         run
     }

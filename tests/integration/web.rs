@@ -47,19 +47,25 @@ struct Probe {
     title: String,
     error: Option<String>,
     console_errors: Vec<String>,
+    /// With `WAIT_RUN`: `<body data-last-run>`, `data-last-compute`, frames
+    /// drawn during the run and the longest gap between them.
+    last_run: Option<String>,
+    last_compute: Option<String>,
+    run_frames: u64,
+    run_max_gap_ms: u64,
 }
 
 fn probe(url: &str, shot: &Path) -> Probe {
-    probe_with(url, shot, None)
+    probe_with(url, shot, &[])
 }
 
-/// With `downloads`: also presses the page's PNG button, the file lands there.
-fn probe_with(url: &str, shot: &Path, downloads: Option<&Path>) -> Probe {
+/// `options`: the probe's environment (`DOWNLOAD_DIR`, `UPLOAD`, `DROP`, `WAIT_RUN`; see probe.mjs).
+fn probe_with(url: &str, shot: &Path, options: &[(&str, &Path)]) -> Probe {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut cmd = Command::new("node");
     cmd.arg(root.join("web/test/probe.mjs")).arg(url).arg(shot);
-    if let Some(dir) = downloads {
-        cmd.env("DOWNLOAD_DIR", dir);
+    for (key, value) in options {
+        cmd.env(key, value);
     }
     let out = cmd.output().expect("node is installed by .ci/setup");
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -77,6 +83,10 @@ fn probe_with(url: &str, shot: &Path, downloads: Option<&Path>) -> Probe {
             .as_array()
             .map(|a| a.iter().filter_map(|e| e.as_str().map(str::to_string)).collect())
             .unwrap_or_default(),
+        last_run: v["lastRun"].as_str().map(str::to_string),
+        last_compute: v["lastCompute"].as_str().map(str::to_string),
+        run_frames: v["runFrames"].as_u64().unwrap_or(0),
+        run_max_gap_ms: v["runMaxGapMs"].as_u64().unwrap_or(0),
     }
 }
 
@@ -98,7 +108,7 @@ fn the_page_renders_the_trunk_in_headless_chromium() {
     let url = format!("http://127.0.0.1:{}/index.html", server.1);
     let downloads = tmp.path().join("downloads");
     std::fs::create_dir(&downloads).unwrap();
-    let page = probe_with(&url, &shot, Some(&downloads));
+    let page = probe_with(&url, &shot, &[("DOWNLOAD_DIR", &downloads)]);
     // The page's PNG button downloads the window as a PNG.
     let png = image::open(downloads.join("tensorcity.png")).expect("the screenshot download");
     assert_eq!((png.width(), png.height()), (1280, 720));
@@ -192,4 +202,79 @@ fn the_page_reads_hub_headers_with_range_requests() {
             .is_some_and(|e| e.contains("test/nothing-here")),
         "unknown id: {missing:?}"
     );
+}
+
+/// Local files in the page, reading only the header (`Blob.slice`): a model
+/// chosen in the *Open .safetensors…* picker shows; a dropped file that is not
+/// safetensors, and a truncated one, each show an error while the app keeps
+/// the model it has.
+#[test]
+fn the_page_opens_local_files_by_picker_and_drop() {
+    let Some(dist) = dist() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tmp.path().join("tiny");
+    crate::support::write_tiny_gpt2(&model, 1);
+    let picked = tmp.path().join("tiny-gpt2.safetensors");
+    std::fs::copy(model.join("model.safetensors"), &picked).unwrap();
+    let text = tmp.path().join("notes.safetensors");
+    std::fs::write(&text, "these are notes, not tensors").unwrap();
+    let whole = std::fs::read(&picked).unwrap();
+    let truncated = tmp.path().join("truncated.safetensors");
+    std::fs::write(&truncated, &whole[..whole.len() / 2]).unwrap();
+    let server = serve(&dist);
+    let url = format!("http://127.0.0.1:{}/index.html", server.1);
+    let shot = tmp.path().join("file.png");
+
+    // Picked, then a text file dropped on the page: the picked model stays, with an error.
+    let page = probe_with(&url, &shot, &[("UPLOAD", &picked), ("DROP", &text)]);
+    assert_eq!(page.title, "tensorcity — tiny-gpt2.safetensors", "{page:?}");
+    assert!(
+        page.error.as_deref().is_some_and(|e| e.contains("notes.safetensors")),
+        "a text file: {page:?}"
+    );
+    assert!(page.console_errors.is_empty(), "{page:?}");
+
+    let cut = probe_with(&url, &shot, &[("UPLOAD", &truncated)]);
+    assert!(
+        cut.error
+            .as_deref()
+            .is_some_and(|e| e.contains("truncated.safetensors")),
+        "a truncated file: {cut:?}"
+    );
+    assert_eq!(
+        cut.title, "tensorcity — tensorcity/shakespeare",
+        "the app keeps its model"
+    );
+}
+
+/// The embedded model runs in the browser from the URL's prompt, in the
+/// inference Web Worker (which alone sets `data-last-compute`), while the page
+/// keeps drawing. Prints the timings the README reports.
+#[test]
+fn the_page_runs_the_embedded_model_in_a_worker() {
+    let Some(dist) = dist() else { return };
+    let server = serve(&dist);
+    let tmp = tempfile::tempdir().unwrap();
+    let url = format!(
+        "http://127.0.0.1:{}/index.html?prompt=ROMEO%3A%20But%20soft%2C%20what%20light&generate=32&layout=city",
+        server.1
+    );
+    let shot = tmp.path().join("run.png");
+    let page = probe_with(&url, &shot, &[("WAIT_RUN", Path::new("1"))]);
+    assert!(page.console_errors.is_empty(), "{page:?}");
+    assert_eq!(page.error, None);
+    let run = page
+        .last_run
+        .clone()
+        .unwrap_or_else(|| panic!("the run did not finish: {page:?}"));
+    assert!(run.contains("+ 32 generated tokens"), "{run}");
+    let compute = page
+        .last_compute
+        .clone()
+        .unwrap_or_else(|| panic!("the run did not go through the Web Worker: {page:?}"));
+    eprintln!(
+        "browser run: {run}; worker {compute}; the page drew {} frames meanwhile, longest gap {} ms",
+        page.run_frames, page.run_max_gap_ms
+    );
+    std::fs::copy(&shot, std::env::temp_dir().join("tensorcity-web-run.png")).ok();
 }

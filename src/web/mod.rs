@@ -2,6 +2,9 @@
 //! `#tensorcity` canvas, its state read from the URL
 //! (`?model=gpt2&layout=city&prompt=...`).
 
+pub mod embedded;
+pub mod worker;
+
 use std::cell::RefCell;
 
 use bevy::prelude::*;
@@ -166,7 +169,8 @@ fn error_on_body(error: Option<Res<crate::model::LoadError>>, mut shown: Local<O
 }
 
 /// Times each run on `<body data-last-run="P prompt + G generated tokens in MS ms">`
-/// (for the README's browser-vs-native tokens/s).
+/// (for the README's browser-vs-native tokens/s), with its start and end on the
+/// page's clock (`data-run-started-ms`, `data-run-ended-ms`).
 fn time_runs(
     run: Res<crate::activations::CurrentRun>,
     mut started: Local<Option<(u64, bevy::platform::time::Instant)>>,
@@ -178,6 +182,7 @@ fn time_runs(
     match run.status {
         RunStatus::Running if started.is_none_or(|(id, _)| id != run.run) => {
             *started = Some((run.run, bevy::platform::time::Instant::now()));
+            set_body_data("data-run-started-ms", &format!("{:.0}", now_ms()));
         }
         RunStatus::Done => {
             let Some((id, at)) = started.take() else { return };
@@ -190,11 +195,22 @@ fn time_runs(
                 run.generated.len(),
                 at.elapsed().as_millis()
             );
-            if let Some(body) = web_sys::window().and_then(|w| w.document()).and_then(|d| d.body()) {
-                let _ = body.set_attribute("data-last-run", &text);
-            }
+            set_body_data("data-run-ended-ms", &format!("{:.0}", now_ms()));
+            set_body_data("data-last-run", &text);
         }
         _ => {}
+    }
+}
+
+/// `performance.now()`: the page's clock (the browser test lines frames up with runs).
+fn now_ms() -> f64 {
+    web_sys::window().and_then(|w| w.performance()).map_or(0.0, |p| p.now())
+}
+
+/// Sets an attribute of `<body>` (state for scripts and tests).
+pub fn set_body_data(name: &str, value: &str) {
+    if let Some(body) = web_sys::window().and_then(|w| w.document()).and_then(|d| d.body()) {
+        let _ = body.set_attribute(name, value);
     }
 }
 
@@ -250,8 +266,12 @@ fn download(name: &str, bytes: &[u8]) {
     let _ = web_sys::Url::revoke_object_url(&url);
 }
 
-/// Starts the app in the page.
+/// Starts the app in the page. (In the inference Web Worker, which loads the
+/// same wasm, there is no window and nothing to start.)
 pub fn run() {
+    if web_sys::window().is_none() {
+        return;
+    }
     let search = web_sys::window()
         .and_then(|w| w.location().search().ok())
         .unwrap_or_default();
