@@ -48,10 +48,20 @@ impl ModelFiles {
             ModelRef::Embedded => ModelFiles::embedded(),
             #[cfg(target_arch = "wasm32")]
             ModelRef::Embedded => Err(bad(EMBEDDED_NAME, "the page fetches its weights (see web::embedded)")),
+            // The page only ever reads a header: nothing else of the file is in memory.
+            #[cfg(target_arch = "wasm32")]
+            ModelRef::Path(p) => Err(bad(
+                &p.display().to_string(),
+                "in the browser only the embedded model runs (a file shows its architecture from its header); \
+                 to run this model, open its folder in the desktop app",
+            )),
+            #[cfg(not(target_arch = "wasm32"))]
             ModelRef::Path(p) if p.is_dir() => ModelFiles::from_dir(p),
+            #[cfg(not(target_arch = "wasm32"))]
             ModelRef::Path(p) if p.file_name().is_some_and(|n| n == "config.json") => {
                 ModelFiles::from_dir(p.parent().unwrap_or(Path::new(".")))
             }
+            #[cfg(not(target_arch = "wasm32"))]
             ModelRef::Path(p) => Err(bad(
                 &p.display().to_string(),
                 "running a model needs its folder (config.json + safetensors weights), not a single file",
