@@ -352,7 +352,7 @@ impl ActivationSource for Replay {
     }
 }
 
-/// A source run inside `drain` (the browser build).
+/// A source run inside `drain` (the browser build's fallback).
 #[cfg(target_arch = "wasm32")]
 struct Inline {
     source: Box<dyn ActivationSource>,
@@ -426,6 +426,14 @@ impl Worker {
                 }
             })
             .ok();
+        Worker::with(requests, frames, latest)
+    }
+
+    fn with(
+        requests: std::sync::mpsc::Sender<(u64, RunRequest)>,
+        frames: Receiver<ActivationFrame>,
+        latest: Arc<AtomicU64>,
+    ) -> Worker {
         Worker {
             requests,
             frames,
@@ -439,20 +447,15 @@ impl Worker {
         }
     }
 
-    /// The browser has no threads: the source runs inside `drain`, one whole
-    /// request at a time, on the app's own thread.
+    /// The browser's fallback when it cannot start a Web Worker: the source
+    /// runs inside `drain`, one whole request at a time, on the page's thread.
     #[cfg(target_arch = "wasm32")]
     pub fn inline(source: Box<dyn ActivationSource>) -> Worker {
         let (requests, inbox) = std::sync::mpsc::channel::<(u64, RunRequest)>();
         let (tx, frames) = std::sync::mpsc::channel::<ActivationFrame>();
         Worker {
-            requests,
-            frames,
-            latest: Arc::new(AtomicU64::new(0)),
-            next_run: 0,
-            dead: false,
             inline: Some(Inline { source, inbox, tx }),
-            remote: None,
+            ..Worker::with(requests, frames, Arc::new(AtomicU64::new(0)))
         }
     }
 
@@ -462,13 +465,8 @@ impl Worker {
     pub fn remote(post: Box<dyn FnMut(u64, &RunRequest) + Send>, frames: Receiver<ActivationFrame>) -> Worker {
         let (requests, _) = std::sync::mpsc::channel::<(u64, RunRequest)>();
         Worker {
-            requests,
-            frames,
-            latest: Arc::new(AtomicU64::new(0)),
-            next_run: 0,
-            dead: false,
-            inline: None,
             remote: Some(post),
+            ..Worker::with(requests, frames, Arc::new(AtomicU64::new(0)))
         }
     }
 

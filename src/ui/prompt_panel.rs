@@ -63,6 +63,10 @@ fn body(ui: &mut egui::Ui, p: &mut PromptParams) {
         match &*p.runner {
             Runner::None => ui.label("no model"),
             Runner::Preparing(_) => ui.label("loading weights…"),
+            Runner::Ready(f, _) if cfg!(target_arch = "wasm32") => ui.weak(format!(
+                "{} runs in your browser (candle on wasm, in a Web Worker)",
+                f.what
+            )),
             Runner::Ready(f, _) => ui.weak(format!("{} runs on the CPU (candle)", f.what)),
             Runner::Unavailable(why) => ui.colored_label(RED, format!("cannot run this model: {why}")),
         };
