@@ -50,6 +50,11 @@ mod exports {
         tensorcity::web::report_open_error(message)
     }
 
+    #[wasm_bindgen]
+    pub fn run_prompt(text: &str, generate: u32) {
+        tensorcity::web::run_prompt(text, generate)
+    }
+
     /// The inference Web Worker's entry (web/worker.js), with the messages
     /// that arrived while the wasm was loading.
     #[wasm_bindgen]

@@ -48,9 +48,27 @@ impl UrlState {
     }
 }
 
-/// A prompt from the URL, sent once the model's weights are ready.
+/// A prompt from the URL or the page's `tensorcityRun`, sent once the model's
+/// weights are ready.
 #[derive(Resource)]
 struct PendingPrompt(String, usize);
+
+thread_local! {
+    /// Prompts the page asked for, waiting for the app.
+    static PAGE_PROMPTS: RefCell<Vec<(String, usize)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// For the page (`window.tensorcityRun(text, generate)`): run `text` on the
+/// current model and generate `generate` tokens; a run still going is cancelled.
+pub fn run_prompt(text: &str, generate: u32) {
+    PAGE_PROMPTS.with(|p| p.borrow_mut().push((text.to_string(), (generate as usize).min(1024))));
+}
+
+fn take_page_prompts(mut commands: Commands) {
+    if let Some((text, generate)) = PAGE_PROMPTS.with(|p| std::mem::take(&mut *p.borrow_mut()).pop()) {
+        commands.insert_resource(PendingPrompt(text, generate));
+    }
+}
 
 fn send_pending_prompt(
     mut commands: Commands,
@@ -296,12 +314,13 @@ pub fn run() {
     app.add_systems(
         Update,
         (
-            send_pending_prompt.in_set(crate::AppSystems::Input),
-            announce_first_frame,
-            title_follows_model,
+            (take_page_prompts, send_pending_prompt)
+                .chain()
+                .in_set(crate::AppSystems::Input),
             take_opened.in_set(crate::AppSystems::Input),
-            error_on_body,
-            time_runs,
+            // Reports to the page: after the frame's model and run updates, so a
+            // run is timed from the frame it starts in.
+            (announce_first_frame, title_follows_model, error_on_body, time_runs).after(crate::AppSystems::Model),
             screenshot_download,
         ),
     );

@@ -67,12 +67,19 @@ pub fn spawn(files: &ModelFiles) -> Option<Worker> {
 
     let to_app = tx.clone();
     let (current, started) = (latest.clone(), posted_at.clone());
+    // Tokens older runs generated after a newer request (the worker should stop
+    // them within one pass): on `<body data-stale-tokens>` for the browser test.
+    let mut stale_tokens = 0u64;
     let on_message = Closure::<dyn FnMut(web_sys::MessageEvent)>::new(move |event: web_sys::MessageEvent| {
         let bytes = js_sys::Uint8Array::new(&event.data()).to_vec();
         let frame = wire::decode_frame(&bytes).unwrap_or_else(|e| ActivationFrame {
             run: u64::from_le_bytes(bytes.get(..8).and_then(|b| b.try_into().ok()).unwrap_or_default()),
             data: FrameData::Failed(e.to_string()),
         });
+        if matches!(frame.data, FrameData::Generated { .. }) && frame.run < current.load(Ordering::SeqCst) {
+            stale_tokens += 1;
+            super::set_body_data("data-stale-tokens", &stale_tokens.to_string());
+        }
         if matches!(frame.data, FrameData::Done) && frame.run == current.load(Ordering::SeqCst) {
             let ms = js_sys::Date::now() as u64 - started.load(Ordering::SeqCst);
             super::set_body_data("data-last-compute", &format!("{ms} ms"));

@@ -53,13 +53,16 @@ struct Probe {
     last_compute: Option<String>,
     run_frames: u64,
     run_max_gap_ms: u64,
+    /// With `CANCEL_WITH`: tokens the cancelled run still generated afterwards.
+    stale_tokens: u64,
 }
 
 fn probe(url: &str, shot: &Path) -> Probe {
     probe_with(url, shot, &[])
 }
 
-/// `options`: the probe's environment (`DOWNLOAD_DIR`, `UPLOAD`, `DROP`, `WAIT_RUN`; see probe.mjs).
+/// `options`: the probe's environment (`DOWNLOAD_DIR`, `UPLOAD`, `DROP`, `WAIT_RUN`,
+/// `CANCEL_WITH`; see probe.mjs).
 fn probe_with(url: &str, shot: &Path, options: &[(&str, &Path)]) -> Probe {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut cmd = Command::new("node");
@@ -87,6 +90,7 @@ fn probe_with(url: &str, shot: &Path, options: &[(&str, &Path)]) -> Probe {
         last_compute: v["lastCompute"].as_str().map(str::to_string),
         run_frames: v["runFrames"].as_u64().unwrap_or(0),
         run_max_gap_ms: v["runMaxGapMs"].as_u64().unwrap_or(0),
+        stale_tokens: v["staleTokens"].as_u64().unwrap_or(0),
     }
 }
 
@@ -277,4 +281,39 @@ fn the_page_runs_the_embedded_model_in_a_worker() {
         page.run_frames, page.run_max_gap_ms
     );
     std::fs::copy(&shot, std::env::temp_dir().join("tensorcity-web-run.png")).ok();
+}
+
+/// A newer prompt (the page's `tensorcityRun`) cancels a long generation in
+/// the Web Worker between forward passes: the new run finishes, and the old
+/// one stops within a pass or so of the request instead of generating its
+/// remaining ~150 tokens (the page counts them on `data-stale-tokens`).
+#[test]
+fn a_newer_prompt_cancels_the_running_generation() {
+    let Some(dist) = dist() else { return };
+    let server = serve(&dist);
+    let tmp = tempfile::tempdir().unwrap();
+    let url = format!("http://127.0.0.1:{}/index.html?prompt=ROMEO%3A&generate=200", server.1);
+    let page = probe_with(
+        &url,
+        &tmp.path().join("cancel.png"),
+        &[("WAIT_RUN", Path::new("1")), ("CANCEL_WITH", Path::new("JULIET:"))],
+    );
+    assert!(page.console_errors.is_empty(), "{page:?}");
+    let run = page
+        .last_run
+        .clone()
+        .unwrap_or_else(|| panic!("no run finished: {page:?}"));
+    assert!(
+        run.contains("+ 0 generated tokens"),
+        "the newer prompt's run finishes: {run}"
+    );
+    assert!(
+        page.stale_tokens < 50,
+        "the cancelled run kept generating: {} tokens after the newer prompt",
+        page.stale_tokens
+    );
+    eprintln!(
+        "cancelled: the older run sent {} tokens after the newer prompt; the newer run: {run}, worker {:?}",
+        page.stale_tokens, page.last_compute
+    );
 }

@@ -9,6 +9,8 @@
 //   WAIT_RUN=1     wait for the URL's prompt run to finish; report its timing
 //                  and the longest gap between the page's frames during it
 // Always reported: the median interval between the page's frames while idle.
+//   CANCEL_WITH=T  1.5 s into the URL's run, run prompt T (`tensorcityRun`); with
+//                  WAIT_RUN, report the tokens the older run still sent after it
 //   DOWNLOAD_DIR   press the page's PNG button; the download lands there
 import { readFileSync } from "node:fs";
 import { basename } from "node:path";
@@ -36,6 +38,14 @@ try {
 } catch (e) { errors.push("timeout: " + e.message); }
 const ms = Date.now() - t0;
 const result = {};
+// A newer prompt while the URL's run goes on: the worker should drop the older run.
+if (process.env.CANCEL_WITH) {
+  try {
+    await page.waitForFunction(() => document.body.dataset.runStartedMs, { timeout: 180000, polling: 100 });
+    await sleep(1500);
+    await page.evaluate((text) => window.tensorcityRun(text, 0), process.env.CANCEL_WITH);
+  } catch (e) { errors.push("cancel: " + e.message); }
+}
 if (process.env.WAIT_RUN) {
   try {
     await page.waitForFunction(() => document.body.dataset.lastRun, { timeout: 300000, polling: 250 });
@@ -46,7 +56,8 @@ if (process.env.WAIT_RUN) {
     const during = window.__frames.filter((t) => t >= start && t <= end);
     let gap = 0;
     for (let i = 1; i < during.length; i++) gap = Math.max(gap, during[i] - during[i - 1]);
-    return { lastRun: d.lastRun || null, lastCompute: d.lastCompute || null, runFrames: during.length, runMaxGapMs: Math.round(gap) };
+    return { lastRun: d.lastRun || null, lastCompute: d.lastCompute || null, runFrames: during.length, runMaxGapMs: Math.round(gap),
+             staleTokens: Number(d.staleTokens || 0) };
   }));
 }
 const settleFrom = await page.evaluate(() => performance.now());
