@@ -1,5 +1,7 @@
-//! The command line: `tensorcity info` (and, as they land, `view`, `render`,
-//! `capture`, `record`). Parsing lives here; `main.rs` only reports errors.
+//! The command line: `view` (the default), `info`, `render`, `record` and
+//! `capture`. Parsing lives here and becomes each command's job struct
+//! (`viewer::ViewJob`, `headless::RenderJob`, `record::RecordJob`); `main.rs`
+//! only reports errors.
 
 use std::io::Write;
 
@@ -7,8 +9,9 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
 use crate::arch::{self, Architecture, CubeScale, LoadOptions, ModelRef, group_digits, human};
-use crate::headless::{CameraSpec, RenderJob, parse_size};
+use crate::headless::{CameraSpec, RenderJob};
 use crate::layout::LayoutKind;
+use crate::offscreen::parse_size;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -59,13 +62,34 @@ pub struct CaptureArgs {
     pub out: std::path::PathBuf,
 }
 
+/// `--layout` (the layout module itself knows nothing of clap).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LayoutArg {
+    /// trunkplot's single column, model order bottom to top.
+    Trunk,
+    /// One floor per layer, tensors on a ring; experts on a grid.
+    Floors,
+    /// The trunk with the neural city beside it (after a prompt).
+    City,
+}
+
+impl From<LayoutArg> for LayoutKind {
+    fn from(arg: LayoutArg) -> LayoutKind {
+        match arg {
+            LayoutArg::Trunk => LayoutKind::Trunk,
+            LayoutArg::Floors => LayoutKind::Floors,
+            LayoutArg::City => LayoutKind::City,
+        }
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct ViewArgs {
     #[command(flatten)]
     pub model: ModelArgs,
     /// Arrangement of the cubes.
-    #[arg(long, value_enum, default_value_t = LayoutKind::Trunk)]
-    pub layout: LayoutKind,
+    #[arg(long, value_enum, default_value_t = LayoutArg::Trunk)]
+    pub layout: LayoutArg,
     /// Window size, WIDTHxHEIGHT.
     #[arg(long, default_value = "1600x900", value_parser = parse_size)]
     pub size: (u32, u32),
@@ -85,8 +109,8 @@ pub struct RenderArgs {
     /// Image size, WIDTHxHEIGHT.
     #[arg(long, default_value = "1280x720", value_parser = parse_size)]
     pub size: (u32, u32),
-    #[arg(long, value_enum, default_value_t = LayoutKind::Trunk)]
-    pub layout: LayoutKind,
+    #[arg(long, value_enum, default_value_t = LayoutArg::Trunk)]
+    pub layout: LayoutArg,
     /// Camera: iso, front, side, top, or YAW,PITCH[,ZOOM] in degrees.
     #[arg(long, default_value = "iso")]
     pub camera: CameraSpec,
@@ -112,7 +136,7 @@ pub struct RecordArgs {
     #[arg(long, default_value_t = 30)]
     pub fps: u32,
     /// Frame size, WIDTHxHEIGHT (up to the GPU's texture limit).
-    #[arg(long, default_value = "1920x1080", value_parser = crate::headless::parse_any_size)]
+    #[arg(long, default_value = "1920x1080", value_parser = crate::offscreen::parse_any_size)]
     pub size: (u32, u32),
     /// orbit (one turn around the model), flythrough (embeddings to head), or a keyframe file PATH.ron.
     #[arg(long, default_value = "orbit")]
@@ -120,8 +144,8 @@ pub struct RecordArgs {
     /// Run this prompt and play its activations (use with --layout city).
     #[arg(long)]
     pub prompt: Option<String>,
-    #[arg(long, value_enum, default_value_t = LayoutKind::Trunk)]
-    pub layout: LayoutKind,
+    #[arg(long, value_enum, default_value_t = LayoutArg::Trunk)]
+    pub layout: LayoutArg,
     /// Size cubes on a fixed log scale (compare models) instead of per model.
     #[arg(long)]
     pub absolute: bool,
@@ -190,24 +214,26 @@ impl ModelArgs {
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        None => crate::viewer::run(ViewArgs {
-            model: ModelArgs {
-                model: None,
-                revision: None,
-                offline: false,
-                catalogue: false,
-            },
+        None => crate::viewer::run(crate::viewer::ViewJob {
+            model: ModelRef::Embedded,
+            options: LoadOptions::default(),
             layout: LayoutKind::Trunk,
             size: (1600, 900),
             script: None,
         }),
-        Some(Command::View(args)) => crate::viewer::run(args),
+        Some(Command::View(args)) => crate::viewer::run(crate::viewer::ViewJob {
+            model: args.model.model_ref(),
+            options: args.model.load_options(),
+            layout: args.layout.into(),
+            size: args.size,
+            script: args.script,
+        }),
         Some(Command::Render(args)) => crate::headless::render(RenderJob {
             model: args.model.model_ref(),
             options: args.model.load_options(),
             out: args.out,
             size: args.size,
-            layout: args.layout,
+            layout: args.layout.into(),
             scale: if args.absolute {
                 CubeScale::Absolute
             } else {
@@ -225,7 +251,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             size: args.size,
             camera: args.camera,
             prompt: args.prompt,
-            layout: args.layout,
+            layout: args.layout.into(),
             scale: if args.absolute {
                 CubeScale::Absolute
             } else {
@@ -241,7 +267,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
 
 fn capture(args: CaptureArgs) -> anyhow::Result<()> {
     use crate::inference::ModelFiles;
-    crate::headless::check_output(&args.out, &["safetensors"])?;
+    crate::offscreen::check_output(&args.out, &["safetensors"])?;
     let model_ref = args.model.as_deref().map_or(ModelRef::Embedded, ModelRef::parse);
     let files = match &model_ref {
         #[cfg(not(target_arch = "wasm32"))]

@@ -16,35 +16,69 @@ pub mod cli;
 pub mod headless;
 pub mod inference;
 pub mod layout;
+pub mod lod;
 pub mod model;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod offscreen;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod record;
 pub mod render;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod script;
 pub mod ui;
+pub mod view;
 pub mod viewer;
 #[cfg(target_arch = "wasm32")]
 pub mod web;
 
 use bevy::prelude::*;
 
-/// The frame, in order. Every per-frame system of the app lives in one of these
-/// sets (in `Update`); when adding a variant, order it in `configure_sets` below.
+/// The frame, in order: the stages data passes through each `Update`, from
+/// input to pixels. Every per-frame system of the app's own plugins is in one
+/// of these sets, and the systems inside a set are chained, so the frame has
+/// one order (`tests/integration/ecs.rs` builds the viewer's schedule with
+/// Bevy's ambiguity detection set to error). Commands issued in one stage are
+/// applied before the next (Bevy inserts the sync point between ordered
+/// systems), so a stage always sees what earlier stages inserted this frame.
+///
+/// Outside `Update`: the egui panels draw in `EguiPrimaryContextPass` (after
+/// `Update`; they read what this frame computed and send messages the next
+/// frame's stages read), and rendering runs in Bevy's render app.
+/// When adding a variant, order it in `configure_sets` in [`ScenePlugin`].
 #[derive(SystemSet, Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum AppSystems {
-    /// Reads keyboard/mouse and UI requests into messages (load, focus, toggles).
+    /// Turns outside requests into messages: frame scripts, the page's URL,
+    /// file picker and scripts (web), capture hotkeys. Writes `LoadModel`,
+    /// `Prompt`, `FocusOn`, capture messages.
     Input,
-    /// Finishes background model loads; spawns and despawns per-model entities.
-    Model,
-    /// Moves the camera (fly mode, focus glides, Home).
+    /// Starts a background load on `LoadModel`; when one finishes (or a parsed
+    /// architecture arrives from the page) installs it: writes `CurrentModel`,
+    /// `LoadError`, `RecentModels`, `AppState` and the `ModelLoaded` message.
+    Load,
+    /// Recomputes `CurrentModel::layout` when `ViewSettings` asks for another
+    /// arrangement or size scale.
+    Layout,
+    /// Mirrors `CurrentModel` into entities: despawns the old `ModelRoot` and
+    /// spawns `Layer` / `Tensor` entities under a new one.
+    Spawn,
+    /// On `ModelLoaded` opens the weights on a task and starts the worker;
+    /// tokenizes `Prompt`s, starts runs, folds the worker's frames into
+    /// `CurrentRun`; starts and collects analysis tasks (logit lens of other
+    /// positions, saliency, PCA) into `Analyses`.
+    Inference,
+    /// Derives the one `CityScene` (grid, cells, filtered arcs, heatmaps) from
+    /// `CurrentRun`, the layout, `CityView` and the playhead, and mirrors it
+    /// into `Token` / `CityCell` / `AttentionEdge` entities.
+    City,
+    /// Moves the camera (new-model framing, Home, glides from `FocusOn`, fly mode).
     Camera,
-    /// Picks the cube under the pointer; updates level of detail.
+    /// Reads the pointer against the scene: tensor hover/click (`Highlight`),
+    /// city hover (`CityHover`), level of detail per layer.
     Interact,
-    /// Rebuilds the instance buffer when anything drawn changed.
+    /// Builds the instance buffers of the trunk and the city, the PCA gizmos,
+    /// and hands frames to in-app recordings.
     Render,
 }
-
 /// Whether a model is on screen.
 #[derive(States, Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum AppState {
@@ -68,14 +102,24 @@ impl Plugin for ScenePlugin {
                 Update,
                 (
                     AppSystems::Input,
-                    AppSystems::Model,
+                    AppSystems::Load,
+                    AppSystems::Layout,
+                    AppSystems::Spawn,
+                    AppSystems::Inference,
+                    AppSystems::City,
                     AppSystems::Camera,
                     AppSystems::Interact,
                     AppSystems::Render,
                 )
                     .chain(),
             )
-            .add_plugins((model::plugin, layout::spawn::plugin, render::plugin));
+            .add_plugins((
+                view::plugin,
+                model::plugin,
+                layout::spawn::plugin,
+                lod::plugin,
+                render::plugin,
+            ));
     }
 }
 

@@ -39,8 +39,8 @@ use crate::arch::TensorKind;
 use crate::camera::{FocusOn, MainCamera};
 use crate::layout::LayoutKind;
 use crate::layout::spawn::{Cube, Tensor};
-use crate::model::ViewSettings;
-use crate::render::{Highlight, cube_draws};
+use crate::render::{CubeDraws, Highlight};
+use crate::view::ViewSettings;
 use crate::{AppState, AppSystems};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -77,7 +77,8 @@ pub(crate) struct RunParams<'w> {
     playback: ResMut<'w, crate::city::CityPlayback>,
     city: ResMut<'w, crate::city::CityView>,
     pca: ResMut<'w, crate::city::pca3d::PcaScene>,
-    live: Option<ResMut<'w, crate::record::live::LiveCapture>>,
+    toggles: MessageWriter<'w, crate::record::live::ToggleRecording>,
+    shots: MessageWriter<'w, crate::record::live::TakeScreenshot>,
 }
 
 #[derive(Resource, Debug)]
@@ -201,6 +202,7 @@ fn run_script(
     mut focus: MessageWriter<FocusOn>,
     mut exit: MessageWriter<AppExit>,
     mut inference: RunParams,
+    draws: Res<CubeDraws>,
 ) {
     if script.frames_left > 0 {
         script.frames_left -= 1;
@@ -229,8 +231,8 @@ fn run_script(
                 AppState::Ready => {}
             }
             // Ready means loaded; wait until the cubes have really been drawn a few times.
-            let base = *script.draws_at_ready.get_or_insert(cube_draws());
-            if cube_draws() < base + 3 {
+            let base = *script.draws_at_ready.get_or_insert(draws.count());
+            if draws.count() < base + 3 {
                 return;
             }
             script.frames_left = 10;
@@ -306,15 +308,10 @@ fn run_script(
         Step::ArcsLayer(layer) => inference.city.layer = layer,
         Step::Threshold(t) => inference.city.threshold = t,
         Step::Record => {
-            if let Some(live) = inference.live.as_mut() {
-                live.want_toggle = true;
-            }
+            inference.toggles.write(crate::record::live::ToggleRecording);
         }
         Step::Shot(scale) => {
-            if let Some(live) = inference.live.as_mut() {
-                live.shot_scale = scale;
-                live.want_shot = true;
-            }
+            inference.shots.write(crate::record::live::TakeScreenshot { scale });
             script.frames_left = 8;
         }
         Step::Pca3d(floor) => {

@@ -6,7 +6,8 @@ use bevy::prelude::*;
 
 use crate::arch::{LoadOptions, ModelRef};
 use crate::layout::LayoutKind;
-use crate::model::{LoadModel, ViewSettings};
+use crate::model::LoadModel;
+use crate::view::ViewSettings;
 
 /// winit panics without a display server; say what to do instead.
 #[cfg(not(target_arch = "wasm32"))]
@@ -20,21 +21,33 @@ fn check_display() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What `tensorcity view` opens.
+#[derive(Debug, Clone)]
+pub struct ViewJob {
+    pub model: ModelRef,
+    pub options: LoadOptions,
+    pub layout: LayoutKind,
+    /// Window size in logical pixels.
+    pub size: (u32, u32),
+    /// A frame script to run (demos, tests).
+    pub script: Option<std::path::PathBuf>,
+}
+
 #[cfg(not(target_arch = "wasm32"))]
-pub fn run(args: crate::cli::ViewArgs) -> anyhow::Result<()> {
-    let script = match &args.script {
+pub fn run(job: ViewJob) -> anyhow::Result<()> {
+    let script = match &job.script {
         Some(path) => Some(crate::script::Script::load(path)?),
         None => None,
     };
     check_display()?;
-    crate::headless::check_gpu()?;
-    let model = args.model.model_ref();
+    crate::offscreen::check_gpu()?;
+    let model = job.model;
     let window = Window {
         title: format!("tensorcity — {}", crate::model::describe(&model)),
-        resolution: bevy::window::WindowResolution::new(args.size.0, args.size.1),
+        resolution: bevy::window::WindowResolution::new(job.size.0, job.size.1),
         ..default()
     };
-    let mut app = app(window, model, args.model.load_options(), args.layout);
+    let mut app = app(window, model, job.options, job.layout);
     if let Some(script) = script {
         app.add_plugins(crate::script::plugin).insert_resource(script);
     }

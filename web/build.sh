@@ -8,10 +8,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out="${1:-web/dist}"
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tensorcity/target}"
+# Cargo's own target directory (./target unless CARGO_TARGET_DIR or a cargo
+# config says otherwise), the same one `cargo run` and .ci/test build into.
+target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
 
 cargo build --locked --profile wasm-release --target wasm32-unknown-unknown --bin tensorcity
-wasm="$CARGO_TARGET_DIR/wasm32-unknown-unknown/wasm-release/tensorcity.wasm"
+wasm="$target_dir/wasm32-unknown-unknown/wasm-release/tensorcity.wasm"
 
 rm -rf "$out"
 mkdir -p "$out"

@@ -1,24 +1,27 @@
-//! The Bevy side of inference. When a model loads, a background task opens
-//! its weights and tokenizer and starts a worker thread ([`Runner`]); a
-//! [`Prompt`] is tokenized into a [`RunPrompt`], which starts a run on the
+//! The Bevy side of inference. When a model loads, the [`InferenceBackend`]
+//! opens its weights and tokenizer on a task and starts its worker ([`Runner`]);
+//! a [`Prompt`] is tokenized into a [`RunPrompt`], which starts a run on the
 //! worker (cancelling the previous one); each update, up to
 //! [`MAX_FRAMES_PER_UPDATE`] ready frames are drained from the bounded channel
-//! into [`ActivationMessage`]s and folded into [`CurrentRun`]. The model code
-//! itself lives in `inference` and has no Bevy types.
+//! into [`ActivationMessage`]s and folded into [`CurrentRun`]; heavier
+//! analyses of the run (lens of other positions, saliency, PCA) run on tasks
+//! ([`Analyses`]). The model code itself lives in `inference` and has no Bevy types.
 
+pub mod analysis;
 pub mod run;
 
 use std::sync::{Arc, Mutex};
 
 use bevy::prelude::*;
-use bevy::tasks::{AsyncComputeTaskPool, Task, block_on, futures_lite::future};
+use bevy::tasks::{AsyncComputeTaskPool, BoxedFuture, Task, block_on, futures_lite::future};
 
+pub use analysis::Analysis;
 pub use run::{RunState, RunStatus};
 
 use crate::AppSystems;
 use crate::arch::ModelRef;
-use crate::inference::ModelFiles;
-use crate::inference::stream::{ActivationFrame, Decoding, FrameData, LocalRunner, RunRequest, Worker};
+use crate::inference::stream::{ActivationFrame, Decoding, FrameData, RunRequest, Worker};
+use crate::inference::{InferenceError, Model, ModelFiles};
 use crate::model::{CurrentModel, ModelLoaded};
 
 /// Frames handed to the app per update; the rest wait in the bounded channel
@@ -38,9 +41,12 @@ impl Plugin for ActivationsPlugin {
         app.add_message::<Prompt>()
             .add_message::<RunPrompt>()
             .add_message::<ActivationMessage>()
+            .add_message::<RequestSaliency>()
             .init_resource::<CurrentRun>()
             .init_resource::<Runner>()
             .init_resource::<SelectedToken>()
+            .init_resource::<Analyses>()
+            .init_resource::<InferenceBackend>()
             .add_systems(
                 Update,
                 (
@@ -50,12 +56,51 @@ impl Plugin for ActivationsPlugin {
                     start_runs,
                     drain_frames,
                     apply_frames,
-                    fill_lens,
+                    analyse,
                 )
                     .chain()
-                    .in_set(AppSystems::Model),
+                    .in_set(AppSystems::Inference),
             );
     }
+}
+
+/// A model's files and its loaded weights, ready to run.
+pub type Opened = (Arc<ModelFiles>, Model);
+
+/// How this build runs models. Natively: a task opens the files, a thread
+/// runs them. The browser's `web` module installs its own (it fetches the
+/// embedded model's weights and runs them in a Web Worker), so this module
+/// depends on nothing above it.
+#[derive(Resource, Clone, Copy)]
+pub struct InferenceBackend {
+    /// Opens a loaded model's weights and tokenizer (run on a task).
+    pub open: fn(ModelRef) -> BoxedFuture<'static, Result<Opened, InferenceError>>,
+    /// Starts the worker that runs them.
+    pub start: fn(&Arc<ModelFiles>, &Arc<Model>) -> Worker,
+    /// Ends the previous model's worker where dropping its handle does not.
+    pub stop: fn(),
+}
+
+impl Default for InferenceBackend {
+    fn default() -> Self {
+        InferenceBackend {
+            open: |request| Box::pin(async move { open_runner(&request) }),
+            start: local_worker,
+            stop: || {},
+        }
+    }
+}
+
+/// The built-in engine on its own thread (the browser: on the page's thread).
+pub fn local_worker(files: &Arc<ModelFiles>, model: &Arc<Model>) -> Worker {
+    let source = Box::new(crate::inference::stream::LocalRunner {
+        model: model.clone(),
+        files: Some(files.clone()),
+    });
+    #[cfg(not(target_arch = "wasm32"))]
+    return Worker::spawn(source);
+    #[cfg(target_arch = "wasm32")]
+    return Worker::inline(source);
 }
 
 /// The worker running the current model. (`Mutex` because the channel
@@ -64,9 +109,13 @@ impl Plugin for ActivationsPlugin {
 pub struct InferenceWorker(Mutex<Worker>);
 
 impl InferenceWorker {
+    pub fn new(worker: Worker) -> Self {
+        InferenceWorker(Mutex::new(worker))
+    }
+
     #[cfg(not(target_arch = "wasm32"))]
     pub fn spawn(source: Box<dyn crate::inference::stream::ActivationSource>) -> Self {
-        InferenceWorker(Mutex::new(Worker::spawn(source)))
+        InferenceWorker::new(Worker::spawn(source))
     }
 }
 
@@ -77,12 +126,12 @@ pub enum Runner {
     #[default]
     None,
     /// Weights are being opened.
-    Preparing(Task<Result<(Arc<ModelFiles>, crate::inference::Model), String>>),
-    /// The files (tokenizer) and the model the worker runs (shared: the app
-    /// computes the logit lens of a selected token with it).
-    Ready(Arc<ModelFiles>, Arc<crate::inference::Model>),
+    Preparing(Task<Result<Opened, InferenceError>>),
+    /// The files (tokenizer) and the model the worker runs (shared: the
+    /// analyses compute the logit lens and saliency with it).
+    Ready(Arc<ModelFiles>, Arc<Model>),
     /// Why prompts cannot run on this model (the architecture view is unaffected).
-    Unavailable(String),
+    Unavailable(Arc<InferenceError>),
 }
 
 /// Run a text prompt on the current model (tokenized with its tokenizer).
@@ -102,6 +151,13 @@ pub struct RunPrompt(pub RunRequest);
 #[derive(Message, Debug, Clone)]
 pub struct ActivationMessage(pub ActivationFrame);
 
+/// Compute the saliency of the tokens up to `position` for the token the
+/// model predicts after it (one backward pass, on a task).
+#[derive(Message, Debug, Clone, Copy)]
+pub struct RequestSaliency {
+    pub position: usize,
+}
+
 /// The token position the user selected (`None`: the last one).
 #[derive(Resource, Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SelectedToken(pub Option<usize>);
@@ -118,36 +174,49 @@ impl SelectedToken {
 #[derive(Resource, Debug, Clone, Default, Deref, DerefMut)]
 pub struct CurrentRun(pub RunState);
 
+/// Saliency of a run's tokens up to a position: the predicted token and one
+/// score per token, or why it failed.
+pub type Saliency = Result<(u32, Vec<f32>), String>;
+
+/// Background analyses of the current run; panels read the results.
+#[derive(Resource, Default)]
+pub struct Analyses {
+    /// Keyed by (run, tokens in the pass, position, tensors arrived).
+    pub lens: Analysis<(u64, usize, usize, usize), Result<run::LensAt, String>>,
+    /// Keyed by (run, position).
+    pub saliency: Analysis<(u64, usize), Saliency>,
+    /// PCA of one hidden state: keyed by (run, tokens, floor); per token its
+    /// coordinates on PC1..PC3, and each component's share of the variance.
+    pub pca: Analysis<(u64, usize, usize), (Vec<Vec<f32>>, Vec<f32>)>,
+}
+
 /// Opens the weights of the newly loaded model off the main thread.
 fn prepare_runner(
     mut commands: Commands,
     current: Option<Res<CurrentModel>>,
+    backend: Res<InferenceBackend>,
     mut runner: ResMut<Runner>,
     mut run: ResMut<CurrentRun>,
+    mut analyses: ResMut<Analyses>,
 ) {
     let Some(current) = current else { return };
     // The old model's worker goes (its thread ends when its channel closes).
     commands.remove_resource::<InferenceWorker>();
-    #[cfg(target_arch = "wasm32")]
-    crate::web::worker::stop();
+    (backend.stop)();
     *run = CurrentRun::default();
-    let request = current.request.clone();
-    #[cfg(not(target_arch = "wasm32"))]
-    let task = AsyncComputeTaskPool::get().spawn(async move { open_runner(&request) });
-    // The browser fetches the embedded model's weights first.
-    #[cfg(target_arch = "wasm32")]
-    let task = AsyncComputeTaskPool::get().spawn(crate::web::embedded::open_runner(request));
+    *analyses = Analyses::default();
+    let task = AsyncComputeTaskPool::get().spawn((backend.open)(current.request.clone()));
     *runner = Runner::Preparing(task);
 }
 
-/// The pure part of preparing: files, then weights.
-pub fn open_runner(request: &ModelRef) -> Result<(Arc<ModelFiles>, crate::inference::Model), String> {
-    let files = ModelFiles::open(request).map_err(|e| e.to_string())?;
-    let model = files.load().map_err(|e| e.to_string())?;
+/// The native part of preparing: files, then weights.
+pub fn open_runner(request: &ModelRef) -> Result<Opened, InferenceError> {
+    let files = ModelFiles::open(request)?;
+    let model = files.load()?;
     Ok((Arc::new(files), model))
 }
 
-fn finish_runner(mut commands: Commands, mut runner: ResMut<Runner>) {
+fn finish_runner(mut commands: Commands, backend: Res<InferenceBackend>, mut runner: ResMut<Runner>) {
     let Runner::Preparing(task) = &mut *runner else { return };
     let Some(result) = block_on(future::poll_once(task)) else {
         return;
@@ -155,24 +224,10 @@ fn finish_runner(mut commands: Commands, mut runner: ResMut<Runner>) {
     *runner = match result {
         Ok((files, model)) => {
             let model = Arc::new(model);
-            #[cfg(not(target_arch = "wasm32"))]
-            commands.insert_resource(InferenceWorker::spawn(Box::new(LocalRunner {
-                model: model.clone(),
-                files: Some(files.clone()),
-            })));
-            // In the browser: a Web Worker, or the page's own thread if it has none.
-            #[cfg(target_arch = "wasm32")]
-            commands.insert_resource(InferenceWorker(Mutex::new(
-                crate::web::worker::spawn(&files).unwrap_or_else(|| {
-                    Worker::inline(Box::new(LocalRunner {
-                        model: model.clone(),
-                        files: Some(files.clone()),
-                    }))
-                }),
-            )));
+            commands.insert_resource(InferenceWorker::new((backend.start)(&files, &model)));
             Runner::Ready(files, model)
         }
-        Err(e) => Runner::Unavailable(e),
+        Err(e) => Runner::Unavailable(Arc::new(e)),
     };
 }
 
@@ -208,7 +263,7 @@ fn submit_prompts(
             &mut run,
             "the model's weights are still loading; try again in a moment".into(),
         ),
-        Runner::Unavailable(why) => fail(&mut run, why.clone()),
+        Runner::Unavailable(why) => fail(&mut run, why.to_string()),
         Runner::None => fail(&mut run, "no model is loaded".into()),
     }
 }
@@ -248,17 +303,44 @@ fn apply_frames(mut frames: MessageReader<ActivationMessage>, mut run: ResMut<Cu
     }
 }
 
-/// The logit lens of the selected token, computed on demand (the worker
-/// streams it for the last position only).
-fn fill_lens(mut run: ResMut<CurrentRun>, runner: Res<Runner>, selected: Res<SelectedToken>) {
+/// Starts and collects the analyses: the logit lens of the selected token
+/// (the worker streams it for the last position only) and saliency on request.
+fn analyse(
+    mut run: ResMut<CurrentRun>,
+    runner: Res<Runner>,
+    selected: Res<SelectedToken>,
+    mut requests: MessageReader<RequestSaliency>,
+    mut analyses: ResMut<Analyses>,
+) {
     let Runner::Ready(_, model) = &*runner else { return };
-    let Some(position) = selected.position(run.tokens.len()) else {
-        return;
-    };
-    if !run.lens_missing(position, model.num_layers()) {
-        return;
+    if analyses.lens.poll()
+        && let Some(((id, tokens, position, _), result)) = analyses.lens.latest().cloned()
+        && id == run.run
+        && tokens == run.tokens.len()
+    {
+        match result {
+            Ok(lens) => run.merge_lens(position, lens),
+            Err(e) => run.notice = Some(format!("logit lens: {e}")),
+        }
     }
-    if let Err(e) = run.fill_lens(model, position) {
-        run.notice = Some(format!("logit lens: {e}"));
+    if let Some(position) = selected.position(run.tokens.len())
+        && run.lens_missing(position, model.num_layers())
+    {
+        let (model, inputs) = (model.clone(), run.lens_inputs());
+        let arrived = run.hidden.len() + usize::from(run.logits.is_some());
+        analyses
+            .lens
+            .want((run.run, run.tokens.len(), position, arrived), move || {
+                run::lens_at(&model, &inputs, position).map_err(|e| e.to_string())
+            });
     }
+    if let Some(request) = requests.read().last()
+        && request.position < run.tokens.len()
+    {
+        let (model, tokens) = (model.clone(), run.tokens[..=request.position].to_vec());
+        analyses.saliency.want((run.run, request.position), move || {
+            model.saliency(&tokens, None).map_err(|e| e.to_string())
+        });
+    }
+    analyses.saliency.poll();
 }

@@ -146,34 +146,78 @@ impl RunState {
         })
     }
 
-    /// Computes the logit lens at `position` for every block output that has
-    /// arrived (one vocabulary-sized matmul each), with `model` (the one that ran).
-    pub fn fill_lens(
-        &mut self,
-        model: &crate::inference::Model,
-        position: usize,
-    ) -> Result<(), crate::inference::InferenceError> {
-        let layers = model.num_layers();
-        if let Some(logits) = &self.logits
-            && !self.top.contains_key(&position)
-            && position < logits.dim(0)?
-        {
-            let top = crate::inference::top_k(&logits.get(position)?, crate::inference::stream::TOP_K)?;
+    /// What [`lens_at`] needs to compute the lens at `position` (cheap: the
+    /// tensors are shared, not copied), to hand to a background task.
+    pub fn lens_inputs(&self) -> LensInputs {
+        LensInputs {
+            hidden: self.hidden.clone(),
+            logits: self.logits.clone(),
+        }
+    }
+
+    /// Puts a computed lens in place.
+    pub fn merge_lens(&mut self, position: usize, lens: LensAt) {
+        if let Some(top) = lens.top {
             self.top.insert(position, top);
         }
-        for i in 1..layers {
-            let Some(hidden) = self.hidden.get(&i) else { continue };
-            if self.lens.get(&(i - 1)).is_some_and(|m| m.contains_key(&position)) || position >= hidden.dim(0)? {
-                continue;
-            }
-            let Some(logits) = model.lens(&hidden.narrow(0, position, 1)?, false) else {
-                return Ok(());
-            };
-            let top = crate::inference::top_k(&logits?.get(0)?, crate::inference::stream::TOP_K)?;
-            self.lens.entry(i - 1).or_default().insert(position, top);
+        for (block, top) in lens.blocks {
+            self.lens.entry(block).or_default().insert(position, top);
         }
-        Ok(())
     }
+}
+
+/// The hidden states and logits a lens is computed from.
+#[derive(Debug, Clone)]
+pub struct LensInputs {
+    hidden: BTreeMap<usize, Tensor>,
+    logits: Option<Tensor>,
+}
+
+/// The final top-k and the logit lens (block -> top-k) at one position.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LensAt {
+    pub top: Option<Vec<(u32, f32)>>,
+    pub blocks: BTreeMap<usize, Vec<(u32, f32)>>,
+}
+
+/// Computes the final top-k and the logit lens at `position` for every block
+/// output in `inputs` (one vocabulary-sized matmul each) with `model`, the one
+/// that ran.
+pub fn lens_at(
+    model: &crate::inference::Model,
+    inputs: &LensInputs,
+    position: usize,
+) -> Result<LensAt, crate::inference::InferenceError> {
+    use crate::inference::{stream::TOP_K, top_k};
+    let mut out = LensAt::default();
+    if let Some(logits) = &inputs.logits
+        && position < logits.dim(0)?
+    {
+        out.top = Some(top_k(&logits.get(position)?, TOP_K)?);
+    }
+    for i in 1..model.num_layers() {
+        let Some(hidden) = inputs.hidden.get(&i) else { continue };
+        if position >= hidden.dim(0)? {
+            continue;
+        }
+        let Some(logits) = model.lens(&hidden.narrow(0, position, 1)?, false) else {
+            break;
+        };
+        out.blocks.insert(i - 1, top_k(&logits?.get(0)?, TOP_K)?);
+    }
+    Ok(out)
+}
+
+/// Runs `prompt` through `model` (one forward pass with every tap) into a
+/// finished run: what `render --prompt` and `record --prompt` draw.
+pub fn run_prompt(model: &crate::arch::ModelRef, prompt: &str) -> anyhow::Result<RunState> {
+    let files = crate::inference::ModelFiles::open(model)?;
+    let tokens = files.tokenize(prompt)?;
+    let capture = files
+        .load()?
+        .capture(&tokens)
+        .map_err(|e| anyhow::anyhow!(files.diagnose(e)))?;
+    Ok(RunState::from_capture(&capture, files.token_texts(&tokens)))
 }
 
 #[cfg(test)]

@@ -1,22 +1,25 @@
 //! Pointer interaction with the cubes: hover (tooltip + highlight), click to
-//! select, double-click to glide there; and level of detail per layer from the
-//! camera distance.
+//! select, double-click to glide there.
 
 use bevy::prelude::*;
 use bevy::window::PrimaryWindow;
 
-use super::math::FOV_Y;
 use super::{FocusOn, MainCamera, UiFocus};
 use crate::AppSystems;
-use crate::layout::lod::apparent_pixels;
 use crate::layout::pick::nearest_hit;
-use crate::layout::spawn::{Cube, Layer, LayerLod, Tensor};
-use crate::model::ViewSettings;
+use crate::layout::spawn::{Cube, Tensor};
+use crate::lod::LayerLod;
 use crate::render::Highlight;
+use crate::view::ViewSettings;
 
 pub(super) fn plugin(app: &mut App) {
-    app.init_resource::<ClickTracker>()
-        .add_systems(Update, (update_lod, hover_and_click).in_set(AppSystems::Interact));
+    app.init_resource::<ClickTracker>().add_systems(
+        Update,
+        hover_and_click
+            .in_set(AppSystems::Interact)
+            // Picks against this frame's level of detail.
+            .after(crate::lod::update_lod),
+    );
 }
 
 /// Seconds between two clicks that make a double-click.
@@ -28,26 +31,6 @@ const CLICK_SLOP: f32 = 4.0;
 struct ClickTracker {
     pressed_at: Option<Vec2>,
     last_click: Option<(f32, Entity)>,
-}
-
-fn update_lod(
-    time: Res<Time>,
-    settings: Res<ViewSettings>,
-    cameras: Query<(&Camera, &GlobalTransform), With<MainCamera>>,
-    mut layers: Query<(&Layer, &mut LayerLod)>,
-) {
-    let Ok((camera, transform)) = cameras.single() else {
-        return;
-    };
-    let eye = transform.translation();
-    let height = camera.logical_viewport_size().map_or(720.0, |s| s.y);
-    for (layer, mut lod) in &mut layers {
-        let mut state = lod.0;
-        let pixels = apparent_pixels(layer.block_size, eye.distance(layer.center), height, FOV_Y);
-        if state.update(pixels, time.delta_secs(), settings.lod) {
-            lod.0 = state;
-        }
-    }
 }
 
 fn hover_and_click(

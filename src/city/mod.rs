@@ -1,20 +1,24 @@
-//! The neural city: the current run as entities — a [`Token`] per position, a
-//! [`CityCell`] per (token, hidden state) with its residual norm, an
-//! [`AttentionEdge`] per (block, head, query, key) weight above
-//! [`view::MIN_EDGE`] — all under one [`CityRoot`], rebuilt when a new run or
-//! forward pass starts and filled in as frames arrive. In the `city` layout
-//! they are drawn as one extra instanced batch beside the trunk.
+//! The neural city: the current run as a scene and as entities. Each frame
+//! (in `AppSystems::City`) [`CityScene`] takes what is new in [`CurrentRun`]
+//! and, when the run, the layout, the filters ([`CityView`]), the playhead or
+//! the selection change, recomputes the cells shown and the arcs drawn, once;
+//! drawing, picking, the hidden-vector strips and the panels all read it. The
+//! scene is mirrored into entities under one [`CityRoot`]: a [`Token`] per
+//! position, a [`CityCell`] per (token, hidden state) and an
+//! [`AttentionEdge`] per drawn arc. In the `city` layout they are drawn as one
+//! extra instanced batch beside the trunk.
 
+pub mod draw;
 pub mod pca;
 pub mod pca3d;
 pub mod playback;
+pub mod scene;
 pub mod view;
-
-use std::collections::BTreeSet;
 
 use bevy::prelude::*;
 
 pub use playback::Playback;
+pub use scene::Scene;
 pub use view::Edge;
 pub use view::{CityFilter, HeadFilter};
 
@@ -22,8 +26,9 @@ use crate::AppSystems;
 use crate::activations::{CurrentRun, SelectedToken};
 use crate::layout::LayoutKind;
 use crate::layout::city::CityGrid;
-use crate::model::{CurrentModel, ViewSettings};
+use crate::model::CurrentModel;
 use crate::render::CubeInstances;
+use crate::view::ViewSettings;
 
 pub struct CityPlugin;
 
@@ -31,19 +36,27 @@ impl Plugin for CityPlugin {
     fn build(&self, app: &mut App) {
         app.add_message::<crate::camera::FocusOn>()
             .init_resource::<CityView>()
-            .init_resource::<CitySync>()
+            .init_resource::<CityScene>()
             .init_resource::<CityStats>()
             .init_resource::<CityHover>()
-            .init_resource::<CityArcs>()
             .init_resource::<pca3d::PcaScene>()
             .init_resource::<CityPlayback>()
             .init_resource::<SelectedToken>()
+            .init_resource::<crate::activations::Analyses>()
             .add_systems(Startup, spawn_city_batch)
             .add_systems(
                 Update,
-                (sync_city, advance_playback, pca3d::update_pca, pca3d::focus_pca)
+                (
+                    ingest_run,
+                    advance_playback,
+                    refilter_scene,
+                    sync_entities,
+                    frame_city_on_change,
+                    pca3d::update_pca,
+                    pca3d::focus_pca,
+                )
                     .chain()
-                    .in_set(AppSystems::Model),
+                    .in_set(AppSystems::City),
             )
             .add_systems(Update, hover_cells.in_set(AppSystems::Interact))
             .add_systems(
@@ -52,6 +65,7 @@ impl Plugin for CityPlugin {
                     draw_city,
                     pca3d::draw_pca.run_if(resource_exists::<bevy::gizmos::config::GizmoConfigStore>),
                 )
+                    .chain()
                     .in_set(AppSystems::Render),
             );
     }
@@ -73,7 +87,8 @@ pub struct Token {
 #[derive(Component, Debug, Clone, Copy, PartialEq, Deref)]
 pub struct CityCell(pub view::Cell);
 
-/// One attention weight: in block `layer`, head `head`, query `to` reads key `from`.
+/// One drawn attention arc: in block `layer`, query `to` reads key `from`
+/// (`head` is the head, or `usize::MAX` when heads are combined).
 #[derive(Component, Debug, Clone, Copy, PartialEq, Deref)]
 pub struct AttentionEdge(pub view::Edge);
 
@@ -81,19 +96,19 @@ pub struct AttentionEdge(pub view::Edge);
 #[derive(Resource, Debug, Clone, PartialEq, Default, Deref, DerefMut)]
 pub struct CityView(pub CityFilter);
 
-/// What has been turned into entities so far.
+/// The one scene the city's systems, drawing and panels read, and the grid
+/// it stands on (`None` outside the city layout).
 #[derive(Resource, Debug, Default)]
-struct CitySync {
+pub struct CityScene {
+    pub scene: Scene,
+    pub grid: Option<CityGrid>,
+    /// The entities mirror this generation of the scene.
+    synced: u64,
     root: Option<Entity>,
-    run: u64,
-    tokens: Vec<u32>,
-    floors: BTreeSet<usize>,
-    blocks: BTreeSet<usize>,
-    heads: usize,
-    /// The finished run has been framed.
-    framed_done: bool,
-    /// The layout seen last frame (to notice switching to the city).
-    layout: Option<LayoutKind>,
+    /// The (run, tokens) the root was spawned for.
+    root_pass: Option<(u64, Vec<u32>)>,
+    /// Hidden states already mirrored as cells.
+    cell_floors: std::collections::BTreeSet<usize>,
 }
 
 /// What the city drew last (for panels and tests).
@@ -121,10 +136,6 @@ pub enum Hovered {
     Arc { edge: view::Edge, from: String, to: String },
 }
 
-/// The arcs drawn last (after filters and the playhead), for picking.
-#[derive(Resource, Debug, Clone, Default)]
-pub struct CityArcs(pub Vec<view::Edge>);
-
 /// The entity carrying the city's instances (a second batch beside the trunk's).
 #[derive(Component)]
 pub struct CityBatch;
@@ -133,117 +144,179 @@ fn spawn_city_batch(commands: Commands, meshes: Option<ResMut<Assets<Mesh>>>) {
     crate::render::spawn_cube_batch(commands, meshes, (CityBatch, Name::new("city instances")));
 }
 
-/// Mirrors the run into entities: a new run or pass replaces them all; new
-/// hidden states and attention maps add cells and edges.
-fn sync_city(
-    mut commands: Commands,
-    run: Res<CurrentRun>,
-    mut sync: ResMut<CitySync>,
-    roots: Query<Entity, With<CityRoot>>,
-    current: Option<Res<CurrentModel>>,
-    settings: Res<ViewSettings>,
-    mut focus: MessageWriter<crate::camera::FocusOn>,
-    mut playback: ResMut<CityPlayback>,
-) {
-    // Switching to the city layout with a run on screen frames trunk and city together.
-    let entering = settings.layout == LayoutKind::City && sync.layout != Some(LayoutKind::City);
-    sync.layout = Some(settings.layout);
-    let entering = entering && !sync.tokens.is_empty();
-    if entering && let Some(current) = &current {
-        focus.write(frame_city(current, sync.tokens.len()));
-    }
+/// The grid the city stands on in `current`'s layout.
+fn grid_of(current: &CurrentModel) -> CityGrid {
+    CityGrid::new(&current.layout, current.arch.num_layers() as usize + 1)
+}
+
+/// Takes what is new in the run into the scene; a new run or pass restarts the playhead.
+fn ingest_run(run: Res<CurrentRun>, mut city: ResMut<CityScene>, mut playback: ResMut<CityPlayback>) {
     if !run.is_changed() {
         return;
     }
-    // A finished run (generation adds columns) is framed whole.
-    if run.status == crate::activations::RunStatus::Done
-        && !sync.framed_done
-        && settings.layout == LayoutKind::City
-        && let Some(current) = &current
-    {
-        sync.framed_done = true;
-        focus.write(frame_city(current, run.tokens.len()));
-    }
-    let fresh = sync.run != run.run || sync.tokens != run.tokens;
-    let new_run = sync.run != run.run;
+    let (fresh, added) = city.scene.ingest(&run);
     if fresh {
-        for root in &roots {
-            commands.entity(root).despawn();
-        }
-        *sync = CitySync {
-            run: run.run,
-            tokens: run.tokens.clone(),
-            framed_done: sync.framed_done && !new_run,
-            layout: sync.layout,
-            ..Default::default()
-        };
         playback.restart();
-        if run.tokens.is_empty() {
-            return;
-        }
-        let root = commands.spawn((CityRoot, Name::new("city"), Transform::default())).id();
-        sync.root = Some(root);
-        if new_run
-            && settings.layout == LayoutKind::City
-            && let Some(current) = &current
-        {
-            focus.write(frame_city(current, run.tokens.len()));
-        }
-        let tokens: Vec<_> = run
-            .tokens
-            .iter()
-            .enumerate()
-            .map(|(index, &id)| {
-                let text = run.texts.get(index).cloned().unwrap_or_else(|| format!("#{id}"));
-                (
-                    Token { index, id, text },
-                    Name::new(format!("token {index}")),
-                    ChildOf(root),
-                )
-            })
-            .collect();
-        commands.spawn_batch(tokens);
     }
-    let Some(root) = sync.root else { return };
-    for (&floor, hidden) in &run.hidden {
-        if sync.floors.contains(&floor) {
-            continue;
-        }
-        let Ok(norms) = view::row_norms(hidden) else { continue };
-        sync.floors.insert(floor);
-        let cells: Vec<_> = norms
-            .into_iter()
-            .enumerate()
-            .map(|(token, norm)| (CityCell(view::Cell { token, floor, norm }), ChildOf(root)))
-            .collect();
-        commands.spawn_batch(cells);
-    }
-    for (&layer, attn) in &run.attn {
-        if sync.blocks.contains(&layer) {
-            continue;
-        }
-        let Ok(edges) = view::edges_of(layer, attn, view::MIN_EDGE) else {
-            continue;
-        };
-        sync.blocks.insert(layer);
-        sync.heads = attn.dim(0).unwrap_or(1);
-        let edges: Vec<_> = edges.into_iter().map(|e| (AttentionEdge(e), ChildOf(root))).collect();
-        commands.spawn_batch(edges);
+    if added {
+        // Forces `refilter_scene` below.
+        city.set_changed();
     }
 }
 
 /// Moves the playhead towards the highest floor that has arrived.
-fn advance_playback(time: Res<Time>, sync: Res<CitySync>, mut playback: ResMut<CityPlayback>) {
-    let available = sync.floors.iter().max().map_or(0.0, |&f| f as f32);
+fn advance_playback(time: Res<Time>, city: Res<CityScene>, mut playback: ResMut<CityPlayback>) {
     let mut next = *playback;
-    next.tick(time.delta_secs(), available);
+    next.tick(time.delta_secs(), city.scene.top_floor() as f32);
     playback.set_if_neq(next);
+}
+
+/// Recomputes the shown cells, drawn arcs, heatmap and grid when their inputs change.
+#[allow(clippy::too_many_arguments)]
+fn refilter_scene(
+    run: Res<CurrentRun>,
+    current: Option<Res<CurrentModel>>,
+    settings: Res<ViewSettings>,
+    filter: Res<CityView>,
+    playback: Res<CityPlayback>,
+    selected: Res<SelectedToken>,
+    mut city: ResMut<CityScene>,
+) {
+    let model_changed = current.as_ref().is_some_and(|c| c.is_changed());
+    let data_changed = city.is_changed();
+    if !(data_changed
+        || model_changed
+        || settings.is_changed()
+        || filter.is_changed()
+        || playback.is_changed()
+        || selected.is_changed())
+    {
+        return;
+    }
+    let city = city.as_mut();
+    if model_changed || settings.is_changed() || city.grid.is_none() {
+        city.grid = current
+            .as_ref()
+            .filter(|_| settings.layout == LayoutKind::City)
+            .map(|c| grid_of(c));
+    }
+    let position = selected.position(city.scene.tokens.len());
+    city.scene.refilter(&filter, &playback, position);
+    city.scene.update_heatmap(&run, &filter, data_changed);
+}
+
+/// Mirrors the scene into entities: a new pass replaces them all; new hidden
+/// states add cells; the drawn arcs are replaced when they change.
+fn sync_entities(
+    mut commands: Commands,
+    mut city: ResMut<CityScene>,
+    roots: Query<Entity, With<CityRoot>>,
+    edges: Query<Entity, With<AttentionEdge>>,
+) {
+    if !city.is_changed() || city.synced == city.scene.generation {
+        return;
+    }
+    let city = city.as_mut();
+    city.synced = city.scene.generation;
+    let scene = &city.scene;
+    let pass = (scene.run, scene.tokens.clone());
+    if city.root_pass.as_ref() != Some(&pass) {
+        for root in &roots {
+            commands.entity(root).despawn();
+        }
+        city.cell_floors.clear();
+        city.root = None;
+        city.root_pass = Some(pass);
+        if !scene.tokens.is_empty() {
+            let root = commands.spawn((CityRoot, Name::new("city"), Transform::default())).id();
+            city.root = Some(root);
+            let tokens: Vec<_> = scene
+                .tokens
+                .iter()
+                .enumerate()
+                .map(|(index, &id)| {
+                    let text = scene.text(index);
+                    (
+                        Name::new(format!("token {index} {text:?}")),
+                        Token { index, id, text },
+                        ChildOf(root),
+                    )
+                })
+                .collect();
+            commands.spawn_batch(tokens);
+        }
+    }
+    let Some(root) = city.root else { return };
+    for (&floor, norms) in &scene.norms {
+        if !city.cell_floors.insert(floor) {
+            continue;
+        }
+        let cells: Vec<_> = norms
+            .iter()
+            .enumerate()
+            .map(|(token, &norm)| {
+                (
+                    CityCell(view::Cell { token, floor, norm }),
+                    Name::new(format!("cell token {token} hidden state {floor}")),
+                    ChildOf(root),
+                )
+            })
+            .collect();
+        commands.spawn_batch(cells);
+    }
+    // (Edges of a replaced pass went with its root.)
+    for edge in &edges {
+        commands.entity(edge).try_despawn();
+    }
+    let arcs: Vec<_> = scene
+        .arcs
+        .iter()
+        .map(|&e| {
+            (
+                AttentionEdge(e),
+                Name::new(format!("arc block {} {} -> {}", e.layer, e.from, e.to)),
+                ChildOf(root),
+            )
+        })
+        .collect();
+    commands.spawn_batch(arcs);
+}
+
+/// Frames trunk and city together when the city layout is entered with a
+/// run on screen, when a new run starts in it, and when a run finishes
+/// (generation adds columns).
+fn frame_city_on_change(
+    run: Res<CurrentRun>,
+    current: Option<Res<CurrentModel>>,
+    settings: Res<ViewSettings>,
+    mut last: Local<(Option<LayoutKind>, u64, bool)>,
+    mut focus: MessageWriter<crate::camera::FocusOn>,
+) {
+    let (layout, framed_run, framed_done) = &mut *last;
+    let entering = settings.layout == LayoutKind::City && *layout != Some(LayoutKind::City);
+    *layout = Some(settings.layout);
+    let Some(current) = current.filter(|_| settings.layout == LayoutKind::City) else {
+        return;
+    };
+    if run.tokens.is_empty() {
+        return;
+    }
+    let new_run = *framed_run != run.run;
+    let done = run.status == crate::activations::RunStatus::Done;
+    if new_run {
+        *framed_run = run.run;
+        *framed_done = false;
+    }
+    if entering || new_run || (done && !*framed_done) {
+        *framed_done |= done;
+        focus.write(frame_city(&current, run.tokens.len()));
+    }
 }
 
 /// A camera glide that shows the trunk and a city of `tokens` columns.
 fn frame_city(current: &CurrentModel, tokens: usize) -> crate::camera::FocusOn {
     let b = &current.layout.bounds;
-    let grid = CityGrid::new(&current.layout, current.arch.num_layers() as usize + 1);
+    let grid = grid_of(current);
     let (x0, x1) = (b.min[0], grid.x_end(tokens));
     let (y0, y1) = (b.min[1], b.max[1]);
     crate::camera::FocusOn {
@@ -257,105 +330,62 @@ type CameraView = (&'static Camera, &'static GlobalTransform);
 type WithMain = With<crate::camera::MainCamera>;
 type MovedCamera = (WithMain, Or<(Changed<GlobalTransform>, Changed<Camera>)>);
 
-/// Rebuilds the city batch when the city, its filters or the selection change.
-#[allow(clippy::too_many_arguments)]
+/// Rebuilds the city batch when the scene changes, or when the camera moves
+/// (which cells open into strips depends on it).
 fn draw_city(
-    settings: Res<ViewSettings>,
-    current: Option<Res<CurrentModel>>,
-    filter: Res<CityView>,
+    city: Res<CityScene>,
     selected: Res<SelectedToken>,
-    cells: Query<&CityCell>,
-    edges: Query<&AttentionEdge>,
-    added: Query<(), Or<(Added<CityCell>, Added<AttentionEdge>)>>,
-    removed: RemovedComponents<CityCell>,
-    sync: Res<CitySync>,
     playback: Res<CityPlayback>,
-    (run, cameras, moved): (Res<CurrentRun>, Query<CameraView, WithMain>, Query<(), MovedCamera>),
+    cameras: Query<CameraView, WithMain>,
+    moved: Query<(), MovedCamera>,
     mut stats: ResMut<CityStats>,
-    mut batch: Query<&mut CubeInstances, With<CityBatch>>,
-    mut arcs_cache: ResMut<CityArcs>,
+    mut batch: Query<&mut CubeInstances, (With<CityBatch>, Without<crate::render::CubeBatch>)>,
 ) {
-    // Camera motion only changes which cells open into strips: the arcs (a pass
-    // over every edge entity) are recomputed when the city or its filters change.
-    let scene_changed = settings.is_changed()
-        || filter.is_changed()
-        || selected.is_changed()
-        || playback.is_changed()
-        || current.as_ref().is_some_and(|c| c.is_changed())
-        || !added.is_empty()
-        || !removed.is_empty();
-    if !scene_changed && moved.is_empty() {
+    if !city.is_changed() && moved.is_empty() {
         return;
     }
     let Ok(mut instances) = batch.single_mut() else { return };
-    let Some(current) = current.filter(|_| settings.layout == LayoutKind::City) else {
+    let (scene, Some(grid)) = (&city.scene, &city.grid) else {
         if !instances.is_empty() {
             instances.set(Vec::new());
         }
         *stats = CityStats::default();
         return;
     };
-    let cells: Vec<view::Cell> = cells
-        .iter()
-        .map(|c| c.0)
-        .filter(|c| playback.shows_floor(c.floor) && playback.shows_token(c.token))
-        .collect();
-    let floors = current.arch.num_layers() as usize + 1;
-    let grid = CityGrid::new(&current.layout, floors);
-    let position = selected.position(sync.tokens.len());
-    if scene_changed {
-        let all: Vec<view::Edge> = edges
-            .iter()
-            .map(|e| e.0)
-            .filter(|e| playback.shows_block(e.layer) && playback.shows_token(e.from) && playback.shows_token(e.to))
-            .collect();
-        arcs_cache.0 = view::visible_arcs(&all, sync.heads, &filter, position);
-    }
-    let arcs = &arcs_cache.0;
     // Cells the camera is close to open into their full hidden vector.
     let mut opened = std::collections::HashSet::new();
     let mut strips = Vec::new();
     if let Ok((camera, transform)) = cameras.single() {
         let eye = transform.translation();
         let height = camera.logical_viewport_size().map_or(720.0, |s| s.y);
-        let mut rows: std::collections::HashMap<usize, Vec<Vec<f32>>> = Default::default();
-        for c in &cells {
+        for c in &scene.cells {
             let center = Vec3::from_array(grid.cell_center(c.token, c.floor));
-            let pixels = crate::layout::lod::apparent_pixels(
-                grid.cell,
-                eye.distance(center),
-                height,
-                crate::camera::math::FOV_Y,
-            );
-            if pixels < view::STRIP_PIXELS {
+            let pixels =
+                crate::lod::apparent_pixels(grid.cell, eye.distance(center), height, crate::camera::math::FOV_Y);
+            if pixels < draw::STRIP_PIXELS {
                 continue;
             }
-            let floor_rows = rows.entry(c.floor).or_insert_with(|| {
-                run.hidden
-                    .get(&c.floor)
-                    .and_then(|h| {
-                        h.to_dtype(candle_core::DType::F32)
-                            .and_then(|h| h.to_vec2::<f32>())
-                            .ok()
-                    })
-                    .unwrap_or_default()
-            });
-            if let Some(values) = floor_rows.get(c.token) {
-                strips.extend(view::strip_instances(&grid, c.token, c.floor, values));
+            if let Some(values) = scene.rows.get(&c.floor).and_then(|rows| rows.get(c.token)) {
+                strips.extend(draw::strip_instances(grid, c.token, c.floor, values));
                 opened.insert((c.token, c.floor));
             }
         }
     }
-    let mut out = view::city_instances(&grid, &cells, arcs, position, playback.pulse(), &|c: &view::Cell| {
-        opened.contains(&(c.token, c.floor))
-    });
+    let position = selected.position(scene.tokens.len());
+    let mut out = draw::city_instances(
+        grid,
+        &scene.cells,
+        &scene.arcs,
+        position,
+        playback.pulse(),
+        &|c: &view::Cell| opened.contains(&(c.token, c.floor)),
+    );
     out.extend(strips);
-    let strips = opened.len();
     *stats = CityStats {
-        cells: cells.len(),
-        arcs: arcs.len(),
-        heads: sync.heads,
-        strips,
+        cells: scene.cells.len(),
+        arcs: scene.arcs.len(),
+        heads: scene.heads,
+        strips: opened.len(),
     };
     instances.set(out);
 }
@@ -365,48 +395,34 @@ fn draw_city(
 #[allow(clippy::too_many_arguments)]
 fn hover_cells(
     ui: Option<Res<crate::camera::UiFocus>>,
-    settings: Res<ViewSettings>,
-    current: Option<Res<CurrentModel>>,
     buttons: Option<Res<ButtonInput<MouseButton>>>,
     windows: Query<&Window, With<bevy::window::PrimaryWindow>>,
     cameras: Query<(&Camera, &GlobalTransform), With<crate::camera::MainCamera>>,
-    cells: Query<&CityCell>,
-    tokens: Query<&Token>,
-    arcs: Res<CityArcs>,
-    playback: Res<CityPlayback>,
+    city: Res<CityScene>,
     mut hover: ResMut<CityHover>,
     mut selected: ResMut<SelectedToken>,
 ) {
     let found = (|| {
-        let current = current.as_ref().filter(|_| settings.layout == LayoutKind::City)?;
+        let (scene, grid) = (&city.scene, city.grid.as_ref()?);
         let (window, (camera, transform)) = (windows.single().ok()?, cameras.single().ok()?);
         let cursor = window
             .cursor_position()
             .filter(|_| !ui.as_ref().is_some_and(|u| u.pointer))?;
         let offset = camera.logical_viewport_rect().map_or(Vec2::ZERO, |r| r.min);
         let ray = camera.viewport_to_world(transform, cursor - offset).ok()?;
-        let grid = CityGrid::new(&current.layout, current.arch.num_layers() as usize + 1);
-        let text = |t: usize| {
-            tokens
-                .iter()
-                .find(|k| k.index == t)
-                .map(|k| k.text.clone())
-                .unwrap_or_default()
-        };
         let (origin, dir) = (ray.origin.to_array(), ray.direction.to_array());
         let cell = grid
-            .pick(origin, dir, tokens.iter().count())
-            .and_then(|(t, f)| cells.iter().find(|c| c.token == t && c.floor == f))
-            .filter(|c| playback.shows_floor(c.floor) && playback.shows_token(c.token));
+            .pick(origin, dir, scene.tokens.len())
+            .and_then(|(t, f)| scene.cell(t, f));
         if let Some(cell) = cell {
-            return Some(Hovered::Cell(*cell, text(cell.token)));
+            return Some(Hovered::Cell(CityCell(cell), scene.text(cell.token)));
         }
-        let keys: Vec<_> = arcs.0.iter().map(|e| (e.layer, e.from, e.to)).collect();
-        let edge = *arcs.0.get(grid.pick_arc(origin, dir, &keys)?)?;
+        let keys: Vec<_> = scene.arcs.iter().map(|e| (e.layer, e.from, e.to)).collect();
+        let edge = *scene.arcs.get(grid.pick_arc(origin, dir, &keys)?)?;
         Some(Hovered::Arc {
             edge,
-            from: text(edge.from),
-            to: text(edge.to),
+            from: scene.text(edge.from),
+            to: scene.text(edge.to),
         })
     })();
     if let (Some(hit), Some(buttons)) = (&found, &buttons)

@@ -8,7 +8,8 @@ use bevy::prelude::*;
 use crate::activations::SelectedToken;
 use crate::layout::LayoutKind;
 use crate::layout::city::CityGrid;
-use crate::model::{CurrentModel, ViewSettings};
+use crate::model::CurrentModel;
+use crate::view::ViewSettings;
 
 /// The PCA of one hidden state of the current run: what to project (the city
 /// window and scripts set `floor`, `show_3d`, `wanted`), and the result.
@@ -28,8 +29,20 @@ pub struct PcaScene {
     pub shares: Vec<f32>,
 }
 
-/// Recomputes the projection when it is shown and its hidden state changed.
-pub(super) fn update_pca(run: Res<crate::activations::CurrentRun>, mut pca: ResMut<PcaScene>) {
+/// Recomputes the projection (on a task) when it is shown and its hidden
+/// state changed; takes the result when it is ready.
+pub(super) fn update_pca(
+    run: Res<crate::activations::CurrentRun>,
+    mut analyses: ResMut<crate::activations::Analyses>,
+    mut pca: ResMut<PcaScene>,
+) {
+    if analyses.pca.poll()
+        && let Some((key, (coords, shares))) = analyses.pca.latest()
+    {
+        pca.key = Some(*key);
+        pca.coords = coords.clone();
+        pca.shares = shares.clone();
+    }
     if !(pca.show_3d || pca.wanted) {
         return;
     }
@@ -37,20 +50,20 @@ pub(super) fn update_pca(run: Res<crate::activations::CurrentRun>, mut pca: ResM
     let Some(floor) = pca.floor.filter(|f| run.hidden.contains_key(f)).or(newest) else {
         return;
     };
-    let key = Some((run.run, run.tokens.len(), floor));
-    if pca.key == key {
+    let key = (run.run, run.tokens.len(), floor);
+    if pca.key == Some(key) {
         return;
     }
-    let rows = run.hidden.get(&floor).and_then(|h| {
-        h.to_dtype(candle_core::DType::F32)
+    let Some(hidden) = run.hidden.get(&floor).cloned() else {
+        return;
+    };
+    analyses.pca.want(key, move || {
+        let rows = hidden
+            .to_dtype(candle_core::DType::F32)
             .and_then(|h| h.to_vec2::<f32>())
-            .ok()
+            .unwrap_or_default();
+        super::pca::project(&rows, 3)
     });
-    let Some(rows) = rows else { return };
-    let (coords, shares) = super::pca::project(&rows, 3);
-    pca.key = key;
-    pca.coords = coords;
-    pca.shares = shares;
 }
 
 /// Scales PCA coordinates (any number of components, missing ones = 0) into a

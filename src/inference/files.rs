@@ -1,6 +1,7 @@
 //! What a runnable model is made of — `config.json`, safetensors weights and
-//! (optionally) `tokenizer.json` — from a folder (weights memory-mapped) or from
-//! bytes in memory (the embedded default, and the browser build).
+//! (optionally) `tokenizer.json` — from a folder (weights read tensor by tensor,
+//! see `weights`) or from bytes in memory (the embedded default, and the
+//! browser build).
 
 use std::path::{Path, PathBuf};
 
@@ -14,7 +15,7 @@ use crate::arch::{EMBEDDED_CONFIG, EMBEDDED_HEADER, EMBEDDED_NAME, ModelConfig, 
 use crate::arch::{EMBEDDED_TOKENIZER, EMBEDDED_WEIGHTS};
 
 enum Weights {
-    /// Safetensors files, memory-mapped when the model is loaded.
+    /// Safetensors files, read when the model is loaded.
     Files(Vec<PathBuf>),
     /// One safetensors file held in memory, with the `config.json` it came with.
     Bytes {
@@ -104,7 +105,7 @@ impl ModelFiles {
     }
 
     /// The `config.json` and safetensors bytes of a model held in memory (to
-    /// hand to the browser's inference worker); `None` for memory-mapped files.
+    /// hand to the browser's inference worker); `None` for files on disk.
     pub fn in_memory(&self) -> Option<(&[u8], &[u8])> {
         match &self.weights {
             Weights::Bytes { config, weights } => Some((config, weights)),
@@ -120,8 +121,8 @@ impl ModelFiles {
         tokenizer: Option<&[u8]>,
     ) -> Result<ModelFiles, InferenceError> {
         let config_bytes = config;
-        let config = ModelConfig::from_json(config, what).map_err(|e| bad(what, e))?;
-        crate::arch::parse_file_bytes(&weights, what).map_err(|e| bad(what, e))?;
+        let config = ModelConfig::from_json(config, what)?;
+        crate::arch::parse_file_bytes(&weights, what)?;
         let tokenizer = tokenizer
             .map(|t| Tokenizer::from_bytes(t).map_err(|e| bad(&format!("{what} tokenizer.json"), e)))
             .transpose()?;
@@ -141,8 +142,11 @@ impl ModelFiles {
     pub fn from_dir(dir: &Path) -> Result<ModelFiles, InferenceError> {
         let what = dir.display().to_string();
         let config_path = dir.join("config.json");
-        let bytes = std::fs::read(&config_path).map_err(|e| bad(&config_path.display().to_string(), e))?;
-        let config = ModelConfig::from_json(&bytes, &what).map_err(|e| bad(&what, e))?;
+        let bytes = std::fs::read(&config_path).map_err(|source| InferenceError::Io {
+            path: config_path.clone(),
+            source,
+        })?;
+        let config = ModelConfig::from_json(&bytes, &what)?;
         let tokenizer_path = dir.join("tokenizer.json");
         let tokenizer = tokenizer_path
             .is_file()
@@ -163,10 +167,15 @@ impl ModelFiles {
     /// Loads the weights (computed in f32 whatever the file's dtype).
     pub fn load(&self) -> Result<Model, InferenceError> {
         let vb = match &self.weights {
-            // SAFETY: the files are memory-mapped read-only; tensorcity never writes them
-            // while a model is loaded. (A file changed underneath by another program is the
-            // same hazard every mmap-based loader, transformers included, accepts.)
-            Weights::Files(files) => unsafe { VarBuilder::from_mmaped_safetensors(files, DType::F32, &Device::Cpu)? },
+            // Read, not memory-mapped: a file changed underneath is an error, not a crash.
+            #[cfg(not(target_arch = "wasm32"))]
+            Weights::Files(files) => VarBuilder::from_backend(
+                Box::new(super::weights::FileWeights::open(files)?),
+                DType::F32,
+                Device::Cpu,
+            ),
+            #[cfg(target_arch = "wasm32")]
+            Weights::Files(_) => return Err(bad(&self.what, "the browser reads no weight files")),
             Weights::Bytes { weights, .. } => {
                 VarBuilder::from_buffered_safetensors(weights.to_vec(), DType::F32, &Device::Cpu)?
             }
@@ -281,7 +290,7 @@ fn all_finite(dtype: safetensors::Dtype, data: &[u8]) -> bool {
 fn weight_files(dir: &Path) -> Result<Vec<PathBuf>, InferenceError> {
     let index = dir.join("model.safetensors.index.json");
     if index.is_file() {
-        let parsed = read_index_file(&index).map_err(|e| bad(&index.display().to_string(), e))?;
+        let parsed = read_index_file(&index)?;
         return Ok(parsed.into_iter().map(|s| dir.join(s)).collect());
     }
     let single = dir.join("model.safetensors");

@@ -9,6 +9,8 @@ mod files;
 pub mod gpt2;
 mod llama;
 pub mod stream;
+#[cfg(not(target_arch = "wasm32"))]
+mod weights;
 pub mod wire;
 
 use std::path::Path;
@@ -26,6 +28,14 @@ pub enum InferenceError {
     Candle(#[from] candle_core::Error),
     #[error("{what}: {detail}")]
     Model { what: String, detail: String },
+    /// The model's files, header or config (keeps the architecture's error).
+    #[error(transparent)]
+    Arch(#[from] crate::arch::ArchError),
+    #[error("{path}: {source}", path = path.display())]
+    Io {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
     #[error("model family `{0}` cannot run; tensorcity runs gpt2, llama, mistral, qwen2 and bert checkpoints")]
     Unsupported(String),
     #[error("token id {id} is outside the vocabulary (size {vocab})")]

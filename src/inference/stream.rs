@@ -352,6 +352,13 @@ impl ActivationSource for Replay {
     }
 }
 
+/// Submits requests into a channel (a thread or `drain` takes them from there).
+fn queue(requests: std::sync::mpsc::Sender<(u64, RunRequest)>) -> Submit {
+    Box::new(move |run, request| {
+        let _ = requests.send((run, request));
+    })
+}
+
 /// A source run inside `drain` (the browser build's fallback).
 #[cfg(target_arch = "wasm32")]
 struct Inline {
@@ -360,19 +367,20 @@ struct Inline {
     tx: std::sync::mpsc::Sender<ActivationFrame>,
 }
 
-/// A source running on its own thread. Requests go in; frames come out of a
-/// bounded channel; a newer request cancels the older run between layers.
+/// Hands a request (with its run id) to whatever runs the source.
+type Submit = Box<dyn FnMut(u64, RunRequest) + Send>;
+
+/// A source running elsewhere — its own thread natively, a Web Worker in the
+/// browser. Requests go in through `submit`; frames come out of `frames`; a
+/// newer request cancels the older run between layers (natively) or passes.
 pub struct Worker {
-    requests: std::sync::mpsc::Sender<(u64, RunRequest)>,
+    submit: Submit,
     frames: Receiver<ActivationFrame>,
     latest: Arc<AtomicU64>,
     next_run: u64,
     dead: bool,
     #[cfg(target_arch = "wasm32")]
     inline: Option<Inline>,
-    /// Hands a request to a Web Worker (whose frames arrive on `frames`).
-    #[cfg(target_arch = "wasm32")]
-    remote: Option<Box<dyn FnMut(u64, &RunRequest) + Send>>,
 }
 
 impl Worker {
@@ -426,24 +434,18 @@ impl Worker {
                 }
             })
             .ok();
-        Worker::with(requests, frames, latest)
+        Worker::with(queue(requests), frames, latest)
     }
 
-    fn with(
-        requests: std::sync::mpsc::Sender<(u64, RunRequest)>,
-        frames: Receiver<ActivationFrame>,
-        latest: Arc<AtomicU64>,
-    ) -> Worker {
+    fn with(submit: Submit, frames: Receiver<ActivationFrame>, latest: Arc<AtomicU64>) -> Worker {
         Worker {
-            requests,
+            submit,
             frames,
             latest,
             next_run: 0,
             dead: false,
             #[cfg(target_arch = "wasm32")]
             inline: None,
-            #[cfg(target_arch = "wasm32")]
-            remote: None,
         }
     }
 
@@ -455,19 +457,16 @@ impl Worker {
         let (tx, frames) = std::sync::mpsc::channel::<ActivationFrame>();
         Worker {
             inline: Some(Inline { source, inbox, tx }),
-            ..Worker::with(requests, frames, Arc::new(AtomicU64::new(0)))
+            ..Worker::with(queue(requests), frames, Arc::new(AtomicU64::new(0)))
         }
     }
 
     /// A source in a Web Worker: `post` hands it each request (the newest
-    /// cancels older ones there); its frames arrive through `frames`.
+    /// cancels older ones there); its frames arrive through `frames`; `latest`
+    /// is the newest run id, shared with the page-side handlers.
     #[cfg(target_arch = "wasm32")]
-    pub fn remote(post: Box<dyn FnMut(u64, &RunRequest) + Send>, frames: Receiver<ActivationFrame>) -> Worker {
-        let (requests, _) = std::sync::mpsc::channel::<(u64, RunRequest)>();
-        Worker {
-            remote: Some(post),
-            ..Worker::with(requests, frames, Arc::new(AtomicU64::new(0)))
-        }
+    pub fn remote(post: Submit, frames: Receiver<ActivationFrame>, latest: Arc<AtomicU64>) -> Worker {
+        Worker::with(post, frames, latest)
     }
 
     /// Starts a run (cancelling any older one); returns its id.
@@ -475,12 +474,7 @@ impl Worker {
         self.next_run += 1;
         let run = self.next_run;
         self.latest.store(run, Ordering::SeqCst);
-        #[cfg(target_arch = "wasm32")]
-        if let Some(post) = &mut self.remote {
-            post(run, &request);
-            return run;
-        }
-        let _ = self.requests.send((run, request));
+        (self.submit)(run, request);
         run
     }
 

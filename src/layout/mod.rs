@@ -4,7 +4,6 @@
 
 pub mod city;
 mod floors;
-pub mod lod;
 pub mod pick;
 pub mod spawn;
 mod trunk;
@@ -14,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::arch::{Architecture, CubeScale, TensorKind};
 
 /// Which arrangement to draw.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LayoutKind {
     /// trunkplot's single vertical column, model order bottom to top.

@@ -2,18 +2,17 @@
 //! group (embeddings, each block, the head) with [`Tensor`] children. Every
 //! per-model entity hangs under the root, so replacing a model is one despawn.
 
-use std::sync::Arc;
-
 use bevy::prelude::*;
 
-use super::lod::LodState;
 use super::{Layout, Tower};
 use crate::AppSystems;
 use crate::arch::{Architecture, TensorKind};
-use crate::model::{CurrentModel, ViewSettings};
+use crate::model::CurrentModel;
+use crate::view::ViewSettings;
 
 pub(crate) fn plugin(app: &mut App) {
-    app.add_systems(Update, (relayout, respawn_model).chain().in_set(AppSystems::Model));
+    app.add_systems(Update, relayout.in_set(AppSystems::Layout))
+        .add_systems(Update, respawn_model.in_set(AppSystems::Spawn));
 }
 
 /// Parent of every per-model entity.
@@ -33,10 +32,6 @@ pub struct Layer {
     pub block_size: f32,
     pub params: u64,
 }
-
-/// Level of detail of a layer (see `layout::lod`).
-#[derive(Component, Debug, Clone, Copy, Default)]
-pub struct LayerLod(pub LodState);
 
 /// One tensor of the checkpoint.
 #[derive(Component, Debug, Clone)]
@@ -64,15 +59,9 @@ pub struct Cube {
 /// Recomputes the layout when the arrangement or the size scale changes.
 fn relayout(settings: Res<ViewSettings>, current: Option<ResMut<CurrentModel>>) {
     let Some(mut current) = current else { return };
-    if !settings.is_changed() {
-        return;
+    if settings.is_changed() && current.needs_layout(&settings) {
+        current.relayout(&settings);
     }
-    let l = &current.layout;
-    if l.kind == settings.layout && l.scale == settings.scale {
-        return;
-    }
-    let layout = Layout::compute(&current.arch, settings.layout, settings.scale);
-    current.layout = Arc::new(layout);
 }
 
 /// Despawns the old model's entities and spawns the new ones whenever
@@ -117,7 +106,7 @@ pub fn spawn_model(commands: &mut Commands, arch: &Architecture, layout: &Layout
                     block_size: group.block_size,
                     params,
                 },
-                LayerLod::default(),
+                crate::lod::LayerLod::default(),
                 Name::new(group.label.clone()),
                 ChildOf(root),
             ))

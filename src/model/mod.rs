@@ -1,15 +1,18 @@
-//! Loading models on a background task: a [`LoadModel`] message starts one;
-//! when it finishes the old per-model entities go and the new ones come (see
-//! `layout::spawn`). Failures land in [`LoadError`] and `AppState::Error`; the
-//! app keeps running.
+//! Loading models on a background task: a [`LoadModel`] message starts one
+//! (reading headers and `config.json` into an [`Architecture`]); when it
+//! finishes — or when the page hands over an architecture it parsed itself
+//! ([`ShowArchitecture`]) — [`install`] puts it in [`CurrentModel`], laid out
+//! for the current [`ViewSettings`]. Failures land in [`LoadError`] and
+//! `AppState::Error`; the app keeps running and keeps its model.
 
 use std::sync::Arc;
 
 use bevy::prelude::*;
 use bevy::tasks::{AsyncComputeTaskPool, Task, block_on, futures_lite::future};
 
-use crate::arch::{Architecture, CubeScale, LoadOptions, ModelRef, load_model};
-use crate::layout::{Layout, LayoutKind};
+use crate::arch::{ArchError, Architecture, LoadOptions, ModelRef, load_model};
+use crate::layout::Layout;
+use crate::view::ViewSettings;
 use crate::{AppState, AppSystems};
 
 pub(crate) fn plugin(app: &mut App) {
@@ -17,13 +20,12 @@ pub(crate) fn plugin(app: &mut App) {
         .add_message::<ModelLoaded>()
         .add_message::<ShowArchitecture>()
         .add_message::<ShowLoadError>()
-        .init_resource::<ViewSettings>()
         .init_resource::<RecentModels>()
         .add_systems(
             Update,
             (start_loading, finish_loading, show_parsed)
                 .chain()
-                .in_set(AppSystems::Model),
+                .in_set(AppSystems::Load),
         );
 }
 
@@ -42,7 +44,7 @@ pub struct ShowArchitecture {
     pub request: ModelRef,
 }
 
-/// A load that failed elsewhere: the error panel shows it, the app keeps running.
+/// A load that failed elsewhere (the page): the error panel shows it, the app keeps running.
 #[derive(Message, Debug, Clone)]
 pub struct ShowLoadError(pub String);
 
@@ -50,10 +52,22 @@ pub struct ShowLoadError(pub String);
 #[derive(Message, Debug, Clone)]
 pub struct ModelLoaded;
 
+/// Why a model could not be shown.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    /// Reading or validating the model's files, headers or config.
+    #[error(transparent)]
+    Arch(#[from] ArchError),
+    /// The browser page could not open it (network, CORS, not a safetensors file).
+    #[error("{0}")]
+    Page(String),
+}
+
 /// The model on screen and its layout.
 #[derive(Resource, Clone)]
 pub struct CurrentModel {
     pub arch: Arc<Architecture>,
+    /// Computed by [`CurrentModel::new`] and [`CurrentModel::relayout`] only.
     pub layout: Arc<Layout>,
     /// Totals and the by-kind breakdown, computed once per model (the panels
     /// read them every frame).
@@ -63,49 +77,43 @@ pub struct CurrentModel {
 }
 
 impl CurrentModel {
-    pub fn new(arch: Architecture, layout: Layout, request: ModelRef) -> Self {
-        let summary = Arc::new(arch.summary());
+    /// `arch` laid out as `settings` say.
+    pub fn new(arch: Architecture, request: ModelRef, settings: &ViewSettings) -> Self {
+        let layout = Arc::new(Layout::compute(&arch, settings.layout, settings.scale));
         CurrentModel {
+            summary: Arc::new(arch.summary()),
             arch: Arc::new(arch),
-            layout: Arc::new(layout),
-            summary,
+            layout,
             request,
         }
     }
-}
 
-/// How the model is drawn.
-#[derive(Resource, Debug, Clone, PartialEq)]
-pub struct ViewSettings {
-    pub layout: LayoutKind,
-    pub scale: CubeScale,
-    /// Kinds hidden from the scene (legend toggles).
-    pub hidden_kinds: std::collections::HashSet<crate::arch::TensorKind>,
-    /// Collapse far layers into blocks.
-    pub lod: bool,
-}
+    /// Loads `model` and lays it out (the command-line paths: render, record).
+    pub fn load(model: &ModelRef, options: &LoadOptions, settings: &ViewSettings) -> Result<Self, ArchError> {
+        Ok(CurrentModel::new(load_model(model, options)?, model.clone(), settings))
+    }
 
-impl Default for ViewSettings {
-    fn default() -> Self {
-        ViewSettings {
-            layout: LayoutKind::Trunk,
-            scale: CubeScale::Relative,
-            hidden_kinds: Default::default(),
-            lod: true,
-        }
+    /// Whether the layout is not the one `settings` ask for.
+    pub fn needs_layout(&self, settings: &ViewSettings) -> bool {
+        self.layout.kind != settings.layout || self.layout.scale != settings.scale
+    }
+
+    /// Lays the model out again for `settings`.
+    pub fn relayout(&mut self, settings: &ViewSettings) {
+        self.layout = Arc::new(Layout::compute(&self.arch, settings.layout, settings.scale));
     }
 }
 
 /// The last load's failure, shown by the error panel until dismissed.
 #[derive(Resource, Debug, Clone)]
-pub struct LoadError(pub String);
+pub struct LoadError(pub Arc<ModelError>);
 
 /// What the current background load is doing (for the loading overlay).
 #[derive(Resource)]
 pub struct Loading {
     pub what: String,
     pub started: bevy::platform::time::Instant,
-    task: Task<Result<(Architecture, Layout), String>>,
+    task: Task<Result<Architecture, ArchError>>,
     request: ModelRef,
 }
 
@@ -122,32 +130,17 @@ pub fn describe(model: &ModelRef) -> String {
     }
 }
 
-/// Loads and lays out a model; the pure part of the background task.
-pub fn load_and_layout(
-    model: &ModelRef,
-    options: &LoadOptions,
-    kind: LayoutKind,
-    scale: CubeScale,
-) -> Result<(Architecture, Layout), String> {
-    let arch = load_model(model, options).map_err(|e| e.to_string())?;
-    let layout = Layout::compute(&arch, kind, scale);
-    Ok((arch, layout))
-}
-
 fn start_loading(
     mut commands: Commands,
     mut requests: MessageReader<LoadModel>,
-    settings: Res<ViewSettings>,
     mut next: ResMut<NextState<AppState>>,
 ) {
     // A newer request replaces an older one still running (its task is dropped, which cancels it).
     let Some(request) = requests.read().last().cloned() else {
         return;
     };
-    let (kind, scale) = (settings.layout, settings.scale);
     let model = request.model.clone();
-    let task = AsyncComputeTaskPool::get()
-        .spawn(async move { load_and_layout(&request.model, &request.options, kind, scale) });
+    let task = AsyncComputeTaskPool::get().spawn(async move { load_model(&request.model, &request.options) });
     commands.insert_resource(Loading {
         what: describe(&model),
         started: bevy::platform::time::Instant::now(),
@@ -157,62 +150,63 @@ fn start_loading(
     next.set(AppState::Loading);
 }
 
-fn finish_loading(
-    mut commands: Commands,
-    loading: Option<ResMut<Loading>>,
-    mut recent: ResMut<RecentModels>,
-    mut loaded: MessageWriter<ModelLoaded>,
-    mut next: ResMut<NextState<AppState>>,
-) {
+/// What installing or failing needs (both message paths share it).
+#[derive(bevy::ecs::system::SystemParam)]
+struct Installer<'w, 's> {
+    commands: Commands<'w, 's>,
+    settings: Res<'w, ViewSettings>,
+    recent: ResMut<'w, RecentModels>,
+    loaded: MessageWriter<'w, ModelLoaded>,
+    next: ResMut<'w, NextState<AppState>>,
+}
+
+impl Installer<'_, '_> {
+    /// The one way a model gets on screen: laid out, on the recent list, announced.
+    fn install(&mut self, arch: Architecture, request: ModelRef) {
+        for notice in &arch.notices {
+            info!("{notice}");
+        }
+        let name = describe(&request);
+        self.recent.0.retain(|r| *r != name);
+        self.recent.0.insert(0, name);
+        self.recent.0.truncate(10);
+        self.commands.remove_resource::<Loading>();
+        self.commands
+            .insert_resource(CurrentModel::new(arch, request, &self.settings));
+        self.commands.remove_resource::<LoadError>();
+        self.loaded.write(ModelLoaded);
+        self.next.set(AppState::Ready);
+    }
+
+    fn fail(&mut self, error: ModelError) {
+        warn!("{error}");
+        self.commands.insert_resource(LoadError(Arc::new(error)));
+        self.next.set(AppState::Error);
+    }
+}
+
+fn finish_loading(loading: Option<ResMut<Loading>>, mut installer: Installer) {
     let Some(mut loading) = loading else { return };
     let Some(result) = block_on(future::poll_once(&mut loading.task)) else {
         return;
     };
-    commands.remove_resource::<Loading>();
+    installer.commands.remove_resource::<Loading>();
     match result {
-        Ok((arch, layout)) => {
-            for notice in &arch.notices {
-                info!("{notice}");
-            }
-            let name = describe(&loading.request);
-            recent.0.retain(|r| *r != name);
-            recent.0.insert(0, name);
-            recent.0.truncate(10);
-            commands.insert_resource(CurrentModel::new(arch, layout, loading.request.clone()));
-            commands.remove_resource::<LoadError>();
-            loaded.write(ModelLoaded);
-            next.set(AppState::Ready);
-        }
-        Err(e) => {
-            warn!("{e}");
-            commands.insert_resource(LoadError(e));
-            next.set(AppState::Error);
-        }
+        Ok(arch) => installer.install(arch, loading.request.clone()),
+        Err(e) => installer.fail(e.into()),
     }
 }
 
-/// Lays out and shows architectures that arrive already parsed, and errors
-/// from elsewhere.
+/// Shows architectures and errors that arrive from the page.
 fn show_parsed(
-    mut commands: Commands,
     mut parsed: MessageReader<ShowArchitecture>,
     mut errors: MessageReader<ShowLoadError>,
-    settings: Res<ViewSettings>,
-    mut loaded: MessageWriter<ModelLoaded>,
-    mut next: ResMut<NextState<AppState>>,
+    mut installer: Installer,
 ) {
     if let Some(e) = errors.read().last() {
-        warn!("{}", e.0);
-        commands.insert_resource(LoadError(e.0.clone()));
-        next.set(AppState::Error);
+        installer.fail(ModelError::Page(e.0.clone()));
     }
-    let Some(show) = parsed.read().last().cloned() else {
-        return;
-    };
-    let layout = Layout::compute(&show.arch, settings.layout, settings.scale);
-    commands.remove_resource::<Loading>();
-    commands.insert_resource(CurrentModel::new(show.arch, layout, show.request));
-    commands.remove_resource::<LoadError>();
-    loaded.write(ModelLoaded);
-    next.set(AppState::Ready);
+    if let Some(show) = parsed.read().last().cloned() {
+        installer.install(show.arch, show.request);
+    }
 }

@@ -41,31 +41,20 @@ impl Output {
     /// exists and is writable (a frames folder is created), ffmpeg with
     /// libx264 is installed for MP4.
     pub fn prepare(&self) -> anyhow::Result<()> {
-        let dir = match self {
+        match self {
             Output::Frames(dir) => {
                 std::fs::create_dir_all(dir)
                     .with_context(|| format!("{}: cannot create the frames folder", dir.display()))?;
-                dir.clone()
+                crate::offscreen::check_writable_folder(dir, dir)?;
             }
             Output::Mp4(path) | Output::Gif(path) => {
                 let dir = path
                     .parent()
                     .filter(|p| !p.as_os_str().is_empty())
-                    .unwrap_or(Path::new("."))
-                    .to_path_buf();
-                if !dir.is_dir() {
-                    bail!(
-                        "{}: folder {} does not exist; create it first",
-                        path.display(),
-                        dir.display()
-                    );
-                }
-                dir
+                    .unwrap_or(Path::new("."));
+                crate::offscreen::check_writable_folder(dir, path)?;
             }
-        };
-        let probe = dir.join(format!(".tensorcity-write-test-{}", std::process::id()));
-        std::fs::write(&probe, b"").with_context(|| format!("cannot write to {}", dir.display()))?;
-        let _ = std::fs::remove_file(probe);
+        }
         if matches!(self, Output::Mp4(_)) {
             check_ffmpeg()?;
         }

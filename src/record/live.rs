@@ -10,7 +10,6 @@ use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use bevy::camera::RenderTarget;
 use bevy::prelude::*;
 use bevy::render::view::screenshot::{Screenshot, ScreenshotCaptured, save_to_disk};
 use bevy_egui::{EguiContexts, EguiPrimaryContextPass, egui};
@@ -26,29 +25,42 @@ pub struct LiveCapturePlugin;
 impl Plugin for LiveCapturePlugin {
     fn build(&self, app: &mut App) {
         app.init_resource::<LiveCapture>()
+            .add_message::<ToggleRecording>()
+            .add_message::<TakeScreenshot>()
+            .add_systems(Update, hotkeys.in_set(crate::AppSystems::Input))
             .add_systems(
                 Update,
-                (hotkeys, feed_recording, finish_big_shot)
+                (start_captures, feed_recording, finish_big_shot)
                     .chain()
                     .in_set(crate::AppSystems::Render),
             )
-            .add_systems(EguiPrimaryContextPass, capture_ui);
+            .add_systems(
+                EguiPrimaryContextPass,
+                capture_ui.in_set(crate::ui::UiSystems::Overlays),
+            );
     }
+}
+
+/// Start recording the window, or stop and save the recording (F9, ⏺, the `record` script command).
+#[derive(Message, Debug, Clone, Copy)]
+pub struct ToggleRecording;
+
+/// Save a PNG of the window at `scale` times its size (1, 2 or 4; F12, 📷, the `shot` script command).
+#[derive(Message, Debug, Clone, Copy)]
+pub struct TakeScreenshot {
+    pub scale: u32,
 }
 
 /// In-app capture state.
 #[derive(Resource, Default)]
 pub struct LiveCapture {
     recording: Option<Recording>,
-    /// Screenshot size as a multiple of the window (1, 2 or 4).
+    /// Screenshot size as a multiple of the window (1, 2 or 4; the panel's choice).
     pub shot_scale: u32,
     /// A larger-than-window screenshot being rendered: (camera, target, frames waited).
     big_shot: Option<(Entity, Handle<Image>, u32, String)>,
     /// The last thing to tell the user, and until when.
     message: Option<(String, Instant)>,
-    /// A button (or a frame script) asked for these this frame.
-    pub want_toggle: bool,
-    pub want_shot: bool,
 }
 
 /// To the writer thread: a frame captured at a time since the start, or the end.
@@ -109,23 +121,42 @@ fn writer(path: String, rx: Receiver<ToWriter>) -> Result<u64, String> {
     Ok(written)
 }
 
+/// F9 and F12 (unless a text field has the keyboard).
 fn hotkeys(
     keys: Option<Res<ButtonInput<KeyCode>>>,
     ui: Option<Res<UiFocus>>,
+    live: Res<LiveCapture>,
+    mut toggles: MessageWriter<ToggleRecording>,
+    mut shots: MessageWriter<TakeScreenshot>,
+) {
+    let typing = ui.is_some_and(|u| u.keyboard);
+    let pressed = |k| !typing && keys.as_ref().is_some_and(|keys| keys.just_pressed(k));
+    if pressed(KeyCode::F9) {
+        toggles.write(ToggleRecording);
+    }
+    if pressed(KeyCode::F12) {
+        shots.write(TakeScreenshot {
+            scale: live.shot_scale.max(1),
+        });
+    }
+}
+
+fn start_captures(
+    mut toggles: MessageReader<ToggleRecording>,
+    mut shots: MessageReader<TakeScreenshot>,
     mut live: ResMut<LiveCapture>,
     mut commands: Commands,
     windows: Query<&Window>,
     cameras: Query<(&Camera, &Transform, &Projection), With<MainCamera>>,
     mut images: ResMut<Assets<Image>>,
 ) {
-    let typing = ui.is_some_and(|u| u.keyboard);
-    let pressed = |k| !typing && keys.as_ref().is_some_and(|keys| keys.just_pressed(k));
-    if pressed(KeyCode::F9) || std::mem::take(&mut live.want_toggle) {
+    // Two toggles in one frame cancel out.
+    if toggles.read().count() % 2 == 1 {
         toggle_recording(&mut live);
     }
-    if pressed(KeyCode::F12) || std::mem::take(&mut live.want_shot) {
+    if let Some(shot) = shots.read().last().copied() {
         let name = format!("{}.png", stamp());
-        let scale = live.shot_scale.max(1);
+        let scale = shot.scale.clamp(1, 4);
         if scale == 1 {
             commands
                 .spawn(Screenshot::primary_window())
@@ -146,21 +177,19 @@ fn hotkeys(
                 })
                 .unwrap_or(UVec2::new(1280, 720))
                 * scale;
-            let max = 8192;
+            let max = crate::offscreen::MAX_EDGE;
             let size = if size.max_element() > max {
                 size * max / size.max_element()
             } else {
                 size
             };
-            let handle = images.add(crate::headless::render_target((size.x, size.y)));
+            let (bundle, handle) = crate::offscreen::camera_bundle(&mut images, (size.x, size.y), *transform);
             let entity = commands
                 .spawn((
-                    Camera3d::default(),
+                    bundle,
                     Camera { order: -1, ..default() },
-                    RenderTarget::Image(handle.clone().into()),
-                    bevy::core_pipeline::tonemapping::Tonemapping::None,
-                    *transform,
                     projection.clone(),
+                    Name::new("screenshot camera"),
                 ))
                 .id();
             live.big_shot = Some((entity, handle, 0, name));
@@ -256,7 +285,12 @@ fn finish_big_shot(mut commands: Commands, mut live: ResMut<LiveCapture>) {
 }
 
 /// The ⏺ / 📷 buttons over the 3D view, the REC indicator and the last message.
-fn capture_ui(mut contexts: EguiContexts, mut live: ResMut<LiveCapture>) -> Result {
+fn capture_ui(
+    mut contexts: EguiContexts,
+    mut live: ResMut<LiveCapture>,
+    mut toggles: MessageWriter<ToggleRecording>,
+    mut shots: MessageWriter<TakeScreenshot>,
+) -> Result {
     let ctx = contexts.ctx_mut()?.clone();
     let recording = live.recording.as_ref().map(|r| r.started.elapsed());
     egui::Area::new(egui::Id::new("capture_buttons"))
@@ -273,10 +307,12 @@ fn capture_ui(mut contexts: EguiContexts, mut live: ResMut<LiveCapture>) -> Resu
                     .on_hover_text("record the window to MP4 (F9)")
                     .clicked()
                 {
-                    live.want_toggle = true;
+                    toggles.write(ToggleRecording);
                 }
                 if ui.button("📷").on_hover_text("save a PNG screenshot (F12)").clicked() {
-                    live.want_shot = true;
+                    shots.write(TakeScreenshot {
+                        scale: live.shot_scale.max(1),
+                    });
                 }
                 let mut scale = live.shot_scale.max(1);
                 egui::ComboBox::from_id_salt("shot_scale")

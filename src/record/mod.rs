@@ -9,22 +9,17 @@ pub mod live;
 pub mod path;
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use bevy::camera::RenderTarget;
-use bevy::core_pipeline::tonemapping::Tonemapping;
 use bevy::prelude::*;
-use bevy::render::view::NoIndirectDrawing;
-use bevy::render::view::screenshot::{Screenshot, ScreenshotCaptured};
 use bevy::time::TimeUpdateStrategy;
 
 use crate::activations::SelectedToken;
 use crate::arch::{CubeScale, LoadOptions, ModelRef};
 use crate::layout::LayoutKind;
-use crate::model::{CurrentModel, ViewSettings, load_and_layout};
-use crate::render::cube_draws;
+use crate::offscreen;
+use crate::view::ViewSettings;
 use encode::Output;
 use path::{CameraPath, KeyframeFile};
 
@@ -115,16 +110,9 @@ pub fn record(job: RecordJob) -> anyhow::Result<RecordStats> {
         }
         _ => None,
     };
-    let (arch, layout) =
-        load_and_layout(&job.model, &job.options, job.layout, job.scale).map_err(anyhow::Error::msg)?;
-    for notice in &arch.notices {
-        eprintln!("note: {notice}");
-    }
-    let run = match &job.prompt {
-        Some(prompt) => Some(crate::headless::run_prompt(&job.model, prompt)?),
-        None => None,
-    };
-    let gpu = crate::headless::check_gpu()?;
+    let (current, settings, run) =
+        crate::headless::load_scene(&job.model, &job.options, (job.layout, job.scale), job.prompt.as_deref())?;
+    let gpu = offscreen::check_gpu()?;
     if job.size.0.max(job.size.1) > gpu.max_texture {
         bail!(
             "--size {}x{} is beyond this GPU's texture limit of {} pixels per side ({}); choose a smaller size",
@@ -136,12 +124,9 @@ pub fn record(job: RecordJob) -> anyhow::Result<RecordStats> {
     }
 
     // The camera path sees the trunk, and the city beside it when there is one.
-    let floors = arch.num_layers() as usize + 1;
-    let mut bounds = layout.bounds;
-    let city_tokens = run.as_ref().map_or(0, |r| r.tokens.len());
-    if city_tokens > 0 && job.layout == LayoutKind::City {
-        bounds = crate::layout::city::CityGrid::new(&layout, floors).bounds_with(&layout.bounds, city_tokens);
-    }
+    let floors = current.arch.num_layers() as usize + 1;
+    let bounds = crate::headless::scene_bounds(&current, run.as_ref());
+    let layout = current.layout.clone();
     let aspect = job.size.0 as f32 / job.size.1 as f32;
     let path = match (&job.camera, keyframes) {
         (_, Some(file)) => CameraPath::Keyframes(file),
@@ -160,20 +145,20 @@ pub fn record(job: RecordJob) -> anyhow::Result<RecordStats> {
         bounds.min[0], bounds.min[1], bounds.min[2], bounds.max[0], bounds.max[1], bounds.max[2]
     );
 
-    let current = CurrentModel::new(arch, layout, job.model.clone());
     // With a prompt, the pulses climb through every floor in the first 60% of the clip.
     let speed = floors as f32 / (job.duration * 0.6);
-    let mut app = crate::headless::scene_app(current, job.layout, job.scale, run, speed);
+    let mut app = crate::headless::scene_app(current, settings, run, speed);
     app.insert_resource(TimeUpdateStrategy::ManualDuration(Duration::ZERO));
     app.finish();
     app.cleanup();
     app.world_mut()
         .resource_mut::<Time<Virtual>>()
         .set_max_delta(Duration::from_secs(3600));
-    let target = spawn_camera(&mut app, job.size);
+    let target = offscreen::spawn_main_camera(&mut app, job.size, Transform::default());
     place_camera(&mut app, &path, 0.0, job.duration);
 
-    warm_up(&mut app, &target)?;
+    // Frozen frames until the scene really renders.
+    offscreen::warm_up(&mut app, &target)?;
 
     let frames = frame_count(job.duration, job.fps);
     let mut sink = encode::open(&output, job.size, job.fps)?;
@@ -196,10 +181,10 @@ pub fn record(job: RecordJob) -> anyhow::Result<RecordStats> {
         place_camera(&mut app, &path, t, job.duration);
         app.update();
         app.insert_resource(TimeUpdateStrategy::ManualDuration(Duration::ZERO));
-        let rgba = capture(&mut app, &target)?;
+        let rgba = offscreen::read_back(&mut app, &target)?;
         render += rendering.elapsed();
         let encoding = Instant::now();
-        sink.push(&rgba_to_rgb(&rgba))?;
+        sink.push(&offscreen::rgba_to_rgb(&rgba))?;
         encode += encoding.elapsed();
         progress.inc(1);
     }
@@ -242,23 +227,6 @@ fn progress_bar(frames: u64, quiet: bool) -> indicatif::ProgressBar {
     bar
 }
 
-fn spawn_camera(app: &mut App, size: (u32, u32)) -> Handle<Image> {
-    let world = app.world_mut();
-    let handle = world
-        .resource_mut::<Assets<Image>>()
-        .add(crate::headless::render_target(size));
-    world.spawn((
-        Camera3d::default(),
-        RenderTarget::Image(handle.clone().into()),
-        Tonemapping::None,
-        NoIndirectDrawing,
-        Transform::default(),
-        // The city opens close cells into strips relative to this camera.
-        crate::camera::MainCamera,
-    ));
-    handle
-}
-
 /// Puts the camera where the path says at `t`, and applies the path's layout
 /// and selection changes.
 fn place_camera(app: &mut App, path: &CameraPath, t: f32, duration: f32) {
@@ -286,62 +254,6 @@ fn place_camera(app: &mut App, path: &CameraPath, t: f32, duration: f32) {
     {
         selected.0 = Some(token);
     }
-}
-
-/// Runs frozen frames until the scene really renders (pipelines compile
-/// asynchronously; the first frames come back empty).
-fn warm_up(app: &mut App, target: &Handle<Image>) -> anyhow::Result<()> {
-    let base = cube_draws();
-    let start = Instant::now();
-    while cube_draws() < base + 2 {
-        app.update();
-        if start.elapsed() > Duration::from_secs(900) {
-            bail!("the scene did not render within 15 minutes");
-        }
-    }
-    for attempt in 0.. {
-        let frame = capture(app, target)?;
-        if frame.chunks_exact(4).any(|p| p[3] != 0) && crate::headless::rgba_shows_scene(&frame) {
-            return Ok(());
-        }
-        if attempt >= 40 {
-            warn!("the camera sees no cubes at the start; recording anyway");
-            return Ok(());
-        }
-    }
-    Ok(())
-}
-
-/// Screenshots the target as it is now (frozen clock) and returns its RGBA bytes.
-fn capture(app: &mut App, target: &Handle<Image>) -> anyhow::Result<Vec<u8>> {
-    let slot: Arc<Mutex<Option<Vec<u8>>>> = Arc::default();
-    let into = slot.clone();
-    app.world_mut()
-        .spawn(Screenshot::image(target.clone()))
-        .observe(move |captured: On<ScreenshotCaptured>| {
-            let data = captured
-                .image
-                .clone()
-                .try_into_dynamic()
-                .map(|d| d.to_rgba8().into_raw());
-            if let (Ok(data), Ok(mut slot)) = (data, into.lock()) {
-                *slot = Some(data);
-            }
-        });
-    for _ in 0..600 {
-        app.update();
-        if let Some(frame) = slot.lock().ok().and_then(|mut s| s.take()) {
-            return Ok(frame);
-        }
-        if app.should_exit().is_some() {
-            bail!("the renderer stopped (a GPU error; see the log above)");
-        }
-    }
-    bail!("a frame was not read back from the GPU within 600 updates")
-}
-
-fn rgba_to_rgb(rgba: &[u8]) -> Vec<u8> {
-    rgba.chunks_exact(4).flat_map(|p| [p[0], p[1], p[2]]).collect()
 }
 
 #[cfg(test)]

@@ -33,14 +33,22 @@ use bevy::render::{
 };
 use bytemuck::{Pod, Zeroable};
 
-/// Number of instanced cube draws the GPU has actually been given (the draw is
-/// skipped while the pipeline is still compiling). Scripts and headless
+/// How many instanced cube draws the GPU has actually been given (the draw is
+/// skipped while the pipeline is still compiling). One counter shared by the
+/// main world and the render world of an app; frame scripts and offscreen
 /// captures wait on it so they never save an empty frame.
-static CUBE_DRAWS: AtomicU64 = AtomicU64::new(0);
+#[derive(Resource, Clone, Default, Debug)]
+pub struct CubeDraws(Arc<AtomicU64>);
 
-/// See [`CUBE_DRAWS`].
-pub fn cube_draws() -> u64 {
-    CUBE_DRAWS.load(Ordering::Relaxed)
+impl CubeDraws {
+    /// Draws so far.
+    pub fn count(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    fn add(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 /// The cube shader, compiled into the binary (no asset folder needed at run
@@ -48,7 +56,7 @@ pub fn cube_draws() -> u64 {
 pub const CUBE_SHADER: Handle<Shader> = bevy::asset::uuid_handle!("6f1d2c3a-8a4e-4b8e-9a55-2c1e7d0b3f11");
 
 /// One cube: `pos_size` = centre xyz + edge length; `color` = linear RGB +
-/// highlight (0 plain, 0.5 hovered, 1 selected; also activation intensity later).
+/// highlight (0 plain, 0.5 hovered, 1 selected).
 #[derive(Clone, Copy, Debug, PartialEq, Pod, Zeroable)]
 #[repr(C)]
 pub struct CubeInstance {
@@ -107,11 +115,14 @@ impl Plugin for CubeInstancingPlugin {
                 error!("cube shader: {e}");
             }
         }
-        app.add_plugins(ExtractComponentPlugin::<CubeInstances>::default());
+        let draws = CubeDraws::default();
+        app.add_plugins(ExtractComponentPlugin::<CubeInstances>::default())
+            .insert_resource(draws.clone());
         let Some(render_app) = app.get_sub_app_mut(RenderApp) else {
             return;
         };
         render_app
+            .insert_resource(draws)
             .add_render_command::<Transparent3d, DrawCubes>()
             .init_resource::<SpecializedMeshPipelines<CubePipeline>>()
             .add_systems(RenderStartup, init_pipeline.after(MeshPipelineSystems))
@@ -272,6 +283,7 @@ impl<P: PhaseItem> RenderCommand<P> for DrawInstanced {
         SRes<RenderAssets<RenderMesh>>,
         SRes<RenderMeshInstances>,
         SRes<MeshAllocator>,
+        SRes<CubeDraws>,
     );
     type ViewQuery = ();
     type ItemQuery = Read<InstanceBuffer>;
@@ -281,7 +293,7 @@ impl<P: PhaseItem> RenderCommand<P> for DrawInstanced {
         item: &P,
         _view: (),
         instance_buffer: Option<&'w InstanceBuffer>,
-        (meshes, render_mesh_instances, mesh_allocator): SystemParamItem<'w, '_, Self::Param>,
+        (meshes, render_mesh_instances, mesh_allocator, draws): SystemParamItem<'w, '_, Self::Param>,
         pass: &mut TrackedRenderPass<'w>,
     ) -> RenderCommandResult {
         let mesh_allocator = mesh_allocator.into_inner();
@@ -314,7 +326,7 @@ impl<P: PhaseItem> RenderCommand<P> for DrawInstanced {
             }
             RenderMeshBufferInfo::NonIndexed => pass.draw(vertex_slice.range, instances),
         }
-        CUBE_DRAWS.fetch_add(1, Ordering::Relaxed);
+        draws.add();
         RenderCommandResult::Success
     }
 }

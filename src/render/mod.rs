@@ -7,12 +7,13 @@ mod instancing;
 use bevy::camera::visibility::NoFrustumCulling;
 use bevy::prelude::*;
 
-pub use instancing::{CubeInstance, CubeInstances, cube_draws};
+pub use instancing::{CubeDraws, CubeInstance, CubeInstances};
 
 use crate::AppSystems;
 use crate::arch::{TensorKind, hex_to_rgb, kind_color};
-use crate::layout::spawn::{Cube, Layer, LayerLod, Tensor};
-use crate::model::ViewSettings;
+use crate::layout::spawn::{Cube, Layer, Tensor};
+use crate::lod::{LayerLod, LodState};
+use crate::view::ViewSettings;
 
 /// Cube drawing on its own (the batch entity, instance rebuilds, the pipeline),
 /// for benchmarks and tools that place instances themselves.
@@ -91,8 +92,6 @@ pub struct BlockDraw {
     pub lod: LodState,
 }
 
-use crate::layout::lod::LodState;
-
 /// Builds the instance list: tensors scaled by their layer's LOD blend; a
 /// collapsed layer's block takes the colour of its largest visible kind
 /// (by parameters), slightly darkened so blocks read as summaries.
@@ -142,7 +141,8 @@ fn rebuild_instances(
     layers: Query<(Entity, &Layer, &LayerLod)>,
     changed: Query<(), Or<(Changed<LayerLod>, Added<Cube>)>>,
     removed: RemovedComponents<Cube>,
-    mut batch: Query<&mut CubeInstances, With<CubeBatch>>,
+    // Disjoint from the city's batch, which its own system fills.
+    mut batch: Query<&mut CubeInstances, (With<CubeBatch>, Without<crate::city::CityBatch>)>,
 ) {
     let dirty = settings.is_changed() || highlight.is_changed() || !changed.is_empty() || !removed.is_empty();
     if !dirty {

@@ -8,12 +8,13 @@ use bevy::prelude::*;
 use bevy_egui::egui;
 
 use crate::activations::CurrentRun;
-use crate::city::view::{attention_grid, heat, row_norms};
-use crate::city::{CityHover, CityPlayback, CityStats, CityView, HeadFilter, Hovered};
+use crate::city::view::heat;
+use crate::city::{CityHover, CityPlayback, CityScene, CityStats, CityView, HeadFilter, Hovered};
 
 #[derive(SystemParam)]
 pub(super) struct CityParams<'w> {
     run: Res<'w, CurrentRun>,
+    city: Res<'w, CityScene>,
     view: ResMut<'w, CityView>,
     stats: Res<'w, CityStats>,
     hover: Res<'w, CityHover>,
@@ -180,10 +181,7 @@ fn filters(ui: &mut egui::Ui, p: &mut CityParams) {
 }
 
 fn token_text(p: &CityParams, i: usize) -> String {
-    p.run
-        .texts
-        .get(i)
-        .map_or_else(|| format!("#{i}"), |s| s.replace('\n', "\\n"))
+    p.city.scene.text(i).replace('\n', "\\n")
 }
 
 fn attention_heatmap(ui: &mut egui::Ui, p: &CityParams) -> Option<usize> {
@@ -194,16 +192,17 @@ fn attention_heatmap(ui: &mut egui::Ui, p: &CityParams) -> Option<usize> {
         HeadFilter::Head(h) => format!("head {h}"),
     };
     ui.strong(format!("attention, block {layer}, {head}"));
-    let Some(grid) = p
-        .run
-        .attn
-        .get(&layer)
-        .and_then(|a| attention_grid(a, p.view.heads).ok())
+    let Some((_, _, grid)) = p
+        .city
+        .scene
+        .attention
+        .as_ref()
+        .filter(|(l, h, _)| *l == layer && *h == p.view.heads)
     else {
         ui.weak("not computed yet");
         return None;
     };
-    let hovered = heatmap(ui, &grid);
+    let hovered = heatmap(ui, grid);
     if let Some((q, k, clicked)) = hovered {
         let tip = format!(
             "query {q} `{}` reads key {k} `{}`: {:.4}",
@@ -221,19 +220,8 @@ fn attention_heatmap(ui: &mut egui::Ui, p: &CityParams) -> Option<usize> {
 
 fn norm_heatmap(ui: &mut egui::Ui, p: &CityParams) -> Option<usize> {
     ui.strong("residual norm, tokens (rows) x hidden states (columns)");
-    let floors: Vec<Vec<f32>> = p.run.hidden.values().filter_map(|h| row_norms(h).ok()).collect();
-    let t = floors.first().map(Vec::len)?;
-    // Transposed to [token][floor], each floor scaled to its own range.
-    let grid: Vec<Vec<f32>> = (0..t)
-        .map(|i| floors.iter().map(|f| f.get(i).copied().unwrap_or(0.0)).collect())
-        .collect();
-    let ranges: Vec<(f32, f32)> = floors
-        .iter()
-        .map(|f| {
-            f.iter()
-                .fold((f32::MAX, f32::MIN), |(lo, hi), &v| (lo.min(v), hi.max(v)))
-        })
-        .collect();
+    // [token][floor], each floor scaled to its own range.
+    let (grid, ranges) = p.city.scene.norm_grid();
     let scaled: Vec<Vec<f32>> = grid
         .iter()
         .map(|row| {

@@ -27,7 +27,8 @@ pub(crate) fn plugin(app: &mut App) {
     app.init_resource::<UiState>()
         .init_resource::<PromptUi>()
         .add_systems(Startup, spawn_ui_camera)
-        .add_systems(EguiPrimaryContextPass, draw_ui);
+        .configure_sets(EguiPrimaryContextPass, (UiSystems::Panels, UiSystems::Overlays).chain())
+        .add_systems(EguiPrimaryContextPass, draw_ui.in_set(UiSystems::Panels));
 }
 
 /// egui draws through its own camera over the whole window, so the 3D camera's
@@ -59,6 +60,16 @@ pub struct UiState {
     pub show_buffers: bool,
 }
 
+/// The egui pass, in order (schedule `EguiPrimaryContextPass`, after `Update`).
+#[derive(SystemSet, Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum UiSystems {
+    /// The panels, windows and tooltips; fits the 3D camera's viewport between the panels.
+    Panels,
+    /// Controls drawn over the 3D view (the capture buttons), after the panels.
+    Overlays,
+}
+
+/// Draws every panel and fits the 3D camera's viewport between them.
 fn draw_ui(
     mut contexts: EguiContexts,
     mut state: ResMut<UiState>,

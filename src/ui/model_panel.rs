@@ -11,7 +11,8 @@ use super::{UiState, kind_color32};
 use crate::arch::{self, CubeScale, LoadOptions, ModelRef, group_digits, human};
 use crate::camera::FlyMode;
 use crate::layout::LayoutKind;
-use crate::model::{CurrentModel, LoadModel, RecentModels, ViewSettings};
+use crate::model::{CurrentModel, LoadModel, RecentModels};
+use crate::view::ViewSettings;
 
 #[derive(SystemParam)]
 pub(super) struct PanelParams<'w> {

@@ -77,7 +77,7 @@ pub(super) fn show(ctx: &egui::Context, p: &mut OverlayParams, hovered: Option<E
             .open(&mut open)
             .anchor(egui::Align2::CENTER_TOP, egui::vec2(0.0, 40.0))
             .show(ctx, |ui| {
-                ui.colored_label(egui::Color32::from_rgb(255, 120, 110), &error.0);
+                ui.colored_label(egui::Color32::from_rgb(255, 120, 110), error.0.to_string());
                 ui.small("Fix the path or id and open it again from the model panel.");
             });
         if !open {

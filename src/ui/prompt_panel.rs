@@ -6,7 +6,7 @@ use bevy::ecs::system::SystemParam;
 use bevy::prelude::*;
 use bevy_egui::egui;
 
-use crate::activations::{CurrentRun, Prompt, RunStatus, Runner, SelectedToken};
+use crate::activations::{Analyses, CurrentRun, Prompt, RequestSaliency, RunStatus, Runner, SelectedToken};
 use crate::inference::stream::Decoding;
 
 /// The prompt panel's own fields.
@@ -17,9 +17,6 @@ pub struct PromptUi {
     pub sample: bool,
     pub top_k: usize,
     pub temperature: f64,
-    /// Saliency of the tokens up to a position for its predicted next token:
-    /// (run, position, target, scores or the error).
-    pub saliency: Option<(u64, usize, Result<(u32, Vec<f32>), String>)>,
 }
 
 impl Default for PromptUi {
@@ -30,7 +27,6 @@ impl Default for PromptUi {
             sample: false,
             top_k: 20,
             temperature: 0.8,
-            saliency: None,
         }
     }
 }
@@ -42,6 +38,8 @@ pub(super) struct PromptParams<'w> {
     run: Res<'w, CurrentRun>,
     selected: ResMut<'w, SelectedToken>,
     prompts: MessageWriter<'w, Prompt>,
+    analyses: Res<'w, Analyses>,
+    saliency: MessageWriter<'w, RequestSaliency>,
 }
 
 const RED: egui::Color32 = egui::Color32::from_rgb(235, 90, 80);
@@ -230,27 +228,26 @@ fn predictions(ui: &mut egui::Ui, p: &PromptParams, files: &crate::inference::Mo
 }
 
 /// Gradient x input of each token up to the selected one, for the token the
-/// model predicts after it (computed on demand: one backward pass).
+/// model predicts after it (computed on demand: one backward pass on a task).
 fn saliency(ui: &mut egui::Ui, p: &mut PromptParams, files: &crate::inference::ModelFiles) {
-    let (Some(pos), Runner::Ready(_, model)) = (p.selected.position(p.run.tokens.len()), &*p.runner) else {
+    let Some(pos) = p.selected.position(p.run.tokens.len()) else {
         return;
     };
-    let current =
-        p.ui.saliency
-            .as_ref()
-            .filter(|(run, at, _)| *run == p.run.run && *at == pos);
-    if current.is_none() {
+    let key = (p.run.run, pos);
+    if p.analyses.saliency.running(&key) {
+        ui.weak("saliency: computing…");
+        return;
+    }
+    let Some(result) = p.analyses.saliency.result(&key) else {
         if ui
             .button("Saliency")
             .on_hover_text("gradient x input: which tokens push the predicted next token")
             .clicked()
         {
-            let result = model.saliency(&p.run.tokens[..=pos], None).map_err(|e| e.to_string());
-            p.ui.saliency = Some((p.run.run, pos, result));
+            p.saliency.write(RequestSaliency { position: pos });
         }
         return;
-    }
-    let Some((_, _, result)) = current else { return };
+    };
     match result {
         Err(e) => {
             ui.colored_label(RED, format!("saliency: {e}"));

@@ -8,7 +8,7 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 
 use crate::arch::ModelRef;
-use crate::inference::{Model, ModelFiles};
+use crate::inference::{InferenceError, Model, ModelFiles};
 
 /// Where the bundle keeps them, relative to `index.html`.
 pub const WEIGHTS_URL: &str = "models/shakespeare/model.safetensors";
@@ -44,13 +44,17 @@ pub async fn fetch_bytes(url: &str) -> Result<Vec<u8>, String> {
 /// [`crate::activations::open_runner`] for the browser: the embedded model's
 /// files are fetched first; other models fail as they do natively (their
 /// weights were never read: only headers).
-pub async fn open_runner(request: ModelRef) -> Result<(Arc<ModelFiles>, Model), String> {
+pub async fn open_runner(request: ModelRef) -> Result<(Arc<ModelFiles>, Model), InferenceError> {
     if request != ModelRef::Embedded {
         return crate::activations::open_runner(&request);
     }
-    let weights = fetch_bytes(WEIGHTS_URL).await?;
-    let tokenizer = fetch_bytes(TOKENIZER_URL).await?;
-    let files = ModelFiles::embedded_fetched(weights, &tokenizer).map_err(|e| e.to_string())?;
-    let model = files.load().map_err(|e| e.to_string())?;
+    let fetched = |e: String| InferenceError::Model {
+        what: crate::arch::EMBEDDED_NAME.to_string(),
+        detail: e,
+    };
+    let weights = fetch_bytes(WEIGHTS_URL).await.map_err(fetched)?;
+    let tokenizer = fetch_bytes(TOKENIZER_URL).await.map_err(fetched)?;
+    let files = ModelFiles::embedded_fetched(weights, &tokenizer)?;
+    let model = files.load()?;
     Ok((Arc::new(files), model))
 }

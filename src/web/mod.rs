@@ -173,7 +173,7 @@ fn take_opened(
 /// The current load error, also on `<body data-error>` (for scripts and tests;
 /// the app's error panel shows it to people).
 fn error_on_body(error: Option<Res<crate::model::LoadError>>, mut shown: Local<Option<String>>) {
-    let now = error.map(|e| e.0.clone());
+    let now = error.map(|e| e.0.to_string());
     if *shown == now {
         return;
     }
@@ -189,31 +189,30 @@ fn error_on_body(error: Option<Res<crate::model::LoadError>>, mut shown: Local<O
 /// Times each run on `<body data-last-run="P prompt + G generated tokens in MS ms">`
 /// (for the README's browser-vs-native tokens/s), with its start and end on the
 /// page's clock (`data-run-started-ms`, `data-run-ended-ms`).
-fn time_runs(
-    run: Res<crate::activations::CurrentRun>,
-    mut started: Local<Option<(u64, bevy::platform::time::Instant)>>,
-) {
+fn time_runs(run: Res<crate::activations::CurrentRun>, mut started: Local<Option<(u64, f64)>>) {
     use crate::activations::RunStatus;
     if !run.is_changed() {
         return;
     }
     match run.status {
         RunStatus::Running if started.is_none_or(|(id, _)| id != run.run) => {
-            *started = Some((run.run, bevy::platform::time::Instant::now()));
-            set_body_data("data-run-started-ms", &format!("{:.0}", now_ms()));
+            let now = now_ms();
+            *started = Some((run.run, now));
+            set_body_data("data-run-started-ms", &format!("{now:.0}"));
         }
         RunStatus::Done => {
             let Some((id, at)) = started.take() else { return };
             if id != run.run {
                 return;
             }
+            let now = now_ms();
             let text = format!(
-                "{} prompt + {} generated tokens in {} ms",
+                "{} prompt + {} generated tokens in {:.0} ms",
                 run.prompt_len,
                 run.generated.len(),
-                at.elapsed().as_millis()
+                now - at
             );
-            set_body_data("data-run-ended-ms", &format!("{:.0}", now_ms()));
+            set_body_data("data-run-ended-ms", &format!("{now:.0}"));
             set_body_data("data-last-run", &text);
         }
         _ => {}
@@ -311,6 +310,13 @@ pub fn run() {
     if let Some(prompt) = url.prompt {
         app.insert_resource(PendingPrompt(prompt, url.generate));
     }
+    // Inference in the browser: fetched weights, a Web Worker (or the page's
+    // own thread when the browser refuses one).
+    app.insert_resource(crate::activations::InferenceBackend {
+        open: |request| Box::pin(embedded::open_runner(request)),
+        start: |files, model| worker::spawn(files).unwrap_or_else(|| crate::activations::local_worker(files, model)),
+        stop: worker::stop,
+    });
     app.add_systems(
         Update,
         (
@@ -320,8 +326,10 @@ pub fn run() {
             take_opened.in_set(crate::AppSystems::Input),
             // Reports to the page: after the frame's model and run updates, so a
             // run is timed from the frame it starts in.
-            (announce_first_frame, title_follows_model, error_on_body, time_runs).after(crate::AppSystems::Model),
-            screenshot_download,
+            (announce_first_frame, title_follows_model, error_on_body, time_runs)
+                .chain()
+                .after(crate::AppSystems::Render),
+            screenshot_download.in_set(crate::AppSystems::Render),
         ),
     );
     app.run();

@@ -81,7 +81,7 @@ pub fn spawn(files: &ModelFiles) -> Option<Worker> {
             super::set_body_data("data-stale-tokens", &stale_tokens.to_string());
         }
         if matches!(frame.data, FrameData::Done) && frame.run == current.load(Ordering::SeqCst) {
-            let ms = js_sys::Date::now() as u64 - started.load(Ordering::SeqCst);
+            let ms = (js_sys::Date::now() as u64).saturating_sub(started.load(Ordering::SeqCst));
             super::set_body_data("data-last-compute", &format!("{ms} ms"));
         }
         let _ = to_app.send(frame);
@@ -127,17 +127,16 @@ pub fn spawn(files: &ModelFiles) -> Option<Worker> {
             _on_error: on_error,
         })
     });
-    let post = Box::new(move |run: u64, request: &RunRequest| {
-        latest.store(run, Ordering::SeqCst);
+    let post = Box::new(move |run: u64, request: RunRequest| {
         posted_at.store(js_sys::Date::now() as u64, Ordering::SeqCst);
-        let bytes = js_sys::Uint8Array::from(wire::encode_request(run, request).as_slice());
+        let bytes = js_sys::Uint8Array::from(wire::encode_request(run, &request).as_slice());
         REMOTE.with(|r| {
             if let Some(remote) = &*r.borrow() {
                 let _ = remote.worker.post_message(&bytes);
             }
         });
     });
-    Some(Worker::remote(post, frames))
+    Some(Worker::remote(post, frames, latest))
 }
 
 /// Ends the current worker (another model is loading).

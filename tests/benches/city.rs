@@ -16,7 +16,8 @@ use tensorcity::arch::{LoadOptions, ModelRef};
 use tensorcity::city::{AttentionEdge, CityCell, CityPlayback, CityPlugin};
 use tensorcity::inference::stream::{Decoding, RunRequest};
 use tensorcity::layout::LayoutKind;
-use tensorcity::model::{LoadModel, ViewSettings};
+use tensorcity::model::LoadModel;
+use tensorcity::view::ViewSettings;
 
 fn rss_mb() -> f64 {
     std::fs::read_to_string("/proc/self/status")

@@ -22,7 +22,7 @@ fn main() {
             .cloned()
     };
     let size = flag("--size")
-        .and_then(|s| tensorcity::headless::parse_any_size(&s).ok())
+        .and_then(|s| tensorcity::offscreen::parse_any_size(&s).ok())
         .unwrap_or((1280, 720));
     let duration: f32 = flag("--duration").and_then(|s| s.parse().ok()).unwrap_or(3.0);
     let fps: u32 = flag("--fps").and_then(|s| s.parse().ok()).unwrap_or(30);

@@ -20,15 +20,13 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use bevy::camera::RenderTarget;
-use bevy::core_pipeline::tonemapping::Tonemapping;
 use bevy::prelude::*;
-use bevy::render::view::NoIndirectDrawing;
-use tensorcity::arch::{CubeScale, LoadOptions, ModelRef, TensorKind};
+use tensorcity::arch::{LoadOptions, ModelRef, TensorKind};
 use tensorcity::camera::math::{frame_bounds_at, orbit_transform};
 use tensorcity::layout::{Bounds, LayoutKind};
-use tensorcity::model::{CurrentModel, ViewSettings, load_and_layout};
-use tensorcity::render::{CubeBatch, CubeInstance, CubeInstances, cube_draws, kind_linear};
+use tensorcity::model::CurrentModel;
+use tensorcity::render::{CubeBatch, CubeDraws, CubeInstance, CubeInstances, kind_linear};
+use tensorcity::view::ViewSettings;
 
 const SIZE: (u32, u32) = (960, 540);
 
@@ -97,7 +95,7 @@ fn peak_mib() -> f64 {
 
 /// A windowless app; `plugins` are added before the renderer is initialised.
 fn headless_app(plugins: impl FnOnce(&mut App)) -> App {
-    let mut app = tensorcity::headless::windowless_app();
+    let mut app = tensorcity::offscreen::windowless_app();
     plugins(&mut app);
     app.finish();
     app.cleanup();
@@ -106,17 +104,15 @@ fn headless_app(plugins: impl FnOnce(&mut App)) -> App {
 
 fn spawn_camera(app: &mut App, bounds: &Bounds) {
     let world = app.world_mut();
-    let handle = world
-        .resource_mut::<Assets<Image>>()
-        .add(tensorcity::headless::render_target(SIZE));
     let view = frame_bounds_at(bounds, SIZE.0 as f32 / SIZE.1 as f32, 0.6, 0.35);
-    world.spawn((
-        Camera3d::default(),
-        RenderTarget::Image(handle.into()),
-        Tonemapping::None,
-        orbit_transform(view),
-        NoIndirectDrawing,
-    ));
+    let (camera, _) =
+        tensorcity::offscreen::camera_bundle(&mut world.resource_mut::<Assets<Image>>(), SIZE, orbit_transform(view));
+    world.spawn(camera);
+}
+
+/// The app's count of instanced cube draws (see `CubeDraws`).
+fn draws(app: &App) -> CubeDraws {
+    app.world().resource::<CubeDraws>().clone()
 }
 
 /// `n` cubes on a jittered grid, coloured by cycling kinds.
@@ -183,8 +179,9 @@ fn run_scenario(scenario: &str, n: usize, frames: usize) {
                 instances.set(data);
             }
             spawn_camera(&mut app, &bounds);
-            let base = cube_draws();
-            let (mean, min) = time_frames(&mut app, frames, || cube_draws() > base);
+            let counter = draws(&app);
+            let base = counter.count();
+            let (mean, min) = time_frames(&mut app, frames, || counter.count() > base);
             println!(
                 "RESULT {scenario:<20} {n:>8}  {mean:>15.1}  {min:>14.1}  {:>8.0}",
                 peak_mib()
@@ -239,22 +236,23 @@ fn run_scenario(scenario: &str, n: usize, frames: usize) {
                 catalogue_only: true,
                 ..Default::default()
             };
-            let (arch, layout) =
-                load_and_layout(&model, &options, LayoutKind::Floors, CubeScale::Relative).expect("catalogue");
-            let tensors = arch.tensors.len();
-            let bounds = layout.bounds;
+            let settings = ViewSettings {
+                layout: LayoutKind::Floors,
+                lod: false,
+                ..default()
+            };
+            let current = CurrentModel::load(&model, &options, &settings).expect("catalogue");
+            let tensors = current.arch.tensors.len();
+            let bounds = current.layout.bounds;
             let mut app = headless_app(|app| {
                 app.add_plugins(tensorcity::ScenePlugin)
-                    .insert_resource(ViewSettings {
-                        layout: LayoutKind::Floors,
-                        lod: false,
-                        ..default()
-                    })
-                    .insert_resource(CurrentModel::new(arch, layout, model));
+                    .insert_resource(settings)
+                    .insert_resource(current);
             });
             spawn_camera(&mut app, &bounds);
-            let base = cube_draws();
-            while cube_draws() == base && launch.elapsed() < Duration::from_secs(600) {
+            let counter = draws(&app);
+            let base = counter.count();
+            while counter.count() == base && launch.elapsed() < Duration::from_secs(600) {
                 app.update();
             }
             let first = launch.elapsed().as_secs_f64() * 1e3;
@@ -298,18 +296,18 @@ fn city_scenario(scenario: &str, tokens: usize, frames: usize) {
         catalogue_only: true,
         ..Default::default()
     };
-    let (arch, layout) =
-        load_and_layout(&model_ref, &options, LayoutKind::City, CubeScale::Relative).expect("catalogue");
-    let grid = CityGrid::new(&layout, arch.num_layers() as usize + 1);
-    let whole = grid.bounds_with(&layout.bounds, tokens);
+    let settings = ViewSettings {
+        layout: LayoutKind::City,
+        lod: false,
+        ..default()
+    };
+    let current = CurrentModel::load(&model_ref, &options, &settings).expect("catalogue");
+    let grid = CityGrid::new(&current.layout, current.arch.num_layers() as usize + 1);
+    let whole = grid.bounds_with(&current.layout.bounds, tokens);
     let mut app = headless_app(|app| {
         app.add_plugins((tensorcity::ScenePlugin, CityPlugin))
-            .insert_resource(ViewSettings {
-                layout: LayoutKind::City,
-                lod: false,
-                ..default()
-            })
-            .insert_resource(CurrentModel::new(arch, layout, model_ref))
+            .insert_resource(settings)
+            .insert_resource(current)
             .insert_resource(CityPlayback(Playback {
                 speed: f32::MAX,
                 ..Default::default()
@@ -341,12 +339,13 @@ fn city_scenario(scenario: &str, tokens: usize, frames: usize) {
             world.entity_mut(camera).insert(tensorcity::camera::MainCamera);
         }
     }
-    let base = cube_draws();
+    let counter = draws(&app);
+    let base = counter.count();
     let frame = std::cell::Cell::new(0usize);
     let (mean, min) = {
         // Warm up until both batches have drawn, then time frames with the scenario's per-frame change.
         let start = Instant::now();
-        while cube_draws() < base + 2 && start.elapsed() < Duration::from_secs(600) {
+        while counter.count() < base + 2 && start.elapsed() < Duration::from_secs(600) {
             app.update();
         }
         for _ in 0..3 {

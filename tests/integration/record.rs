@@ -22,6 +22,7 @@ fn ok(o: &Output) {
 const SMALL: [&str; 6] = ["--duration", "2", "--fps", "10", "--size", "320x240"];
 
 #[test]
+#[ignore = "needs ffmpeg/ffprobe; .ci/test runs it"]
 fn a_two_second_mp4_and_gif_have_twenty_frames() {
     let tmp = tempfile::tempdir().unwrap();
     let mp4 = tmp.path().join("clip.mp4");
@@ -135,6 +136,7 @@ fn a_keyframe_path_starts_and_ends_where_the_file_says() {
 
 /// Each bad request: exit 1, one `error:` line naming the problem, nothing written.
 #[test]
+#[ignore = "needs ffmpeg/ffprobe; .ci/test runs it"]
 fn bad_requests_fail_before_rendering() {
     let tmp = tempfile::tempdir().unwrap();
     let fails = |args: &[&str], out: &Path, needle: &str, path: Option<&str>| {
