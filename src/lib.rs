@@ -20,11 +20,13 @@ pub mod lod;
 pub mod model;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod offscreen;
+pub mod pick;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod record;
 pub mod render;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod script;
+pub mod spawn;
 pub mod ui;
 pub mod view;
 pub mod viewer;
@@ -70,13 +72,16 @@ pub enum AppSystems {
     /// `CurrentRun`, the layout, `CityView` and the playhead, and mirrors it
     /// into `Token` / `CityCell` / `AttentionEdge` entities.
     City,
-    /// Moves the camera (new-model framing, Home, glides from `FocusOn`, fly mode).
+    /// Moves the camera: new-model framing, glides from `FocusOn`, and the
+    /// camera's own keys (Home, F for fly mode, WASD), read here directly.
     Camera,
-    /// Reads the pointer against the scene: tensor hover/click (`Highlight`),
-    /// city hover (`CityHover`), level of detail per layer.
+    /// Level of detail per layer from the camera, then the pointer against the
+    /// scene: tensor hover/click (`Highlight`), city hover/click (`CityHover`,
+    /// `SelectedToken`).
     Interact,
-    /// Builds the instance buffers of the trunk and the city, the PCA gizmos,
-    /// and hands frames to in-app recordings.
+    /// Builds the instance buffers of the trunk and the city, the PCA gizmos;
+    /// hands frames to in-app recordings and screenshots; in the browser,
+    /// reports the frame to the page.
     Render,
 }
 /// Whether a model is on screen.
@@ -113,13 +118,7 @@ impl Plugin for ScenePlugin {
                 )
                     .chain(),
             )
-            .add_plugins((
-                view::plugin,
-                model::plugin,
-                layout::spawn::plugin,
-                lod::plugin,
-                render::plugin,
-            ));
+            .add_plugins((view::plugin, model::plugin, spawn::plugin, lod::plugin, render::plugin));
     }
 }
 
@@ -133,6 +132,7 @@ impl Plugin for ViewerPlugin {
             activations::ActivationsPlugin,
             city::CityPlugin,
             camera::plugin,
+            pick::plugin,
             ui::plugin,
         ));
         #[cfg(not(target_arch = "wasm32"))]

@@ -38,8 +38,8 @@ use crate::activations::{CurrentRun, Prompt, RunStatus, Runner, SelectedToken};
 use crate::arch::TensorKind;
 use crate::camera::{FocusOn, MainCamera};
 use crate::layout::LayoutKind;
-use crate::layout::spawn::{Cube, Tensor};
 use crate::render::{CubeDraws, Highlight};
+use crate::spawn::{Cube, Tensor};
 use crate::view::ViewSettings;
 use crate::{AppState, AppSystems};
 

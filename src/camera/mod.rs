@@ -4,7 +4,6 @@
 //! ignored while egui has focus (panorbit ignores egui's pointer itself).
 
 pub mod math;
-mod pick;
 
 use bevy::input::mouse::{AccumulatedMouseMotion, AccumulatedMouseScroll};
 use bevy::prelude::*;
@@ -25,8 +24,7 @@ pub(crate) fn plugin(app: &mut App) {
             (frame_new_model, home_key, apply_focus, toggle_fly, fly)
                 .chain()
                 .in_set(AppSystems::Camera),
-        )
-        .add_plugins(pick::plugin);
+        );
 }
 
 /// Glide the orbit camera to look at `center` from a distance fitting `size`.

@@ -339,6 +339,7 @@ fn draw_city(
     cameras: Query<CameraView, WithMain>,
     moved: Query<(), MovedCamera>,
     mut stats: ResMut<CityStats>,
+    // Disjoint from the trunk's batch (`render` fills that one).
     mut batch: Query<&mut CubeInstances, (With<CityBatch>, Without<crate::render::CubeBatch>)>,
 ) {
     if !city.is_changed() && moved.is_empty() {

@@ -1,11 +1,10 @@
 //! Pure geometry: an [`Architecture`] becomes cube positions and sizes, grouped
-//! per layer (and per tower for multimodal models). No Bevy types here; the
-//! `spawn` submodule turns a [`Layout`] into entities.
+//! per layer (and per tower for multimodal models); the city's grid; ray
+//! picking. No Bevy types here; the `spawn` module turns a [`Layout`] into entities.
 
 pub mod city;
 mod floors;
 pub mod pick;
-pub mod spawn;
 mod trunk;
 
 use serde::{Deserialize, Serialize};

@@ -13,11 +13,17 @@ pub use math::{LodState, apparent_pixels};
 use crate::AppSystems;
 use crate::camera::MainCamera;
 use crate::camera::math::FOV_Y;
-use crate::layout::spawn::Layer;
+use crate::spawn::Layer;
 use crate::view::ViewSettings;
 
 pub(crate) fn plugin(app: &mut App) {
-    app.add_systems(Update, update_lod.in_set(AppSystems::Interact));
+    app.add_observer(open_new_layer)
+        .add_systems(Update, update_lod.in_set(AppSystems::Interact));
+}
+
+/// Every layer starts open.
+fn open_new_layer(added: On<Add, Layer>, mut commands: Commands) {
+    commands.entity(added.entity).insert(LayerLod::default());
 }
 
 /// Level of detail of a layer.

@@ -11,8 +11,8 @@ pub use instancing::{CubeDraws, CubeInstance, CubeInstances};
 
 use crate::AppSystems;
 use crate::arch::{TensorKind, hex_to_rgb, kind_color};
-use crate::layout::spawn::{Cube, Layer, Tensor};
 use crate::lod::{LayerLod, LodState};
+use crate::spawn::{Cube, Layer, Tensor};
 use crate::view::ViewSettings;
 
 /// Cube drawing on its own (the batch entity, instance rebuilds, the pipeline),
@@ -141,8 +141,7 @@ fn rebuild_instances(
     layers: Query<(Entity, &Layer, &LayerLod)>,
     changed: Query<(), Or<(Changed<LayerLod>, Added<Cube>)>>,
     removed: RemovedComponents<Cube>,
-    // Disjoint from the city's batch, which its own system fills.
-    mut batch: Query<&mut CubeInstances, (With<CubeBatch>, Without<crate::city::CityBatch>)>,
+    mut batch: Query<&mut CubeInstances, With<CubeBatch>>,
 ) {
     let dirty = settings.is_changed() || highlight.is_changed() || !changed.is_empty() || !removed.is_empty();
     if !dirty {

@@ -6,8 +6,8 @@ use bevy::prelude::*;
 use bevy_egui::egui;
 
 use crate::arch::{group_digits, human};
-use crate::layout::spawn::{Layer, Tensor};
 use crate::model::{CurrentModel, LoadError, Loading};
+use crate::spawn::{Layer, Tensor};
 
 #[derive(SystemParam)]
 pub(super) struct OverlayParams<'w, 's> {

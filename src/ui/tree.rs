@@ -8,8 +8,8 @@ use bevy_egui::egui;
 use super::{UiState, kind_color32};
 use crate::arch::group_digits;
 use crate::camera::FocusOn;
-use crate::layout::spawn::{Cube, Layer, Tensor};
 use crate::render::Highlight;
+use crate::spawn::{Cube, Layer, Tensor};
 
 #[derive(SystemParam)]
 pub(super) struct TreeParams<'w, 's> {

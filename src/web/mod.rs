@@ -324,12 +324,17 @@ pub fn run() {
                 .chain()
                 .in_set(crate::AppSystems::Input),
             take_opened.in_set(crate::AppSystems::Input),
-            // Reports to the page: after the frame's model and run updates, so a
-            // run is timed from the frame it starts in.
-            (announce_first_frame, title_follows_model, error_on_body, time_runs)
+            // Reports to the page, after the frame's model and run updates (so a
+            // run is timed from the frame it starts in); the PNG download.
+            (
+                announce_first_frame,
+                title_follows_model,
+                error_on_body,
+                time_runs,
+                screenshot_download,
+            )
                 .chain()
-                .after(crate::AppSystems::Render),
-            screenshot_download.in_set(crate::AppSystems::Render),
+                .in_set(crate::AppSystems::Render),
         ),
     );
     app.run();

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use bevy::prelude::*;
 use tensorcity::activations::{ActivationsPlugin, CurrentRun, InferenceWorker, RunPrompt, RunStatus};
 use tensorcity::arch::{LoadOptions, ModelRef};
-use tensorcity::city::{AttentionEdge, CityCell, CityPlayback, CityPlugin};
+use tensorcity::city::{AttentionEdge, CityCell, CityPlayback, CityPlugin, CityScene};
 use tensorcity::inference::stream::{Decoding, RunRequest};
 use tensorcity::layout::LayoutKind;
 use tensorcity::model::LoadModel;
@@ -68,8 +68,8 @@ fn main() {
     app.update();
     println!("embedded model, {tokens} generated tokens (context 256), city entities rebuilt every pass");
     println!(
-        "{:>8} {:>10} {:>10} {:>12} {:>10}",
-        "tokens", "RSS MB", "cells", "edges", "tok/s"
+        "{:>8} {:>10} {:>10} {:>12} {:>14} {:>10}",
+        "tokens", "RSS MB", "cells", "edges kept", "edge entities", "tok/s"
     );
     let start = Instant::now();
     let mut next_report = 0;
@@ -80,9 +80,11 @@ fn main() {
         if generated >= next_report || status != RunStatus::Running {
             let world = app.world_mut();
             let cells = world.query::<&CityCell>().iter(world).count();
+            // Weights >= MIN_EDGE the scene keeps as data; entities: the arcs drawn.
+            let kept: usize = world.resource::<CityScene>().scene.edges.values().map(Vec::len).sum();
             let edges = world.query::<&AttentionEdge>().iter(world).count();
             println!(
-                "{generated:>8} {:>10.1} {cells:>10} {edges:>12} {:>10.1}",
+                "{generated:>8} {:>10.1} {cells:>10} {kept:>12} {edges:>14} {:>10.1}",
                 rss_mb(),
                 generated as f64 / start.elapsed().as_secs_f64()
             );

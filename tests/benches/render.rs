@@ -8,7 +8,8 @@
 //!   model (load + layout + pipeline compilation);
 //! - the neural city of a GPT-2-small-shaped model (12 layers x 12 heads,
 //!   hidden size 768, random weights) on a 64-token prompt: ~300k attention
-//!   weights, the ones >= 0.02 kept as `AttentionEdge` entities; frame time
+//!   weights, the ones >= 0.02 kept in the city scene and the drawn arcs as
+//!   `AttentionEdge` entities; frame time
 //!   with the whole city in view, close up with hidden-vector strips open
 //!   (768 micro-cubes each), while the camera moves (strips re-chosen every
 //!   frame), while the threshold changes every frame (every edge re-filtered),

@@ -6,9 +6,9 @@
 use bevy::prelude::*;
 use bevy::state::app::StatesPlugin;
 use tensorcity::arch::{LoadOptions, ModelRef, TensorKind, catalogue_entry};
-use tensorcity::layout::spawn::{Layer, ModelRoot, Tensor};
 use tensorcity::model::{CurrentModel, LoadError, LoadModel, Loading};
 use tensorcity::render::{CubeBatch, CubeInstances};
+use tensorcity::spawn::{Layer, ModelRoot, Tensor};
 use tensorcity::view::ViewSettings;
 use tensorcity::{AppState, ScenePlugin};
 

@@ -4,15 +4,15 @@
 use bevy::prelude::*;
 use bevy::window::PrimaryWindow;
 
-use super::{FocusOn, MainCamera, UiFocus};
 use crate::AppSystems;
+use crate::camera::{FocusOn, MainCamera, UiFocus};
 use crate::layout::pick::nearest_hit;
-use crate::layout::spawn::{Cube, Tensor};
 use crate::lod::LayerLod;
 use crate::render::Highlight;
+use crate::spawn::{Cube, Tensor};
 use crate::view::ViewSettings;
 
-pub(super) fn plugin(app: &mut App) {
+pub(crate) fn plugin(app: &mut App) {
     app.init_resource::<ClickTracker>().add_systems(
         Update,
         hover_and_click

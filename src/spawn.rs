@@ -1,12 +1,14 @@
-//! Turns the current [`Layout`] into entities: a `ModelRoot`, one [`Layer`] per
-//! group (embeddings, each block, the head) with [`Tensor`] children. Every
-//! per-model entity hangs under the root, so replacing a model is one despawn.
+//! The `Layout` and `Spawn` stages: recomputes the current model's layout when
+//! the view settings ask for another one, and turns it into entities — a
+//! `ModelRoot`, one [`Layer`] per group (embeddings, each block, the head) with
+//! [`Tensor`] children. Every per-model entity hangs under the root, so
+//! replacing a model is one despawn.
 
 use bevy::prelude::*;
 
-use super::{Layout, Tower};
 use crate::AppSystems;
 use crate::arch::{Architecture, TensorKind};
+use crate::layout::{Layout, Tower};
 use crate::model::CurrentModel;
 use crate::view::ViewSettings;
 
@@ -106,7 +108,6 @@ pub fn spawn_model(commands: &mut Commands, arch: &Architecture, layout: &Layout
                     block_size: group.block_size,
                     params,
                 },
-                crate::lod::LayerLod::default(),
                 Name::new(group.label.clone()),
                 ChildOf(root),
             ))
