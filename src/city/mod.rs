@@ -107,6 +107,8 @@ pub struct CityScene {
     root: Option<Entity>,
     /// The (run, tokens) the root was spawned for.
     root_pass: Option<(u64, Vec<u32>)>,
+    /// The arcs mirrored as `AttentionEdge` entities.
+    arcs_mirrored: Vec<Edge>,
     /// Hidden states already mirrored as cells.
     cell_floors: std::collections::BTreeSet<usize>,
 }
@@ -154,12 +156,12 @@ fn ingest_run(run: Res<CurrentRun>, mut city: ResMut<CityScene>, mut playback: R
     if !run.is_changed() {
         return;
     }
-    let (fresh, added) = city.scene.ingest(&run);
+    // Marked changed only when something arrived: that is what `refilter_scene` reacts to.
+    let (fresh, added) = city.bypass_change_detection().scene.ingest(&run);
     if fresh {
         playback.restart();
     }
     if added {
-        // Forces `refilter_scene` below.
         city.set_changed();
     }
 }
@@ -216,11 +218,13 @@ fn sync_entities(
     if !city.is_changed() || city.synced == city.scene.generation {
         return;
     }
-    let city = city.as_mut();
+    // Bookkeeping only: the scene itself is unchanged (drawing must not rebuild for it).
+    let city = city.bypass_change_detection();
     city.synced = city.scene.generation;
     let scene = &city.scene;
     let pass = (scene.run, scene.tokens.clone());
-    if city.root_pass.as_ref() != Some(&pass) {
+    let rebuilt = city.root_pass.as_ref() != Some(&pass);
+    if rebuilt {
         for root in &roots {
             commands.entity(root).despawn();
         }
@@ -264,10 +268,16 @@ fn sync_entities(
             .collect();
         commands.spawn_batch(cells);
     }
-    // (Edges of a replaced pass went with its root.)
+    // The drawn arcs change with every filter and playhead step; the entities
+    // follow only when the arcs really differ. (A replaced pass's edges went
+    // with its root.)
+    if city.arcs_mirrored.as_slice() == scene.arcs.as_slice() && !rebuilt {
+        return;
+    }
     for edge in &edges {
         commands.entity(edge).try_despawn();
     }
+    city.arcs_mirrored = scene.arcs.clone();
     let arcs: Vec<_> = scene
         .arcs
         .iter()
