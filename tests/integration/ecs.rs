@@ -400,6 +400,46 @@ mod city {
         app.update();
     }
 
+    /// The analyses run on tasks, not in a frame, and give what the model gives
+    /// directly: the logit lens of a selected earlier position, and saliency.
+    #[test]
+    fn the_lens_of_another_position_and_saliency_arrive_from_tasks() {
+        use tensorcity::activations::{Analyses, RequestSaliency, SelectedToken};
+        let mut app = city_app(ModelRef::Embedded);
+        let tokens = vec![11, 300, 42, 7, 1999, 64];
+        run_until_done(&mut app, tokens.clone());
+        let run = app.world().resource::<CurrentRun>().clone();
+        assert!(
+            run.lens.values().all(|m| !m.contains_key(&1)),
+            "only the last position streams"
+        );
+        app.world_mut().resource_mut::<SelectedToken>().0 = Some(1);
+        app.world_mut().write_message(RequestSaliency { position: 1 });
+        let key = (run.run, 1usize);
+        for _ in 0..10_000 {
+            app.update();
+            let world = app.world();
+            let lens_in = world.resource::<CurrentRun>().lens.values().all(|m| m.contains_key(&1));
+            if lens_in && world.resource::<Analyses>().saliency.result(&key).is_some() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        let model = ModelFiles::embedded().unwrap().load().unwrap();
+        let world = app.world();
+        let expected = tensorcity::activations::run::lens_at(&model, &run.lens_inputs(), 1).unwrap();
+        let lens: std::collections::BTreeMap<usize, Vec<(u32, f32)>> = world
+            .resource::<CurrentRun>()
+            .lens
+            .iter()
+            .map(|(&block, at)| (block, at[&1].clone()))
+            .collect();
+        assert_eq!(lens, expected.blocks);
+        assert_eq!(world.resource::<CurrentRun>().top.get(&1), expected.top.as_ref());
+        let saliency = world.resource::<Analyses>().saliency.result(&key).cloned();
+        assert_eq!(saliency, Some(Ok(model.saliency(&tokens[..=1], None).unwrap())));
+    }
+
     #[test]
     fn a_run_becomes_city_entities_and_filters_change_the_arcs() {
         let mut app = city_app(ModelRef::Embedded);
