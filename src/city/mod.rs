@@ -204,7 +204,7 @@ fn refilter_scene(
     }
     let position = selected.position(city.scene.tokens.len());
     city.scene.refilter(&filter, &playback, position);
-    city.scene.update_heatmap(&run, &filter, data_changed);
+    city.scene.update_heatmap(&run, &filter);
 }
 
 /// Mirrors the scene into entities: a new pass replaces them all; new hidden

@@ -120,15 +120,16 @@ impl Scene {
         self.generation += 1;
     }
 
-    /// Recomputes the attention heatmap for `filter` when it is of another
-    /// block or head, or `force`d (new maps arrived).
-    pub fn update_heatmap(&mut self, run: &RunState, filter: &CityFilter, force: bool) {
+    /// Computes the attention heatmap for `filter` when it is of another
+    /// block or head than the one held, or not computed yet in this pass (a
+    /// new pass starts without one).
+    pub fn update_heatmap(&mut self, run: &RunState, filter: &CityFilter) {
         let layer = filter.layer.unwrap_or(0);
         let same = self
             .attention
             .as_ref()
             .is_some_and(|(l, h, _)| *l == layer && *h == filter.heads);
-        if same && !force {
+        if same {
             return;
         }
         self.attention = run
@@ -229,7 +230,7 @@ mod tests {
         let (grid, ranges) = scene.norm_grid();
         assert_eq!(grid, vec![vec![2.0, 4.0]; 4]);
         assert_eq!(ranges, vec![(2.0, 2.0), (4.0, 4.0)]);
-        scene.update_heatmap(&r, &filter, false);
+        scene.update_heatmap(&r, &filter);
         assert_eq!(scene.attention.as_ref().map(|a| a.2[3][0]), Some(0.25));
         // A new pass starts over.
         assert_eq!(scene.ingest(&run(2)), (true, true));
