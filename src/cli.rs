@@ -57,6 +57,19 @@ pub struct CaptureArgs {
     /// Token ids to run instead of a prompt, e.g. 464,2068,7586.
     #[arg(long, value_delimiter = ',')]
     pub token_ids: Option<Vec<u32>>,
+    /// Generate this many tokens after the input (with the key/value cache);
+    /// the file then holds the whole sequence, laid out as one forward pass over it.
+    #[arg(long, default_value_t = 0)]
+    pub generate: usize,
+    /// Sample from the K most likely tokens instead of taking the best (greedy).
+    #[arg(long)]
+    pub top_k: Option<usize>,
+    /// Sampling temperature (with --top-k; default 1).
+    #[arg(long)]
+    pub temperature: Option<f64>,
+    /// Seed of the sampler (default 0).
+    #[arg(long)]
+    pub seed: Option<u64>,
     /// Where to write the capture.
     #[arg(long)]
     pub out: std::path::PathBuf,
@@ -283,13 +296,31 @@ fn capture(args: CaptureArgs) -> anyhow::Result<()> {
         (None, Some(prompt)) => files.tokenize(prompt)?,
         (None, None) => anyhow::bail!("give --prompt TEXT or --token-ids 1,2,3"),
     };
+    let decoding = match (args.top_k, args.temperature, args.seed) {
+        (None, None, None) => crate::inference::sample::Decoding::Greedy,
+        (k, temperature, seed) => crate::inference::sample::Decoding::TopK {
+            k: k.unwrap_or(50),
+            temperature: temperature.unwrap_or(1.0),
+            seed: seed.unwrap_or(0),
+        },
+    };
+    if let Some(t) = args.temperature
+        && !(t.is_finite() && t > 0.0)
+    {
+        anyhow::bail!("--temperature must be a positive number, got {t}");
+    }
     let model = files.load()?;
-    let capture = model.capture(&tokens).map_err(|e| anyhow::anyhow!(files.diagnose(e)))?;
+    let capture = if args.generate > 0 {
+        model.generate(&tokens, args.generate, decoding)
+    } else {
+        model.capture(&tokens)
+    }
+    .map_err(|e| anyhow::anyhow!(files.diagnose(e)))?;
     capture.save(&args.out)?;
     eprintln!(
         "wrote {} ({} tokens, {} hidden states, {} attention maps)",
         args.out.display(),
-        tokens.len(),
+        capture.tokens.len(),
         capture.hidden.len(),
         capture.attn.len()
     );

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 
 use candle_core::Tensor;
 
-use crate::inference::Tap;
 use crate::inference::stream::{ActivationFrame, FrameData};
+use crate::inference::{Tap, extend_rows};
 
 /// Where the run is.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -41,6 +41,8 @@ pub struct RunState {
     pub attn: BTreeMap<usize, Tensor>,
     /// Block `i`'s MLP activations (`[T, intermediate]`).
     pub mlp: BTreeMap<usize, Tensor>,
+    /// Block `i`'s router logits (`[T, experts]`, mixture-of-experts models).
+    pub router: BTreeMap<usize, Tensor>,
     /// `[T, vocab]` logits of the latest pass (causal models).
     pub logits: Option<Tensor>,
     /// Next-token top-k from the final logits: position -> top-k.
@@ -63,6 +65,7 @@ impl RunState {
             hidden: capture.hidden.iter().cloned().enumerate().collect(),
             attn: capture.attn.iter().cloned().enumerate().collect(),
             mlp: capture.mlp.iter().cloned().enumerate().collect(),
+            router: capture.router.iter().cloned().enumerate().collect(),
             ..Default::default()
         }
     }
@@ -84,26 +87,54 @@ impl RunState {
         }
         match &frame.data {
             FrameData::Tokens(tokens) => {
-                // A new forward pass (the first, or after a generated token).
+                // The same sequence grown by generated tokens keeps its rows
+                // (a cached step appends the new positions'); anything else
+                // is a new forward pass.
+                let extends = tokens.len() > self.tokens.len() && tokens.starts_with(&self.tokens);
                 self.tokens = tokens.clone();
-                self.hidden.clear();
-                self.attn.clear();
-                self.mlp.clear();
-                self.lens.clear();
-                self.top.clear();
-                self.logits = None;
+                if !extends {
+                    self.hidden.clear();
+                    self.attn.clear();
+                    self.mlp.clear();
+                    self.router.clear();
+                    self.lens.clear();
+                    self.top.clear();
+                    self.logits = None;
+                }
             }
-            FrameData::Activation { tap, tensor } => {
-                let (map, i) = match tap {
-                    Tap::Hidden(i) => (&mut self.hidden, *i),
-                    Tap::Attention(i) => (&mut self.attn, *i),
-                    Tap::Mlp(i) => (&mut self.mlp, *i),
+            FrameData::Activation { tap, from, tensor } => {
+                let slot = match tap {
+                    Tap::Hidden(i) => self.hidden.entry(*i),
+                    Tap::Attention(i) => self.attn.entry(*i),
+                    Tap::Mlp(i) => self.mlp.entry(*i),
+                    Tap::Router(i) => self.router.entry(*i),
                     Tap::Logits => {
-                        self.logits = Some(tensor.clone());
+                        self.logits = match (self.logits.take(), *from) {
+                            (Some(old), f) if f > 0 => extend_rows(*tap, &old, tensor, f).ok(),
+                            _ => Some(tensor.clone()),
+                        };
                         return true;
                     }
                 };
-                map.insert(i, tensor.clone());
+                match (slot, *from) {
+                    (std::collections::btree_map::Entry::Occupied(mut old), f) if f > 0 => {
+                        match extend_rows(*tap, old.get(), tensor, f) {
+                            Ok(grown) => {
+                                old.insert(grown);
+                            }
+                            // Rows that do not continue what is here: keep the step's own.
+                            Err(_) => {
+                                old.insert(tensor.clone());
+                            }
+                        }
+                    }
+                    (std::collections::btree_map::Entry::Occupied(mut old), _) => {
+                        old.insert(tensor.clone());
+                    }
+                    (std::collections::btree_map::Entry::Vacant(slot), _) => {
+                        slot.insert(tensor.clone());
+                    }
+                }
             }
             FrameData::TopK { layer: None, from, top } => {
                 self.top
@@ -130,9 +161,11 @@ impl RunState {
         true
     }
 
-    /// Blocks whose attention has arrived in the latest pass (for progress).
+    /// Blocks whose attention has arrived in the latest pass (for progress):
+    /// maps with a row for every token.
     pub fn layers_done(&self) -> usize {
-        self.attn.len()
+        let rows = self.tokens.len();
+        self.attn.values().filter(|a| a.dim(1).is_ok_and(|r| r == rows)).count()
     }
 
     /// Whether the final top-k or the logit lens at `position` is still missing
@@ -233,13 +266,14 @@ mod tests {
     fn frames_fold_into_state_and_stale_runs_are_ignored() {
         let mut state = RunState::default();
         state.start(2, 3);
-        let t = Tensor::zeros((3, 4), candle_core::DType::F32, &Device::Cpu).unwrap();
+        let t = Tensor::zeros((2, 3, 3), candle_core::DType::F32, &Device::Cpu).unwrap();
         assert!(!state.apply(&frame(1, FrameData::Tokens(vec![9]))));
         assert!(state.apply(&frame(2, FrameData::Tokens(vec![1, 2, 3]))));
         state.apply(&frame(
             2,
             FrameData::Activation {
                 tap: Tap::Attention(0),
+                from: 0,
                 tensor: t.clone(),
             },
         ));
@@ -261,7 +295,21 @@ mod tests {
             },
         ));
         state.apply(&frame(2, FrameData::Tokens(vec![1, 2, 3, 7])));
-        assert_eq!(state.layers_done(), 0, "a new pass clears the old pass's activations");
+        assert_eq!(state.layers_done(), 0, "block 0 has no row for the new token yet");
+        assert_eq!(state.attn.len(), 1, "a grown sequence keeps the rows it has");
+        let row = Tensor::ones((2, 1, 4), candle_core::DType::F32, &Device::Cpu).unwrap();
+        state.apply(&frame(
+            2,
+            FrameData::Activation {
+                tap: Tap::Attention(0),
+                from: 3,
+                tensor: row,
+            },
+        ));
+        assert_eq!(state.attn[&0].dims(), [2, 4, 4]);
+        assert_eq!(state.layers_done(), 1);
+        state.apply(&frame(2, FrameData::Tokens(vec![9, 9])));
+        assert!(state.attn.is_empty(), "another sequence is a new pass");
         assert_eq!(state.generated, vec![(7, 0.25)]);
         state.apply(&frame(2, FrameData::Failed("boom".into())));
         assert_eq!(state.status, RunStatus::Failed("boom".into()));

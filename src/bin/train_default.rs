@@ -16,8 +16,8 @@ use clap::Parser;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tensorcity::arch::ModelConfig;
+use tensorcity::inference::Model;
 use tensorcity::inference::Tap;
-use tensorcity::inference::gpt2::Gpt2;
 use tokenizers::models::bpe::{BPE, BpeTrainerBuilder};
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::{AddedToken, Tokenizer, TokenizerBuilder};
@@ -82,9 +82,9 @@ fn main() -> anyhow::Result<()> {
 
     let device = Device::Cpu;
     let varmap = VarMap::new();
-    tensorcity::inference::gpt2::init_weights(&varmap, &config, &device)?;
+    tensorcity::inference::random::init_weights(&varmap, &config, DType::F32, &device)?;
     let vb = VarBuilder::from_varmap(&varmap, DType::F32, &device);
-    let mut model = Gpt2::load_trainable(&config, vb, "training")?;
+    let model = tensorcity::inference::gpt2::load_trainable(&config, vb, "training")?;
     let params = ParamsAdamW {
         lr: args.lr,
         weight_decay: 0.05,
@@ -124,7 +124,6 @@ fn main() -> anyhow::Result<()> {
         }
     }
     last_val = validation_loss(&model, val, args.seq, &device).unwrap_or(last_val);
-    model.set_differentiable(false);
     save_f16(&varmap, &args.out.join("model.safetensors"))?;
     let prompt = "ROMEO:\n";
     let sample = generate(&model, &tokenizer, prompt, 120, &mut rng)?;
@@ -181,18 +180,18 @@ fn train_tokenizer(data: &std::path::Path, vocab: usize) -> anyhow::Result<Token
 }
 
 /// Mean next-token cross-entropy over equal-length windows (`w[..n]` predicts `w[1..]`).
-fn batch_loss(model: &Gpt2, windows: &[&[u32]], device: &Device) -> anyhow::Result<Tensor> {
+fn batch_loss(model: &Model, windows: &[&[u32]], device: &Device) -> anyhow::Result<Tensor> {
     let n = windows.first().map_or(0, |w| w.len() - 1);
     let inputs: Vec<u32> = windows.iter().flat_map(|w| w[..n].iter().copied()).collect();
     let targets: Vec<u32> = windows.iter().flat_map(|w| w[1..].iter().copied()).collect();
     let ids = Tensor::from_vec(inputs, (windows.len(), n), device)?;
-    let logits = model.batch_logits(&ids)?;
+    let logits = model.batch_logits(&ids, true)?;
     let logits = logits.reshape((windows.len() * n, logits.dim(2)?))?;
     Ok(candle_nn::loss::cross_entropy(&logits, &Tensor::new(targets, device)?)?)
 }
 
 /// `[T, vocab]` logits of one forward pass (the other taps are dropped).
-fn logits(model: &Gpt2, tokens: &[u32]) -> anyhow::Result<Tensor> {
+fn logits(model: &Model, tokens: &[u32]) -> anyhow::Result<Tensor> {
     let mut logits = None;
     model.run(tokens, &mut |tap, t| {
         if tap == Tap::Logits {
@@ -204,7 +203,7 @@ fn logits(model: &Gpt2, tokens: &[u32]) -> anyhow::Result<Tensor> {
 }
 
 /// Loss over evenly spaced validation windows.
-fn validation_loss(model: &Gpt2, val: &[u32], seq: usize, device: &Device) -> anyhow::Result<f32> {
+fn validation_loss(model: &Model, val: &[u32], seq: usize, device: &Device) -> anyhow::Result<f32> {
     // Non-overlapping windows covering the whole validation split, 16 per batch.
     let windows: Vec<&[u32]> = (0..(val.len() - 1) / seq)
         .map(|w| &val[w * seq..w * seq + seq + 1])
@@ -216,7 +215,7 @@ fn validation_loss(model: &Gpt2, val: &[u32], seq: usize, device: &Device) -> an
     Ok(total / windows.len() as f32)
 }
 
-fn generate(model: &Gpt2, tokenizer: &Tokenizer, prompt: &str, n: usize, rng: &mut StdRng) -> anyhow::Result<String> {
+fn generate(model: &Model, tokenizer: &Tokenizer, prompt: &str, n: usize, rng: &mut StdRng) -> anyhow::Result<String> {
     let mut ids = tokenizer
         .encode(prompt, false)
         .map_err(anyhow::Error::msg)?

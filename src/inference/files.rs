@@ -142,9 +142,9 @@ impl ModelFiles {
     pub fn from_dir(dir: &Path) -> Result<ModelFiles, InferenceError> {
         let what = dir.display().to_string();
         let config_path = dir.join("config.json");
-        let bytes = std::fs::read(&config_path).map_err(|source| InferenceError::Io {
+        let bytes = std::fs::read(&config_path).map_err(|error| InferenceError::Io {
             path: config_path.clone(),
-            source,
+            error,
         })?;
         let config = ModelConfig::from_json(&bytes, &what)?;
         let tokenizer_path = dir.join("tokenizer.json");
@@ -164,16 +164,18 @@ impl ModelFiles {
         self.tokenizer.is_some()
     }
 
-    /// Loads the weights (computed in f32 whatever the file's dtype).
+    /// Loads the weights. Files keep their dtype in memory (a bf16 or f16
+    /// checkpoint stays half: one matrix at a time is widened to f32 when it
+    /// is used); the in-memory (embedded, browser) model is widened once.
     pub fn load(&self) -> Result<Model, InferenceError> {
         let vb = match &self.weights {
             // Read, not memory-mapped: a file changed underneath is an error, not a crash.
             #[cfg(not(target_arch = "wasm32"))]
-            Weights::Files(files) => VarBuilder::from_backend(
-                Box::new(super::weights::FileWeights::open(files)?),
-                DType::F32,
-                Device::Cpu,
-            ),
+            Weights::Files(files) => {
+                let weights = super::weights::FileWeights::open(files)?;
+                let dtype = weights.storage_dtype();
+                VarBuilder::from_backend(Box::new(weights), dtype, Device::Cpu)
+            }
             #[cfg(target_arch = "wasm32")]
             Weights::Files(_) => return Err(bad(&self.what, "the browser reads no weight files")),
             Weights::Bytes { weights, .. } => {

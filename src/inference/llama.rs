@@ -1,331 +1,348 @@
 //! Llama-style decoders with taps: Llama (incl. Llama 3.1/3.2's `llama3` RoPE
-//! scaling), Mistral, Qwen2 (q/k/v biases). Grouped-query attention, SwiGLU,
-//! RMSNorm, tied or untied head. Config keys in the older `rope_theta` /
-//! `rope_scaling` and the newer `rope_parameters` forms.
+//! scaling), Mistral (sliding window), Qwen2 (q/k/v biases). Grouped-query
+//! attention, SwiGLU, RMSNorm, tied or untied head. The pieces here
+//! (`Attention`, `Mlp`, `Block`, `Decoder`) also build Qwen3, Phi-3 and
+//! Mixtral, which differ in a norm, a fused weight or the feed-forward.
 
-use candle_core::{DType, Device, Module, Tensor};
-use candle_nn::{Embedding, Linear, VarBuilder};
-use serde_json::Value;
+use candle_core::{Module, Tensor};
+use candle_nn::VarBuilder;
+use serde::Deserialize;
 
-use super::gpt2::causal_mask;
+use super::layers::{
+    Activation, AttentionShape, Embedding, Linear, Ops, RmsNorm, RopeKeys, RopeTables, Rotary, block_windows,
+};
+use super::model::{Emit, Pass, Transformer, bad_config, check_heads, family_config};
 use super::{InferenceError, Tap};
-use crate::arch::{Family, ModelConfig};
+use crate::arch::ModelConfig;
 
-struct Attention {
-    q: Linear,
-    k: Linear,
-    v: Linear,
-    o: Linear,
+/// The `config.json` keys of Llama, Mistral and Qwen2 (and what Qwen3, Phi-3
+/// and Mixtral share with them).
+#[derive(Debug, Clone, Deserialize)]
+pub struct Config {
+    pub model_type: String,
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub intermediate_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    /// Defaults to `num_attention_heads` (no grouping).
+    pub num_key_value_heads: Option<usize>,
+    /// Defaults to `hidden_size / num_attention_heads`.
+    pub head_dim: Option<usize>,
+    #[serde(default = "default_eps")]
+    pub rms_norm_eps: f64,
+    /// No limit when absent.
+    pub max_position_embeddings: Option<usize>,
+    #[serde(default)]
+    pub tie_word_embeddings: bool,
+    #[serde(default)]
+    pub attention_bias: bool,
+    #[serde(default)]
+    pub mlp_bias: bool,
+    pub sliding_window: Option<usize>,
+    /// Qwen2/Qwen3: the window applies only when this is set.
+    #[serde(default)]
+    pub use_sliding_window: bool,
+    pub layer_types: Option<Vec<String>>,
+    #[serde(default = "default_act")]
+    pub hidden_act: String,
+    #[serde(flatten)]
+    pub rope: RopeKeys,
 }
 
-struct Mlp {
-    gate: Linear,
-    up: Linear,
-    down: Linear,
+fn default_eps() -> f64 {
+    1e-6
 }
 
-struct Block {
-    input_norm: Tensor,
-    attn: Attention,
-    post_norm: Tensor,
-    mlp: Mlp,
+fn default_act() -> String {
+    "silu".into()
 }
 
-pub struct Llama {
-    embed: Embedding,
-    blocks: Vec<Block>,
-    norm: Tensor,
-    lm_head: Tensor,
-    heads: usize,
-    kv_heads: usize,
-    head_dim: usize,
-    eps: f32,
-    inv_freq: Vec<f32>,
-    context: usize,
-    vocab: usize,
-    sliding_window: Option<usize>,
+/// What the blocks are built from once a config is checked.
+pub(super) struct Spec {
+    pub hidden: usize,
+    pub inner: usize,
+    pub blocks: usize,
+    pub vocab: usize,
+    pub eps: f64,
+    pub shapes: Vec<AttentionShape>,
+    pub rotary: Rotary,
+    pub act: Activation,
+    pub context: usize,
+    pub tied: bool,
 }
 
-fn linear(vb: VarBuilder, fan_in: usize, fan_out: usize, bias: bool) -> candle_core::Result<Linear> {
-    let w = vb.get((fan_out, fan_in), "weight")?;
-    let b = if bias { Some(vb.get(fan_out, "bias")?) } else { None };
-    Ok(Linear::new(w, b))
-}
-
-impl Llama {
-    pub fn load(cfg: &ModelConfig, vb: VarBuilder, what: &str) -> Result<Llama, InferenceError> {
-        let need = |v: Option<u64>, key: &str| super::need(v, key, what);
-        let hidden = need(cfg.hidden_size, "hidden_size")?;
-        let heads = need(cfg.num_heads, "num_attention_heads")?;
-        let kv_heads = need(cfg.num_kv_heads, "num_key_value_heads")?;
-        let layers = need(cfg.num_layers, "num_hidden_layers")?;
-        let vocab = need(cfg.vocab_size, "vocab_size")?;
-        let inner = need(cfg.intermediate_size, "intermediate_size")?;
-        let head_dim = need(cfg.head_dim(), "head_dim")?;
-        let context = cfg.max_positions.map_or(usize::MAX, |v| v as usize);
-        if kv_heads == 0 || heads % kv_heads != 0 || head_dim % 2 != 0 {
-            return Err(InferenceError::Model {
-                what: what.to_string(),
-                detail: format!(
-                    "{heads} heads, {kv_heads} kv heads and head_dim {head_dim} do not fit grouped-query attention"
-                ),
-            });
-        }
-        let family = Family::from_model_type(&cfg.model_type);
-        let flag = |key: &str| cfg.raw_field(key).and_then(Value::as_bool).unwrap_or(false);
-        let qkv_bias = family == Family::Qwen2 || flag("attention_bias");
-        let o_bias = family != Family::Qwen2 && flag("attention_bias");
-        let mlp_bias = flag("mlp_bias");
-        let eps = cfg.raw_field("rms_norm_eps").and_then(Value::as_f64).unwrap_or(1e-6) as f32;
-        let sliding_window = match family {
-            Family::Mistral | Family::Mixtral => cfg
-                .raw_field("sliding_window")
-                .and_then(Value::as_u64)
-                .map(|w| w as usize),
-            Family::Qwen2 if flag("use_sliding_window") => cfg
-                .raw_field("sliding_window")
-                .and_then(Value::as_u64)
-                .map(|w| w as usize),
-            _ => None,
+impl Config {
+    /// Checks the config and derives the per-block attention shapes.
+    pub(super) fn spec(&self, what: &str) -> Result<Spec, InferenceError> {
+        let heads = self.num_attention_heads;
+        let kv_heads = self.num_key_value_heads.unwrap_or(heads);
+        let head_dim = check_heads(what, self.hidden_size, heads, kv_heads, self.head_dim)?;
+        let rotary = Rotary::new(&self.rope, head_dim, 10_000.0, 1.0).map_err(|e| bad_config(what, e))?;
+        let window = match self.model_type.as_str() {
+            "qwen2" | "qwen3" => self.sliding_window.filter(|_| self.use_sliding_window),
+            "llama" => None,
+            _ => self.sliding_window,
         };
-        let inv_freq = rope_inv_freq(cfg, head_dim).map_err(|detail| InferenceError::Model {
-            what: what.to_string(),
-            detail,
-        })?;
-        let m = vb.pp("model");
-        let blocks = (0..layers)
-            .map(|i| {
-                let b = m.pp(format!("layers.{i}"));
-                let a = b.pp("self_attn");
-                let f = b.pp("mlp");
-                Ok(Block {
-                    input_norm: b.get(hidden, "input_layernorm.weight")?,
-                    attn: Attention {
-                        q: linear(a.pp("q_proj"), hidden, heads * head_dim, qkv_bias)?,
-                        k: linear(a.pp("k_proj"), hidden, kv_heads * head_dim, qkv_bias)?,
-                        v: linear(a.pp("v_proj"), hidden, kv_heads * head_dim, qkv_bias)?,
-                        o: linear(a.pp("o_proj"), heads * head_dim, hidden, o_bias)?,
-                    },
-                    post_norm: b.get(hidden, "post_attention_layernorm.weight")?,
-                    mlp: Mlp {
-                        gate: linear(f.pp("gate_proj"), hidden, inner, mlp_bias)?,
-                        up: linear(f.pp("up_proj"), hidden, inner, mlp_bias)?,
-                        down: linear(f.pp("down_proj"), inner, hidden, mlp_bias)?,
-                    },
-                })
+        let layer_types = self.layer_types.as_deref().filter(|_| window.is_some());
+        let windows = block_windows(layer_types, window, self.num_hidden_layers).map_err(|e| bad_config(what, e))?;
+        let shapes = windows
+            .into_iter()
+            .map(|window| AttentionShape {
+                window,
+                ..AttentionShape::new(heads, kv_heads, head_dim)
             })
-            .collect::<candle_core::Result<Vec<_>>>()?;
-        let embed_weight = m.get((vocab, hidden), "embed_tokens.weight")?;
-        // Tied heads are not stored: fall back to the embeddings when `lm_head.weight` is absent.
-        let lm_head = if vb.contains_tensor("lm_head.weight") {
-            vb.get((vocab, hidden), "lm_head.weight")?
-        } else {
-            embed_weight.clone()
-        };
-        Ok(Llama {
-            embed: Embedding::new(embed_weight, hidden),
-            norm: m.get(hidden, "norm.weight")?,
-            blocks,
-            lm_head,
-            heads,
-            kv_heads,
-            head_dim,
-            eps,
-            inv_freq,
-            context,
-            vocab,
-            sliding_window,
+            .collect();
+        Ok(Spec {
+            hidden: self.hidden_size,
+            inner: self.intermediate_size,
+            blocks: self.num_hidden_layers,
+            vocab: self.vocab_size,
+            eps: self.rms_norm_eps,
+            shapes,
+            rotary,
+            act: Activation::from_name(&self.hidden_act).map_err(|e| bad_config(what, e))?,
+            context: self.max_position_embeddings.unwrap_or(usize::MAX),
+            tied: self.tie_word_embeddings,
+        })
+    }
+}
+
+/// Grouped-query attention with RoPE; Qwen3 adds per-head q/k RMSNorms.
+pub(super) struct Attention {
+    pub q: Linear,
+    pub k: Linear,
+    pub v: Linear,
+    pub o: Linear,
+    pub q_norm: Option<RmsNorm>,
+    pub k_norm: Option<RmsNorm>,
+    pub shape: AttentionShape,
+}
+
+impl Attention {
+    /// `q_proj` / `k_proj` / `v_proj` / `o_proj`.
+    pub fn new(
+        vb: VarBuilder,
+        hidden: usize,
+        shape: AttentionShape,
+        qkv_bias: bool,
+        o_bias: bool,
+    ) -> candle_core::Result<Attention> {
+        let (q, kv) = (shape.heads * shape.head_dim, shape.kv_heads * shape.head_dim);
+        Ok(Attention {
+            q: Linear::load(vb.pp("q_proj"), hidden, q, qkv_bias)?,
+            k: Linear::load(vb.pp("k_proj"), hidden, kv, qkv_bias)?,
+            v: Linear::load(vb.pp("v_proj"), hidden, kv, qkv_bias)?,
+            o: Linear::load(vb.pp("o_proj"), q, hidden, o_bias)?,
+            q_norm: None,
+            k_norm: None,
+            shape,
         })
     }
 
-    /// Transformer blocks (hidden states are one more).
-    pub fn num_layers(&self) -> usize {
+    /// Returns the attention probabilities and the block's attention output.
+    pub fn forward(
+        &self,
+        x: &Tensor,
+        rope: &RopeTables,
+        block: usize,
+        pass: &mut Pass,
+    ) -> candle_core::Result<(Tensor, Tensor)> {
+        let s = &self.shape;
+        let mut q = s.split(&self.q.forward(x)?, s.heads)?;
+        let mut k = s.split(&self.k.forward(x)?, s.kv_heads)?;
+        let v = s.split(&self.v.forward(x)?, s.kv_heads)?;
+        if let Some(norm) = &self.q_norm {
+            q = norm.forward(&q, pass.ops)?;
+        }
+        if let Some(norm) = &self.k_norm {
+            k = norm.forward(&k, pass.ops)?;
+        }
+        let q = rope.apply(&q, pass.ops)?;
+        let k = rope.apply(&k, pass.ops)?;
+        let (probs, context) = s.attend(&q, k, v, block, pass)?;
+        Ok((probs, self.o.forward(&context)?))
+    }
+}
+
+/// What follows attention in a block: a dense MLP or a mixture of experts.
+pub(super) trait FeedForward: Send + Sync {
+    /// Block `block`'s feed-forward of `x`, reporting its taps.
+    fn forward(&self, x: &Tensor, block: usize, ops: Ops, emit: &mut Emit) -> Result<Tensor, InferenceError>;
+}
+
+/// SwiGLU: `down(act(gate(x)) * up(x))`; the product is the `mlp.{i}` tap.
+pub(super) struct Mlp {
+    pub gate: Linear,
+    pub up: Linear,
+    pub down: Linear,
+    pub act: Activation,
+}
+
+impl Mlp {
+    pub fn new(vb: VarBuilder, hidden: usize, inner: usize, act: Activation, bias: bool) -> candle_core::Result<Mlp> {
+        Ok(Mlp {
+            gate: Linear::load(vb.pp("gate_proj"), hidden, inner, bias)?,
+            up: Linear::load(vb.pp("up_proj"), hidden, inner, bias)?,
+            down: Linear::load(vb.pp("down_proj"), inner, hidden, bias)?,
+            act,
+        })
+    }
+
+    /// `act(gate(x)) * up(x)`, the input of `down`.
+    pub fn gated(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        self.act.apply(&self.gate.forward(x)?)? * self.up.forward(x)?
+    }
+}
+
+impl FeedForward for Mlp {
+    fn forward(&self, x: &Tensor, block: usize, _ops: Ops, emit: &mut Emit) -> Result<Tensor, InferenceError> {
+        let gated = self.gated(x)?;
+        emit(Tap::Mlp(block), gated.clone())?;
+        Ok(self.down.forward(&gated)?)
+    }
+}
+
+/// Pre-norm block: `x + attn(norm(x))`, then `x + ffn(norm(x))`.
+pub(super) struct Block {
+    pub input_layernorm: RmsNorm,
+    pub attn: Attention,
+    pub post_attention_layernorm: RmsNorm,
+    pub ffn: Box<dyn FeedForward>,
+}
+
+impl Block {
+    fn forward(
+        &self,
+        xs: &Tensor,
+        rope: &RopeTables,
+        i: usize,
+        pass: &mut Pass,
+        emit: &mut Emit,
+    ) -> Result<Tensor, InferenceError> {
+        let residual = xs;
+        let (probs, xs) = self
+            .attn
+            .forward(&self.input_layernorm.forward(residual, pass.ops)?, rope, i, pass)?;
+        emit(Tap::Attention(i), probs)?;
+        let residual = (residual + xs)?;
+        let xs = self.ffn.forward(
+            &self.post_attention_layernorm.forward(&residual, pass.ops)?,
+            i,
+            pass.ops,
+            emit,
+        )?;
+        Ok((residual + xs)?)
+    }
+}
+
+/// Embeddings, blocks, final norm and head: the whole decoder.
+pub(super) struct Decoder {
+    pub embed_tokens: Embedding,
+    pub blocks: Vec<Block>,
+    pub norm: RmsNorm,
+    pub lm_head: Linear,
+    pub rotary: Rotary,
+    pub context: usize,
+}
+
+impl Decoder {
+    /// `model.embed_tokens`, `model.norm` and `lm_head` (the embeddings when
+    /// tied or when no `lm_head.weight` is stored) around `blocks`.
+    pub fn new(vb: VarBuilder, spec: Spec, blocks: Vec<Block>) -> candle_core::Result<Decoder> {
+        let m = vb.pp("model");
+        let embed_tokens = Embedding::load(m.clone(), spec.vocab, spec.hidden, "embed_tokens.weight")?;
+        let lm_head = if !spec.tied && vb.contains_tensor("lm_head.weight") {
+            Linear::load(vb.pp("lm_head"), spec.hidden, spec.vocab, false)?
+        } else {
+            embed_tokens.as_head()
+        };
+        Ok(Decoder {
+            embed_tokens,
+            norm: RmsNorm::load(m.pp("norm"), spec.hidden, spec.eps)?,
+            blocks,
+            lm_head,
+            rotary: spec.rotary,
+            context: spec.context,
+        })
+    }
+}
+
+impl Transformer for Decoder {
+    fn blocks(&self) -> usize {
         self.blocks.len()
     }
 
-    /// Longest sequence the model takes.
-    pub fn context(&self) -> usize {
+    fn context(&self) -> usize {
         self.context
     }
 
-    pub fn run(&self, tokens: &[u32], sink: &mut dyn FnMut(Tap, Tensor) -> bool) -> Result<(), InferenceError> {
-        let mut emit = super::emitter(sink);
-        let t = tokens.len();
-        super::check_tokens(tokens, self.vocab, self.context)?;
-        let device = self.embed.embeddings().device().clone();
-        let (cos, sin) = self.rope_tables(t, &device)?;
-        let mask = match self.sliding_window {
-            Some(w) if w < t => sliding_mask(t, w, &device)?,
-            _ => causal_mask(t, &device)?,
-        };
-        let scale = 1.0 / (self.head_dim as f64).sqrt();
-        let n_rep = self.heads / self.kv_heads;
-        let mut xs = self.embed.forward(&Tensor::new(tokens, &device)?)?;
+    fn vocab(&self) -> usize {
+        self.embed_tokens.vocab()
+    }
+
+    fn embed(&self, ids: &Tensor) -> candle_core::Result<Tensor> {
+        self.embed_tokens.forward(ids)
+    }
+
+    fn forward(&self, embeds: &Tensor, pass: &mut Pass, emit: &mut Emit) -> Result<(), InferenceError> {
+        let rope = self.rotary.at(pass.offset, embeds.dim(1)?, embeds.device())?;
+        let mut xs = embeds.clone();
         for (i, block) in self.blocks.iter().enumerate() {
             emit(Tap::Hidden(i), xs.clone())?;
-            let residual = &xs;
-            let x = candle_nn::ops::rms_norm(residual, &block.input_norm, self.eps)?;
-            let shape = |y: Tensor, n: usize| -> candle_core::Result<Tensor> {
-                y.reshape((1, t, n, self.head_dim))?.transpose(1, 2)?.contiguous()
-            };
-            let q = shape(block.attn.q.forward(&x)?, self.heads)?;
-            let k = shape(block.attn.k.forward(&x)?, self.kv_heads)?;
-            let v = shape(block.attn.v.forward(&x)?, self.kv_heads)?;
-            let q = candle_nn::rotary_emb::rope(&q, &cos, &sin)?;
-            let k = candle_nn::rotary_emb::rope(&k, &cos, &sin)?;
-            // Query head h reads key/value head h / n_rep.
-            let k = repeat_kv(k.squeeze(0)?, n_rep)?;
-            let v = repeat_kv(v.squeeze(0)?, n_rep)?;
-            let q = q.squeeze(0)?;
-            let scores = (q.matmul(&k.t()?)? * scale)?.broadcast_add(&mask)?;
-            let probs = candle_nn::ops::softmax_last_dim(&scores)?;
-            let context = probs
-                .matmul(&v)?
-                .transpose(0, 1)?
-                .reshape((t, self.heads * self.head_dim))?;
-            emit(Tap::Attention(i), probs)?;
-            let xs_attn = (residual + block.attn.o.forward(&context)?)?;
-            let y = candle_nn::ops::rms_norm(&xs_attn, &block.post_norm, self.eps)?;
-            let gated = (block.mlp.gate.forward(&y)?.silu()? * block.mlp.up.forward(&y)?)?;
-            emit(Tap::Mlp(i), gated.clone())?;
-            xs = (&xs_attn + block.mlp.down.forward(&gated)?)?;
+            xs = block.forward(&xs, &rope, i, pass, emit)?;
         }
-        let last = candle_nn::ops::rms_norm(&xs, &self.norm, self.eps)?;
-        let logits = self.lens(&last, true)?;
+        let last = self.norm.forward(&xs, pass.ops)?;
+        let logits = self.lm_head.forward(&last)?;
         emit(Tap::Hidden(self.blocks.len()), last)?;
         emit(Tap::Logits, logits)?;
         Ok(())
     }
 
-    /// Residual-stream state(s) `[.., hidden]` through the final RMSNorm and the
-    /// head: the logit lens (pass `normed` for the last, already normed, state).
-    pub fn lens(&self, hidden: &Tensor, normed: bool) -> Result<Tensor, InferenceError> {
-        let x = if normed {
-            hidden.clone()
+    fn lens(&self, hidden: &Tensor, normed: bool) -> Option<candle_core::Result<Tensor>> {
+        Some(if normed {
+            self.lm_head.forward(hidden)
         } else {
-            candle_nn::ops::rms_norm(hidden, &self.norm, self.eps)?
-        };
-        Ok(x.broadcast_matmul(&self.lm_head.t()?)?)
-    }
-
-    /// cos/sin tables `[T, head_dim / 2]` for positions 0..T.
-    fn rope_tables(&self, t: usize, device: &Device) -> candle_core::Result<(Tensor, Tensor)> {
-        let half = self.inv_freq.len();
-        let inv = Tensor::from_vec(self.inv_freq.clone(), (1, half), device)?;
-        let pos = Tensor::arange(0u32, t as u32, device)?
-            .to_dtype(DType::F32)?
-            .reshape((t, 1))?;
-        let freqs = pos.broadcast_mul(&inv)?;
-        Ok((freqs.cos()?, freqs.sin()?))
+            self.norm
+                .forward(hidden, Ops::default())
+                .and_then(|x| self.lm_head.forward(&x))
+        })
     }
 }
 
-/// Key/value heads repeated so each query head has its own: `[kv, T, d]` -> `[kv * n_rep, T, d]`.
-fn repeat_kv(xs: Tensor, n_rep: usize) -> candle_core::Result<Tensor> {
-    if n_rep == 1 {
-        return Ok(xs);
-    }
-    let (kv, t, d) = xs.dims3()?;
-    xs.unsqueeze(1)?
-        .broadcast_as((kv, n_rep, t, d))?
-        .reshape((kv * n_rep, t, d))
-}
-
-/// Causal mask that also hides keys more than `window` positions back.
-fn sliding_mask(t: usize, window: usize, device: &Device) -> candle_core::Result<Tensor> {
-    let mask: Vec<f32> = (0..t)
-        .flat_map(|i| {
-            (0..t).map(move |j| {
-                if j <= i && i - j < window {
-                    0.0
-                } else {
-                    f32::NEG_INFINITY
-                }
+/// Blocks with `attn` built per block from `vb.pp("self_attn")` and the
+/// shape, and `ffn` from `vb.pp("mlp")` (or whatever the family names it).
+pub(super) fn blocks(
+    vb: &VarBuilder,
+    spec: &Spec,
+    mut attn: impl FnMut(VarBuilder, AttentionShape) -> candle_core::Result<Attention>,
+    mut ffn: impl FnMut(VarBuilder) -> candle_core::Result<Box<dyn FeedForward>>,
+) -> candle_core::Result<Vec<Block>> {
+    (0..spec.blocks)
+        .map(|i| {
+            let b = vb.pp(format!("model.layers.{i}"));
+            Ok(Block {
+                input_layernorm: RmsNorm::load(b.pp("input_layernorm"), spec.hidden, spec.eps)?,
+                attn: attn(b.pp("self_attn"), spec.shapes[i])?,
+                post_attention_layernorm: RmsNorm::load(b.pp("post_attention_layernorm"), spec.hidden, spec.eps)?,
+                ffn: ffn(b)?,
             })
         })
-        .collect();
-    Tensor::from_vec(mask, (t, t), device)
+        .collect()
 }
 
-/// RoPE inverse frequencies, with the `llama3` scaling of Llama 3.1/3.2 when
-/// the config asks for it. Reads `rope_parameters` (transformers >= 5) or the
-/// older `rope_theta` + `rope_scaling`.
-pub fn rope_inv_freq(cfg: &ModelConfig, head_dim: usize) -> Result<Vec<f32>, String> {
-    let params = cfg.raw_field("rope_parameters").and_then(Value::as_object);
-    let scaling = params.or_else(|| cfg.raw_field("rope_scaling").and_then(Value::as_object));
-    let theta = params
-        .and_then(|p| p.get("rope_theta"))
-        .or_else(|| cfg.raw_field("rope_theta"))
-        .and_then(Value::as_f64)
-        .unwrap_or(10_000.0);
-    let mut inv: Vec<f64> = (0..head_dim / 2)
-        .map(|i| 1.0 / theta.powf(2.0 * i as f64 / head_dim as f64))
-        .collect();
-    let kind = scaling
-        .and_then(|s| s.get("rope_type").or_else(|| s.get("type")))
-        .and_then(Value::as_str)
-        .unwrap_or("default");
-    match kind {
-        "default" => {}
-        "llama3" => {
-            let s = scaling.ok_or("llama3 rope scaling without parameters")?;
-            let get = |k: &str| {
-                s.get(k)
-                    .and_then(Value::as_f64)
-                    .ok_or(format!("llama3 rope scaling needs `{k}`"))
-            };
-            let (factor, low, high, old) = (
-                get("factor")?,
-                get("low_freq_factor")?,
-                get("high_freq_factor")?,
-                get("original_max_position_embeddings")?,
-            );
-            let (low_wavelen, high_wavelen) = (old / low, old / high);
-            for f in &mut inv {
-                let wavelen = 2.0 * std::f64::consts::PI / *f;
-                if wavelen > low_wavelen {
-                    *f /= factor;
-                } else if wavelen >= high_wavelen {
-                    let smooth = (old / wavelen - low) / (high - low);
-                    *f = (1.0 - smooth) * *f / factor + smooth * *f;
-                }
-            }
-        }
-        other => {
-            return Err(format!(
-                "rope scaling `{other}` is not supported yet (default and llama3 are)"
-            ));
-        }
-    }
-    Ok(inv.into_iter().map(|f| f as f32).collect())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn cfg(json: &str) -> ModelConfig {
-        ModelConfig::from_json(json.as_bytes(), "test").unwrap()
-    }
-
-    #[test]
-    fn old_and_new_rope_keys_agree_and_llama3_scaling_applies() {
-        let new = cfg(
-            r#"{"model_type":"llama","rope_parameters":{"rope_type":"llama3","rope_theta":500000.0,"factor":32.0,"low_freq_factor":1.0,"high_freq_factor":4.0,"original_max_position_embeddings":8192}}"#,
-        );
-        let old = cfg(
-            r#"{"model_type":"llama","rope_theta":500000.0,"rope_scaling":{"rope_type":"llama3","factor":32.0,"low_freq_factor":1.0,"high_freq_factor":4.0,"original_max_position_embeddings":8192}}"#,
-        );
-        let plain = cfg(r#"{"model_type":"llama","rope_theta":500000.0}"#);
-        let (a, b, c) = (
-            rope_inv_freq(&new, 64).unwrap(),
-            rope_inv_freq(&old, 64).unwrap(),
-            rope_inv_freq(&plain, 64).unwrap(),
-        );
-        assert_eq!(a, b);
-        // High frequencies are kept, the lowest are divided by the factor.
-        assert_eq!(a[0], c[0]);
-        assert!((a[31] * 32.0 - c[31]).abs() / c[31] < 1e-5);
-        assert!(rope_inv_freq(&cfg(r#"{"rope_scaling":{"type":"yarn"}}"#), 64).is_err());
-    }
+/// Llama, Mistral and Qwen2.
+pub fn load(cfg: &ModelConfig, vb: VarBuilder, what: &str) -> Result<Box<dyn Transformer>, InferenceError> {
+    let c: Config = family_config(cfg, what)?;
+    let spec = c.spec(what)?;
+    // Qwen2 has q/k/v biases and none on o_proj; Llama's `attention_bias` covers all four.
+    let qwen2 = c.model_type == "qwen2";
+    let (qkv_bias, o_bias) = (qwen2 || c.attention_bias, !qwen2 && c.attention_bias);
+    let blocks = blocks(
+        &vb,
+        &spec,
+        |a, shape| Attention::new(a, spec.hidden, shape, qkv_bias, o_bias),
+        |b| Ok(Box::new(Mlp::new(b.pp("mlp"), spec.hidden, spec.inner, spec.act, c.mlp_bias)?) as Box<dyn FeedForward>),
+    )?;
+    Ok(Box::new(Decoder::new(vb, spec, blocks)?))
 }

@@ -12,7 +12,7 @@ use std::sync::mpsc::Receiver;
 use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
 
 use candle_core::{Device, Tensor};
-use candle_transformers::generation::{LogitsProcessor, Sampling};
+use candle_transformers::generation::LogitsProcessor;
 
 use super::{InferenceError, Model, Tap};
 
@@ -24,8 +24,10 @@ pub const CHANNEL_CAPACITY: usize = 64;
 pub enum FrameData {
     /// The run's tokens so far (sent first, and again after each generated token).
     Tokens(Vec<u32>),
-    /// One tapped tensor of the forward pass over `tokens`.
-    Activation { tap: Tap, tensor: Tensor },
+    /// One tapped tensor: its rows are positions `from..` of the sequence —
+    /// 0 for a forward pass over `tokens`, the cached length for a cached
+    /// generation step (one new row; attention `[heads, 1, T]`), to append.
+    Activation { tap: Tap, from: usize, tensor: Tensor },
     /// Next-token predictions (`top[i]` = (id, probability) best first, for
     /// position `from + i`) at the last position, sent after the logits: from
     /// the final logits (`layer: None`), then the logit lens of each block
@@ -55,12 +57,7 @@ pub struct ActivationFrame {
     pub data: FrameData,
 }
 
-/// How to continue after the prompt.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Decoding {
-    Greedy,
-    TopK { k: usize, temperature: f64, seed: u64 },
-}
+pub use super::sample::Decoding;
 
 /// A request: run these tokens, then optionally generate `new_tokens` more.
 #[derive(Debug, Clone)]
@@ -95,16 +92,20 @@ impl LocalRunner {
         }
     }
 
-    /// The next-token top-k at the last position from the final logits, then
-    /// the logit lens of every block output at the last position (`rows`:
-    /// `(block, [1, hidden])`), computed in one matmul so the head's weights
-    /// are read once per pass, not once per layer.
-    fn top_k_frames(&self, logits: &Tensor, rows: &[(usize, Tensor)]) -> Result<Vec<FrameData>, InferenceError> {
-        let last = logits.dim(0)?.saturating_sub(1);
+    /// The next-token top-k at the last position (`last`, in the sequence)
+    /// from the final logits, then the logit lens of every block output there
+    /// (`rows`: `(block, [1, hidden])`), computed in one matmul so the head's
+    /// weights are read once per pass, not once per layer.
+    fn top_k_frames(
+        &self,
+        logits: &Tensor,
+        rows: &[(usize, Tensor)],
+        last: usize,
+    ) -> Result<Vec<FrameData>, InferenceError> {
         let mut frames = vec![FrameData::TopK {
             layer: None,
             from: last,
-            top: vec![super::top_k(&logits.get(last)?, TOP_K)?],
+            top: vec![super::top_k(&logits.get(logits.dim(0)?.saturating_sub(1))?, TOP_K)?],
         }];
         if rows.is_empty() {
             return Ok(frames);
@@ -125,15 +126,20 @@ impl LocalRunner {
     }
 }
 
-/// A run in progress: the sequence so far and the sampler. [`LocalRunner::step`]
-/// advances it by one forward pass, so a caller can yield between passes (the
-/// browser's worker does, to notice a newer request).
+/// A run in progress: the sequence so far, the key/value cache of the
+/// positions already run, and the sampler. [`LocalRunner::step`] advances it
+/// by one forward pass — the prompt, then one new position per generated
+/// token — so a caller can yield between passes (the browser's worker does,
+/// to notice a newer request).
 pub struct Generation {
     run: u64,
     tokens: Vec<u32>,
     sampler: LogitsProcessor,
     new_tokens: usize,
     step: usize,
+    /// Keys and values of `tokens[..cache.len()]`; dropped once the sequence
+    /// outgrows the context (then each pass runs the latest window).
+    cache: Option<super::Cache>,
 }
 
 impl Generation {
@@ -145,27 +151,20 @@ impl Generation {
 impl LocalRunner {
     /// A run of `request` as run `run`, not started yet.
     pub fn start(&self, run: u64, request: &RunRequest) -> Generation {
-        let sampler = match request.decoding {
-            Decoding::Greedy => LogitsProcessor::from_sampling(0, Sampling::ArgMax),
-            Decoding::TopK { k, temperature, seed } => LogitsProcessor::from_sampling(
-                seed,
-                Sampling::TopK {
-                    k: k.max(1),
-                    temperature: temperature.max(1e-3),
-                },
-            ),
-        };
+        let sampler = request.decoding.sampler();
         Generation {
             run,
             tokens: request.tokens.clone(),
             sampler,
             new_tokens: request.new_tokens,
             step: 0,
+            cache: None,
         }
     }
 
-    /// One forward pass over the sequence (its frames go to `send`), then, while
-    /// tokens remain to generate, the next token. Returns whether the run goes on.
+    /// One forward pass (its frames go to `send`): the prompt, or the newly
+    /// generated token against the cache; then, while tokens remain to
+    /// generate, the next token. Returns whether the run goes on.
     pub fn step(&self, generation: &mut Generation, send: &mut dyn FnMut(ActivationFrame) -> bool) -> bool {
         let run = generation.run;
         let frame = |data| ActivationFrame { run, data };
@@ -175,6 +174,10 @@ impl LocalRunner {
         let context = self.model.context();
         let layers = self.model.num_layers();
         let tokens = &mut generation.tokens;
+        let cached = self.model.is_causal() && tokens.len() <= context;
+        if !cached {
+            generation.cache = None;
+        }
         // Past the context, the model sees the most recent window.
         let start = tokens.len().saturating_sub(context);
         if start > 0
@@ -189,10 +192,11 @@ impl LocalRunner {
         if !send(frame(FrameData::Tokens(window.to_vec()))) {
             return false;
         }
+        let from = generation.cache.as_ref().map_or(0, |c| c.len());
         let mut logits = None;
         let mut failed = None;
         let mut lens_rows: Vec<(usize, Tensor)> = Vec::new();
-        let result = self.model.run(window, &mut |tap, tensor| {
+        let mut sink = |tap: Tap, tensor: Tensor| {
             // hidden_states[i] for 1 <= i < layers is block i-1's output (the
             // last one is already normed: its lens is the final prediction).
             if let Tap::Hidden(i) = tap
@@ -206,11 +210,14 @@ impl LocalRunner {
                     }
                 }
             }
-            let top = (tap == Tap::Logits).then(|| self.top_k_frames(&tensor, &lens_rows));
+            let top = (tap == Tap::Logits).then(|| {
+                let last = from + tensor.dim(0).unwrap_or(1).saturating_sub(1);
+                self.top_k_frames(&tensor, &lens_rows, last)
+            });
             if tap == Tap::Logits {
                 logits = Some(tensor.clone());
             }
-            if !send(frame(FrameData::Activation { tap, tensor })) {
+            if !send(frame(FrameData::Activation { tap, from, tensor })) {
                 return false;
             }
             match top {
@@ -221,7 +228,13 @@ impl LocalRunner {
                 }
                 None => true,
             }
-        });
+        };
+        let result = if cached {
+            let cache = generation.cache.get_or_insert_with(|| self.model.new_cache());
+            self.model.step(&window[from..], cache, &mut sink)
+        } else {
+            self.model.run(window, &mut sink)
+        };
         match (result, failed) {
             (_, Some(e)) | (Err(e @ (InferenceError::NonFinite { .. } | InferenceError::Candle(_))), None) => {
                 send(frame(FrameData::Failed(self.message(e))));
@@ -247,7 +260,7 @@ impl LocalRunner {
             )));
             return false;
         };
-        match next_token(&logits, &mut generation.sampler) {
+        match super::sample::next_token(&logits, &mut generation.sampler) {
             Ok((id, probability)) => {
                 tokens.push(id);
                 send(frame(FrameData::Generated { id, probability }))
@@ -265,22 +278,6 @@ impl ActivationSource for LocalRunner {
         let mut generation = self.start(run, request);
         while self.step(&mut generation, send) {}
     }
-}
-
-/// Samples the token after the last position; reports NaN/Inf logits instead of sampling garbage.
-fn next_token(logits: &Tensor, sampler: &mut LogitsProcessor) -> Result<(u32, f32), String> {
-    let last = logits
-        .get(logits.dim(0).map_err(|e| e.to_string())?.saturating_sub(1))
-        .map_err(|e| e.to_string())?;
-    let values = last.to_vec1::<f32>().map_err(|e| e.to_string())?;
-    if values.iter().any(|v| !v.is_finite()) {
-        return Err("the model produced NaN or infinite logits (are the weights corrupt?)".into());
-    }
-    let id = sampler.sample(&last).map_err(|e| e.to_string())?;
-    let probs = candle_nn::ops::softmax_last_dim(&last)
-        .and_then(|p| p.to_vec1::<f32>())
-        .map_err(|e| e.to_string())?;
-    Ok((id, probs.get(id as usize).copied().unwrap_or(0.0)))
 }
 
 /// Replays a capture file written by `tensorcity capture` (or transformers via
@@ -309,17 +306,19 @@ impl Replay {
             .collect();
         let mut frames = Vec::new();
         for i in 0.. {
-            let (h, a, m) = (
+            let (h, a, m, r) = (
                 map.get(&format!("hidden.{i}")),
                 map.get(&format!("attn.{i}")),
                 map.get(&format!("mlp.{i}")),
+                map.get(&format!("router.{i}")),
             );
-            if h.is_none() && a.is_none() && m.is_none() {
+            if h.is_none() && a.is_none() && m.is_none() && r.is_none() {
                 break;
             }
             frames.extend(h.map(|t| (Tap::Hidden(i), t.clone())));
             frames.extend(a.map(|t| (Tap::Attention(i), t.clone())));
             frames.extend(m.map(|t| (Tap::Mlp(i), t.clone())));
+            frames.extend(r.map(|t| (Tap::Router(i), t.clone())));
         }
         frames.extend(map.get("logits").map(|t| (Tap::Logits, t.clone())));
         Ok(Replay { tokens, frames })
@@ -339,6 +338,7 @@ impl ActivationSource for Replay {
                 run,
                 data: FrameData::Activation {
                     tap: *tap,
+                    from: 0,
                     tensor: tensor.clone(),
                 },
             }) {

@@ -51,7 +51,7 @@ impl FileWeights {
         let what = path.display().to_string();
         let io = |e: std::io::Error| InferenceError::Io {
             path: path.to_path_buf(),
-            source: e,
+            error: e,
         };
         let mut file = File::open(path).map_err(io)?;
         let len = file.metadata().map_err(io)?.len();
@@ -84,6 +84,20 @@ impl FileWeights {
             );
         }
         Ok(())
+    }
+
+    /// The dtype the model keeps its weights in: the checkpoint's half
+    /// precision (bf16/f16) when most of its bytes are half, else f32.
+    pub fn storage_dtype(&self) -> DType {
+        let bytes =
+            |d: safetensors::Dtype| -> usize { self.tensors.values().filter(|e| e.dtype == d).map(|e| e.len).sum() };
+        let total: usize = self.tensors.values().map(|e| e.len).sum();
+        let (bf16, f16) = (bytes(safetensors::Dtype::BF16), bytes(safetensors::Dtype::F16));
+        match (bf16.max(f16) * 2 > total, bf16 >= f16) {
+            (true, true) => DType::BF16,
+            (true, false) => DType::F16,
+            _ => DType::F32,
+        }
     }
 
     /// Reads one tensor's bytes from its file; the file having shrunk or gone

@@ -141,6 +141,7 @@ fn tap_code(tap: Tap) -> (u8, u32) {
         Tap::Attention(i) => (1, i as u32),
         Tap::Mlp(i) => (2, i as u32),
         Tap::Logits => (3, 0),
+        Tap::Router(i) => (4, i as u32),
     }
 }
 
@@ -153,11 +154,12 @@ pub fn encode_frame(frame: &ActivationFrame) -> Result<Vec<u8>, candle_core::Err
             w.u8(0);
             w.u32s(ids);
         }
-        FrameData::Activation { tap, tensor } => {
+        FrameData::Activation { tap, from, tensor } => {
             w.u8(1);
             let (kind, index) = tap_code(*tap);
             w.u8(kind);
             w.u32(index);
+            w.u64(*from as u64);
             w.len(tensor.dims().len());
             tensor.dims().iter().for_each(|&d| w.u32(d as u32));
             let values = tensor.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
@@ -209,8 +211,10 @@ pub fn decode_frame(bytes: &[u8]) -> Result<ActivationFrame, WireError> {
                 1 => Tap::Attention(index),
                 2 => Tap::Mlp(index),
                 3 => Tap::Logits,
+                4 => Tap::Router(index),
                 _ => return Err(WireError("unknown tap")),
             };
+            let from = usize::try_from(r.u64()?).map_err(|_| WireError("row offset"))?;
             let rank = r.len(4)?;
             let dims = (0..rank)
                 .map(|_| r.u32().map(|d| d as usize))
@@ -221,7 +225,7 @@ pub fn decode_frame(bytes: &[u8]) -> Result<ActivationFrame, WireError> {
             };
             let values: Vec<f32> = (0..count).map(|_| r.f32()).collect::<Result<_, _>>()?;
             let tensor = Tensor::from_vec(values, dims, &Device::Cpu).map_err(|_| WireError("tensor shape"))?;
-            FrameData::Activation { tap, tensor }
+            FrameData::Activation { tap, from, tensor }
         }
         2 => {
             let layer = r.u64()?;
@@ -304,10 +308,11 @@ mod tests {
             .unwrap();
         match round_trip(FrameData::Activation {
             tap: Tap::Attention(5),
+            from: 7,
             tensor: t.clone(),
         }) {
-            FrameData::Activation { tap, tensor } => {
-                assert_eq!(tap, Tap::Attention(5));
+            FrameData::Activation { tap, from, tensor } => {
+                assert_eq!((tap, from), (Tap::Attention(5), 7));
                 assert_eq!(tensor.dims(), &[2, 3, 4]);
                 let diff = (tensor - &t).unwrap().abs().unwrap().sum_all().unwrap();
                 assert_eq!(diff.to_scalar::<f32>().unwrap(), 0.0);
@@ -343,7 +348,8 @@ mod tests {
         let frame = ActivationFrame {
             run: 1,
             data: FrameData::Activation {
-                tap: Tap::Hidden(0),
+                tap: Tap::Router(0),
+                from: 0,
                 tensor: Tensor::zeros((2, 2), DType::F32, &Device::Cpu).unwrap(),
             },
         };

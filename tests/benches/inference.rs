@@ -17,11 +17,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use candle_core::{DType, Device};
-use candle_nn::{VarBuilder, VarMap};
+use candle_core::DType;
 use tensorcity::arch::ModelConfig;
-use tensorcity::inference::Model;
-use tensorcity::inference::gpt2::{Gpt2, init_weights};
 use tensorcity::inference::stream::{Decoding, FrameData, LocalRunner, RunRequest, Worker};
 
 const GPT2_SMALL: &str = r#"{"model_type":"gpt2","n_layer":12,"n_embd":768,"n_head":12,
@@ -43,10 +40,7 @@ fn main() {
     let (n_tokens, runs) = (arg("--tokens", 128), arg("--runs", 5));
     let threads = candle_core::utils::get_num_threads();
     let config = ModelConfig::from_json(GPT2_SMALL.as_bytes(), "gpt2-small").expect("config");
-    let varmap = VarMap::new();
-    init_weights(&varmap, &config, &Device::Cpu).expect("init");
-    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
-    let model = Arc::new(Model::Gpt2(Gpt2::load(&config, vb, "gpt2-small").expect("load")));
+    let model = Arc::new(tensorcity::inference::random::random_model(&config, DType::F32).expect("model"));
     let tokens: Vec<u32> = (0..n_tokens as u32).map(|i| (i * 7919 + 13) % 50257).collect();
 
     println!("random GPT-2-small-sized model, {n_tokens}-token prompt, {threads} threads, median of {runs} runs");

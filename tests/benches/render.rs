@@ -274,19 +274,12 @@ const GPT2_SMALL: &str = r#"{"model_type":"gpt2","n_layer":12,"n_embd":768,"n_he
 /// The city of a random GPT-2-small-shaped model on `tokens` tokens, drawn
 /// beside the catalogue's gpt2 trunk; `scenario` picks the view.
 fn city_scenario(scenario: &str, tokens: usize, frames: usize) {
-    use candle_core::{DType, Device};
-    use candle_nn::{VarBuilder, VarMap};
     use tensorcity::activations::{CurrentRun, RunState};
     use tensorcity::city::{AttentionEdge, CityPlayback, CityPlugin, CityStats, CityView, Playback};
-    use tensorcity::inference::Model;
-    use tensorcity::inference::gpt2::{Gpt2, init_weights};
     use tensorcity::layout::city::CityGrid;
 
     let config = tensorcity::arch::ModelConfig::from_json(GPT2_SMALL.as_bytes(), "gpt2-small").expect("config");
-    let varmap = VarMap::new();
-    init_weights(&varmap, &config, &Device::Cpu).expect("init");
-    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
-    let model = Model::Gpt2(Gpt2::load(&config, vb, "gpt2-small").expect("load"));
+    let model = tensorcity::inference::random::random_model(&config, candle_core::DType::F32).expect("model");
     let ids: Vec<u32> = (0..tokens as u32).map(|i| (i * 7919 + 13) % 2048).collect();
     let capture = model.capture(&ids).expect("forward");
     let weights: usize = capture.attn.iter().map(|a| a.dims().iter().product::<usize>()).sum();

@@ -208,6 +208,9 @@ mod activations {
                     tap: Tap::Attention(i), ..
                 } => format!("attn.{i}"),
                 FrameData::Activation { tap: Tap::Mlp(i), .. } => format!("mlp.{i}"),
+                FrameData::Activation {
+                    tap: Tap::Router(i), ..
+                } => format!("router.{i}"),
                 FrameData::Activation { tap: Tap::Logits, .. } => "logits".into(),
                 FrameData::TopK { layer, .. } => format!("top {layer:?}"),
                 FrameData::Truncated { .. } => "truncated".into(),

@@ -64,6 +64,12 @@ fn assert_capture_matches(name: &str, model: &Model, reference: &std::collection
         let d = max_abs_diff(a, &reference[&format!("attn.{i}")]);
         assert!(d < 1e-4, "{name}: attn.{i} differs by {d}");
     }
+    let router = reference.keys().filter(|k| k.starts_with("router.")).count();
+    assert_eq!(capture.router.len(), router, "{name}: router count");
+    for (i, r) in capture.router.iter().enumerate() {
+        let d = max_abs_diff(r, &reference[&format!("router.{i}")]);
+        assert!(d < 1e-4, "{name}: router.{i} differs by {d}");
+    }
     if let Some(expected) = reference.get("logits") {
         let d = max_abs_diff(capture.logits.as_ref().unwrap(), expected);
         assert!(d < 1e-4, "{name}: logits differ by {d}");
@@ -110,6 +116,149 @@ fn qwen2_with_qkv_biases_and_tied_head_matches_transformers() {
 #[test]
 fn bert_matches_transformers() {
     assert_matches_reference("bert-tiny");
+}
+
+#[test]
+fn mistral_with_a_sliding_window_shorter_than_the_prompt_matches_transformers() {
+    assert_matches_reference("mistral-tiny");
+}
+
+#[test]
+fn gpt_neox_with_partial_rotary_and_parallel_residual_matches_transformers() {
+    assert_matches_reference("gpt_neox-tiny");
+}
+
+#[test]
+fn gemma2_with_soft_caps_and_alternating_windows_matches_transformers() {
+    assert_matches_reference("gemma2-tiny");
+}
+
+#[test]
+fn qwen3_with_qk_norms_matches_transformers() {
+    assert_matches_reference("qwen3-tiny");
+}
+
+#[test]
+fn phi3_with_fused_projections_matches_transformers() {
+    assert_matches_reference("phi3-tiny");
+}
+
+#[test]
+fn mixtral_experts_and_router_logits_match_transformers() {
+    assert_matches_reference("mixtral-tiny");
+}
+
+/// Generation with the key/value cache: `capture --generate 24` picks the
+/// tokens transformers' greedy `generate` picks, and every tensor it writes
+/// equals one forward pass over the final sequence.
+#[test]
+fn cached_generation_equals_transformers_generate_and_one_forward() {
+    let tmp = tempfile::tempdir().unwrap();
+    for name in ["gpt2-tiny", "llama-tiny", "gemma2-tiny"] {
+        let dir = fixtures().join("inference").join(name);
+        let expected = candle_core::safetensors::load(dir.join("generate.safetensors"), &Device::Cpu).unwrap();
+        let prompt: Vec<String> = reference_tokens(&[("tokens".to_string(), expected["prompt"].clone())].into())
+            .iter()
+            .map(u32::to_string)
+            .collect();
+        let out = tmp.path().join(format!("{name}.safetensors"));
+        let (code, err) = run_capture(&[
+            dir.to_str().unwrap(),
+            "--token-ids",
+            &prompt.join(","),
+            "--generate",
+            "24",
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert_eq!(code, Some(0), "{name}: {err}");
+        let saved = candle_core::safetensors::load(&out, &Device::Cpu).unwrap();
+        let tokens = reference_tokens(&saved);
+        assert_eq!(
+            tokens,
+            reference_tokens(&expected),
+            "{name}: generated tokens differ from transformers'"
+        );
+        let full = Model::load(&dir).unwrap().capture(&tokens).unwrap();
+        let mut compared = 0;
+        for (i, t) in full.hidden.iter().enumerate() {
+            assert!(
+                max_abs_diff(t, &saved[&format!("hidden.{i}")]) < 1e-4,
+                "{name}: hidden.{i}"
+            );
+            compared += 1;
+        }
+        for (i, t) in full.attn.iter().enumerate() {
+            assert!(max_abs_diff(t, &saved[&format!("attn.{i}")]) < 1e-4, "{name}: attn.{i}");
+            compared += 1;
+        }
+        for (i, t) in full.mlp.iter().enumerate() {
+            assert!(max_abs_diff(t, &saved[&format!("mlp.{i}")]) < 1e-4, "{name}: mlp.{i}");
+            compared += 1;
+        }
+        assert!(
+            max_abs_diff(full.logits.as_ref().unwrap(), &saved["logits"]) < 1e-4,
+            "{name}: logits"
+        );
+        assert!(compared >= 7, "{name}: {compared} tensors compared");
+    }
+}
+
+/// Sampled generation is reproducible from its seed and stays in the vocabulary.
+#[test]
+fn sampled_generation_follows_the_seed() {
+    let model = Model::load(&fixtures().join("inference/qwen3-tiny")).unwrap();
+    let decoding = |seed| tensorcity::inference::sample::Decoding::TopK {
+        k: 5,
+        temperature: 1.0,
+        seed,
+    };
+    let a = model.generate(&[5, 17], 10, decoding(1)).unwrap();
+    let b = model.generate(&[5, 17], 10, decoding(1)).unwrap();
+    assert_eq!(a.tokens, b.tokens);
+    assert_eq!(a.tokens.len(), 12);
+    assert!(a.tokens.iter().all(|&t| t < 101));
+    assert_eq!(a.attn[0].dims(), [4, 12, 12]);
+    // Longer than the context: refused before anything runs.
+    assert!(
+        model
+            .generate(&[5], 64, decoding(1))
+            .unwrap_err()
+            .to_string()
+            .contains("exceed the model's context")
+    );
+}
+
+/// Gradient x input equals the finite-difference derivative of the target
+/// logit when one token's embedding is scaled by (1 + h), for every causal family.
+#[test]
+fn saliency_matches_finite_differences_for_every_causal_family() {
+    for name in [
+        "gpt2-tiny",
+        "llama-tiny",
+        "mistral-tiny",
+        "gpt_neox-tiny",
+        "gemma2-tiny",
+        "qwen3-tiny",
+        "phi3-tiny",
+        "mixtral-tiny",
+    ] {
+        let model = Model::load(&fixtures().join("inference").join(name)).unwrap();
+        let tokens = [5u32, 17, 3, 42, 9, 28];
+        let (target, scores) = model.saliency(&tokens, None).unwrap();
+        for (i, &s) in scores.iter().enumerate() {
+            let logit = |h: f32| {
+                let mut scale = vec![1.0f32; tokens.len()];
+                scale[i] += h;
+                model.logit_with_scaled_embeddings(&tokens, &scale, target).unwrap() as f64
+            };
+            let fd = (logit(1e-2) - logit(-1e-2)) / 2e-2;
+            assert!(
+                (fd - s as f64).abs() < 2e-3 + 2e-2 * fd.abs(),
+                "{name} token {i}: {s} vs {fd}"
+            );
+        }
+    }
 }
 
 fn run_capture(args: &[&str]) -> (Option<i32>, String) {
@@ -233,16 +382,80 @@ fn capture_cli_writes_the_contract_and_rejects_bad_input() {
     assert!(err.contains("unsupported output type"), "{err}");
 
     // A family that does not run: clear error naming the ones that do.
-    let other = tmp.path().join("phi");
+    let other = tmp.path().join("falcon");
     std::fs::create_dir_all(&other).unwrap();
-    std::fs::write(other.join("config.json"), r#"{"model_type":"phi3"}"#).unwrap();
+    std::fs::write(other.join("config.json"), r#"{"model_type":"falcon"}"#).unwrap();
     crate::support::write_safetensors(&other.join("model.safetensors"), &[("w", "F32", &[2])]);
     let (code, err) = run_capture(&[other.to_str().unwrap(), "--token-ids", "1", "--out", o]);
     assert_eq!(code, Some(1));
     assert!(
-        err.contains("phi3") && err.contains("gpt2, llama, mistral, qwen2 and bert"),
+        err.contains("falcon")
+            && err.contains("gpt2, llama, mistral, qwen2, qwen3, phi3, gemma2, gpt_neox, mixtral, bert"),
         "{err}"
     );
+}
+
+/// A known family whose config lacks a field or contradicts itself: one line
+/// naming the field (the architecture view of such a folder still opens).
+#[test]
+fn bad_configs_of_known_families_name_the_field() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = std::fs::read_to_string(fixtures().join("inference/mixtral-tiny/config.json")).unwrap();
+    let cases: [(&str, &dyn Fn(&mut serde_json::Value), &str); 5] = [
+        (
+            "missing",
+            &|c| drop(c.as_object_mut().unwrap().remove("num_attention_heads")),
+            "missing field `num_attention_heads`",
+        ),
+        (
+            "kv",
+            &|c| c["num_key_value_heads"] = 3.into(),
+            "not a multiple of `num_key_value_heads` (3)",
+        ),
+        (
+            "hidden",
+            &|c| c["hidden_size"] = 30.into(),
+            "`hidden_size` (30) is not divisible by `num_attention_heads` (4)",
+        ),
+        ("odd", &|c| c["head_dim"] = 7.into(), "head_dim 7"),
+        (
+            "experts",
+            &|c| c["num_experts_per_tok"] = 9.into(),
+            "`num_experts_per_tok` (9) must be between 1 and `num_local_experts` (4)",
+        ),
+    ];
+    let src = fixtures().join("inference/mixtral-tiny");
+    for (name, edit, expected) in cases {
+        let dir = tmp.path().join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut config: serde_json::Value = serde_json::from_str(&base).unwrap();
+        edit(&mut config);
+        std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
+        std::fs::copy(src.join("model.safetensors"), dir.join("model.safetensors")).unwrap();
+        let out = tmp.path().join(format!("{name}.safetensors"));
+        let (code, err) = run_capture(&[
+            dir.to_str().unwrap(),
+            "--token-ids",
+            "1,2",
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert_eq!(code, Some(1), "{name}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{name}: {err}");
+        assert!(err.contains(expected) && err.contains("config.json"), "{name}: {err}");
+        // The architecture still shows.
+        let info = std::process::Command::new(env!("CARGO_BIN_EXE_tensorcity"))
+            .args(["info", dir.to_str().unwrap()])
+            .output()
+            .unwrap();
+        if name != "missing" {
+            assert!(
+                info.status.success(),
+                "{name}: info failed: {}",
+                String::from_utf8_lossy(&info.stderr)
+            );
+        }
+    }
 }
 
 mod streaming {

@@ -1,0 +1,42 @@
+//! Random weights for any runnable family, from its `config.json` alone (the
+//! catalogue's tensor list): for benchmarks of real model shapes and for the
+//! training program's starting point. N(0, 0.02) matrices, unit norm gains,
+//! zero biases, in `dtype`.
+
+use candle_core::{DType, Device};
+use candle_nn::{Init, VarMap};
+
+use super::InferenceError;
+use crate::arch::ModelConfig;
+
+/// Fills `varmap` with fresh weights named as the family's checkpoints are.
+pub fn init_weights(
+    varmap: &VarMap,
+    config: &ModelConfig,
+    dtype: DType,
+    device: &Device,
+) -> Result<(), InferenceError> {
+    let rows = crate::arch::synthesize(config, &config.model_type)?;
+    for row in rows {
+        if row.name.ends_with(".attn.bias") && row.shape.len() == 4 {
+            continue; // GPT-2's causal-mask buffer, not a parameter
+        }
+        let shape: Vec<usize> = row.shape.iter().map(|&d| d as usize).collect();
+        let gain = shape.len() == 1 && row.name.ends_with(".weight");
+        let init = match (gain, row.name.ends_with(".bias")) {
+            (true, _) => Init::Const(1.0),
+            (false, true) => Init::Const(0.0),
+            (false, false) => Init::Randn { mean: 0.0, stdev: 0.02 },
+        };
+        varmap.get(shape, &row.name, init, dtype, device)?;
+    }
+    Ok(())
+}
+
+/// A model of `config`'s shape with random weights in `dtype`.
+pub fn random_model(config: &ModelConfig, dtype: DType) -> Result<super::Model, InferenceError> {
+    let varmap = VarMap::new();
+    init_weights(&varmap, config, dtype, &Device::Cpu)?;
+    let vb = candle_nn::VarBuilder::from_varmap(&varmap, dtype, &Device::Cpu);
+    super::Model::from_config(config, vb, &config.model_type)
+}
