@@ -77,6 +77,30 @@ const CATALOGUE: &[CatalogueEntry] = &[
         "Mixtral 8x7B mixture of experts, 47B"
     ),
     entry!(
+        "EleutherAI/pythia-160m",
+        [],
+        "EleutherAI--pythia-160m",
+        "Pythia 160M (GPT-NeoX), the interpretability standard"
+    ),
+    entry!(
+        "google/gemma-2-2b",
+        [],
+        "google--gemma-2-2b",
+        "Gemma 2, 2.6B, alternating local/global attention"
+    ),
+    entry!(
+        "Qwen/Qwen3-0.6B",
+        [],
+        "Qwen--Qwen3-0.6B",
+        "Qwen3, 0.6B, q/k norms, tied embeddings"
+    ),
+    entry!(
+        "microsoft/Phi-3-mini-4k-instruct",
+        [],
+        "microsoft--Phi-3-mini-4k-instruct",
+        "Phi-3 mini, 3.8B, fused qkv and gate/up"
+    ),
+    entry!(
         "Qwen/Qwen2.5-0.5B",
         [],
         "Qwen--Qwen2.5-0.5B",

@@ -95,11 +95,14 @@ impl ModelConfig {
     }
 
     /// Whether the LM head shares the embedding matrix (then no `lm_head.weight`
-    /// is stored). transformers' defaults: true for GPT-2 and BERT, false for the
-    /// Llama family unless the config says otherwise.
+    /// is stored). transformers' defaults: true for GPT-2, BERT and Gemma 2,
+    /// false for the Llama family unless the config says otherwise.
     pub fn tied_embeddings(&self) -> bool {
-        self.tie_word_embeddings
-            .unwrap_or(matches!(self.model_type.as_str(), "gpt2" | "bert"))
+        self.tie_word_embeddings.unwrap_or_else(|| {
+            super::Family::from_model_type(&self.model_type)
+                .spec()
+                .is_some_and(|f| f.tied_by_default)
+        })
     }
 
     /// Per-head dimension: explicit `head_dim` or hidden / heads.

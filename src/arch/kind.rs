@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::Family;
+use super::families::{self, Rules};
 
 /// What a tensor is for. The order of the variants is the legend order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -17,6 +18,8 @@ pub enum TensorKind {
     AttentionQkv,
     AttentionOutput,
     MlpGate,
+    /// A fused gate and up projection (Phi-3's `gate_up_proj`).
+    MlpGateUp,
     MlpUp,
     MlpDown,
     Expert,
@@ -28,7 +31,7 @@ pub enum TensorKind {
 }
 
 impl TensorKind {
-    pub const ALL: [TensorKind; 16] = [
+    pub const ALL: [TensorKind; 17] = [
         TensorKind::Embedding,
         TensorKind::PositionEmbedding,
         TensorKind::AttentionQuery,
@@ -37,6 +40,7 @@ impl TensorKind {
         TensorKind::AttentionQkv,
         TensorKind::AttentionOutput,
         TensorKind::MlpGate,
+        TensorKind::MlpGateUp,
         TensorKind::MlpUp,
         TensorKind::MlpDown,
         TensorKind::Expert,
@@ -58,6 +62,7 @@ impl TensorKind {
             TensorKind::AttentionQkv => "attention fused qkv",
             TensorKind::AttentionOutput => "attention output",
             TensorKind::MlpGate => "mlp gate",
+            TensorKind::MlpGateUp => "mlp fused gate/up",
             TensorKind::MlpUp => "mlp up",
             TensorKind::MlpDown => "mlp down",
             TensorKind::Expert => "expert",
@@ -70,70 +75,16 @@ impl TensorKind {
     }
 }
 
-type Rules = &'static [(&'static str, TensorKind)];
-
-const GPT2_RULES: Rules = &[
-    ("wte.", TensorKind::Embedding),
-    ("wpe.", TensorKind::PositionEmbedding),
-    ("attn.c_attn.", TensorKind::AttentionQkv),
-    ("attn.q_attn.", TensorKind::AttentionQuery),
-    ("attn.c_proj.", TensorKind::AttentionOutput),
-    ("mlp.c_fc.", TensorKind::MlpUp),
-    ("mlp.c_proj.", TensorKind::MlpDown),
-    ("ln_", TensorKind::Norm),
-    ("lm_head.", TensorKind::LmHead),
-];
-
-const LLAMA_RULES: Rules = &[
-    ("embed_tokens.", TensorKind::Embedding),
-    ("experts.", TensorKind::Expert),
-    ("block_sparse_moe.gate.", TensorKind::Router),
-    ("mlp.gate.", TensorKind::Router),
-    ("shared_expert_gate.", TensorKind::Router),
-    ("qkv_proj.", TensorKind::AttentionQkv),
-    ("W_pack.", TensorKind::AttentionQkv),
-    ("q_proj.", TensorKind::AttentionQuery),
-    ("k_proj.", TensorKind::AttentionKey),
-    ("v_proj.", TensorKind::AttentionValue),
-    ("o_proj.", TensorKind::AttentionOutput),
-    ("gate_up_proj.", TensorKind::MlpUp),
-    ("gate_proj.", TensorKind::MlpGate),
-    ("up_proj.", TensorKind::MlpUp),
-    ("down_proj.", TensorKind::MlpDown),
-    ("norm", TensorKind::Norm),
-    ("lm_head.", TensorKind::LmHead),
-];
-
-const BERT_RULES: Rules = &[
-    ("word_embeddings.", TensorKind::Embedding),
-    ("token_type_embeddings.", TensorKind::Embedding),
-    ("position_embeddings.", TensorKind::PositionEmbedding),
-    ("LayerNorm.", TensorKind::Norm),
-    ("attention.self.query.", TensorKind::AttentionQuery),
-    ("attention.self.key.", TensorKind::AttentionKey),
-    ("attention.self.value.", TensorKind::AttentionValue),
-    ("attention.output.dense.", TensorKind::AttentionOutput),
-    ("intermediate.dense.", TensorKind::MlpUp),
-    ("output.dense.", TensorKind::MlpDown),
-    ("pooler.", TensorKind::Pooler),
-    ("cls.", TensorKind::LmHead),
-];
-
-/// Last-resort rules for families we do not know, tried after all of the above.
-const GENERIC_RULES: Rules = &[
-    ("embed", TensorKind::Embedding),
-    ("norm", TensorKind::Norm),
-    ("ln", TensorKind::Norm),
-    ("head", TensorKind::LmHead),
-];
-
 /// Kind of a tensor under its family's naming rules.
 pub fn classify(family: &Family, name: &str) -> TensorKind {
-    let sets: &[Rules] = match family {
-        Family::Gpt2 => &[GPT2_RULES],
-        Family::Llama | Family::Mistral | Family::Qwen2 | Family::Mixtral => &[LLAMA_RULES],
-        Family::Bert => &[BERT_RULES],
-        Family::Unknown(_) => &[LLAMA_RULES, GPT2_RULES, BERT_RULES, GENERIC_RULES],
+    let unknown: Vec<Rules> = families::FAMILIES
+        .iter()
+        .map(|f| f.rules)
+        .chain([families::GENERIC_RULES])
+        .collect();
+    let sets: &[Rules] = match family.spec() {
+        Some(spec) => std::slice::from_ref(&spec.rules),
+        None => &unknown,
     };
     // A needle ending in `.` names whole path segments (`lm_head.` matches
     // `lm_head.weight`, not `extra_lm_head.weight`); other needles match anywhere
@@ -188,7 +139,7 @@ pub fn forward_rank(clean_name: &str, kind: TensorKind) -> (u8, u8) {
         TensorKind::AttentionValue => 4,
         TensorKind::AttentionOutput => 5,
         TensorKind::Router => 7,
-        TensorKind::MlpGate | TensorKind::Expert => 8,
+        TensorKind::MlpGate | TensorKind::MlpGateUp | TensorKind::Expert => 8,
         TensorKind::MlpUp => 9,
         TensorKind::MlpDown => 10,
         TensorKind::Norm if clean_name.contains("embeddings.") => 0,
@@ -229,6 +180,9 @@ fn norm_rank(clean_name: &str) -> u8 {
         6
     } else if clean_name.contains("output.LayerNorm") || clean_name.contains("post_feedforward") {
         11
+    } else if clean_name.contains("pre_feedforward") {
+        // Gemma 2: after the post-attention norm, before the MLP.
+        7
     } else if clean_name.contains("q_norm") || clean_name.contains("k_norm") {
         4
     } else {
@@ -242,13 +196,13 @@ mod tests {
 
     #[test]
     fn kinds_follow_family_rules() {
-        let g = Family::Gpt2;
+        let g = Family::from_model_type("gpt2");
         assert_eq!(classify(&g, "h.0.attn.c_attn.weight"), TensorKind::AttentionQkv);
         assert_eq!(classify(&g, "h.0.attn.c_proj.bias"), TensorKind::AttentionOutput);
         assert_eq!(classify(&g, "h.0.mlp.c_proj.weight"), TensorKind::MlpDown);
         assert_eq!(classify(&g, "transformer.wpe.weight"), TensorKind::PositionEmbedding);
         assert_eq!(classify(&g, "ln_f.weight"), TensorKind::Norm);
-        let m = Family::Mixtral;
+        let m = Family::from_model_type("mixtral");
         assert_eq!(
             classify(&m, "model.layers.0.block_sparse_moe.gate.weight"),
             TensorKind::Router
@@ -265,7 +219,7 @@ mod tests {
         );
         assert_eq!(classify(&m, "model.layers.0.input_layernorm.weight"), TensorKind::Norm);
         assert_eq!(classify(&m, "lm_head.weight"), TensorKind::LmHead);
-        let b = Family::Bert;
+        let b = Family::from_model_type("bert");
         assert_eq!(
             classify(&b, "encoder.layer.0.attention.output.dense.weight"),
             TensorKind::AttentionOutput
@@ -276,7 +230,7 @@ mod tests {
             TensorKind::Norm
         );
         assert_eq!(classify(&b, "pooler.dense.weight"), TensorKind::Pooler);
-        let u = Family::Unknown("phi".into());
+        let u = Family::Unknown("falcon".into());
         assert_eq!(
             classify(&u, "model.layers.0.self_attn.q_proj.weight"),
             TensorKind::AttentionQuery
@@ -296,7 +250,7 @@ mod tests {
 
     #[test]
     fn forward_rank_orders_a_block() {
-        let k = |n| classify(&Family::Bert, n);
+        let k = |n| classify(&Family::from_model_type("bert"), n);
         let names = [
             "encoder.layer.attention.self.query.weight",
             "encoder.layer.attention.output.dense.weight",

@@ -7,6 +7,7 @@
 mod catalogue;
 mod config;
 mod error;
+mod families;
 mod family;
 pub mod header;
 #[cfg(not(target_arch = "wasm32"))]
@@ -107,7 +108,8 @@ impl Architecture {
                 cfg.model_type.as_str()
             };
             notices.push(format!(
-                "config.json model_type `{t}` is not a family tensorcity knows (gpt2, bert, llama, mistral, qwen2, mixtral); kinds come from generic naming rules"
+                "config.json model_type `{t}` is not a family tensorcity knows ({}); kinds come from generic naming rules",
+                Family::known_list()
             ));
         }
         let tensors = rows.into_iter().map(|row| TensorInfo::new(&family, row)).collect();

@@ -6,7 +6,7 @@
 use super::TensorKind;
 
 /// `(kind, sRGB hex)` in legend order.
-pub const KIND_COLORS: [(TensorKind, u32); 16] = [
+pub const KIND_COLORS: [(TensorKind, u32); 17] = [
     (TensorKind::Embedding, 0xD55E00),         // Okabe-Ito vermillion
     (TensorKind::PositionEmbedding, 0xCC79A7), // Okabe-Ito reddish purple
     (TensorKind::AttentionQuery, 0x56B4E9),    // Okabe-Ito sky blue
@@ -15,6 +15,7 @@ pub const KIND_COLORS: [(TensorKind, u32); 16] = [
     (TensorKind::AttentionQkv, 0x33BBEE),      // Tol vibrant cyan
     (TensorKind::AttentionOutput, 0x332288),   // Tol muted indigo
     (TensorKind::MlpGate, 0xF0E442),           // Okabe-Ito yellow
+    (TensorKind::MlpGateUp, 0xEE7733),         // Tol vibrant orange
     (TensorKind::MlpUp, 0xE69F00),             // Okabe-Ito orange
     (TensorKind::MlpDown, 0x999933),           // Tol muted olive
     (TensorKind::Expert, 0xDDCC77),            // Tol muted sand

@@ -176,10 +176,13 @@ pub fn load(cfg: &ModelConfig, vb: VarBuilder, what: &str) -> Result<Box<dyn Tra
         })
         .collect::<candle_core::Result<Vec<_>>>()?;
     let embed_in = Embedding::load(g.clone(), c.vocab_size, c.hidden_size, "embed_in.weight")?;
-    let embed_out = if !c.tie_word_embeddings && vb.contains_tensor("embed_out.weight") {
-        Linear::load(vb.pp("embed_out"), c.hidden_size, c.vocab_size, false)?
-    } else {
-        embed_in.as_head()
+    // Published files call the head `embed_out`; some conversions `lm_head`.
+    let head = ["embed_out", "lm_head"]
+        .into_iter()
+        .find(|n| vb.contains_tensor(&format!("{n}.weight")));
+    let embed_out = match head {
+        Some(name) if !c.tie_word_embeddings => Linear::load(vb.pp(name), c.hidden_size, c.vocab_size, false)?,
+        _ => embed_in.as_head(),
     };
     Ok(Box::new(GptNeox {
         embed_in,

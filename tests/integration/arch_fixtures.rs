@@ -74,10 +74,24 @@ fn catalogue_matches_transformers_names_shapes_and_totals() {
             .filter(|t| !t.buffer)
             .map(|t| (t.name.clone(), t.shape.clone()))
             .collect();
-        let ours = if arch.family == arch::Family::Mixtral {
-            fuse_experts(ours)
-        } else {
-            ours
+        // transformers 5 keeps Mixtral's experts fused and calls GPT-NeoX's head
+        // `lm_head` in memory; the published files (and `save_pretrained`) do not.
+        let ours = match arch.family.model_type() {
+            "mixtral" => fuse_experts(ours),
+            "gpt_neox" => ours
+                .into_iter()
+                .map(|(n, s)| {
+                    (
+                        if n == "embed_out.weight" {
+                            "lm_head.weight".into()
+                        } else {
+                            n
+                        },
+                        s,
+                    )
+                })
+                .collect(),
+            _ => ours,
         };
         assert_eq!(ours.len(), fixture.tensors.len(), "{} tensor count", entry.id);
         for (a, b) in ours.iter().zip(&fixture.tensors) {
@@ -111,6 +125,10 @@ fn must_show_totals() {
     assert_eq!(total("meta-llama/Llama-3.2-1B"), 1_235_814_400);
     assert_eq!(total("mistralai/Mistral-7B-v0.1"), 7_241_732_096);
     assert_eq!(total("mistralai/Mixtral-8x7B-v0.1"), 46_702_792_704);
+    assert_eq!(total("EleutherAI/pythia-160m"), 162_322_944);
+    assert_eq!(total("google/gemma-2-2b"), 2_614_341_888);
+    assert_eq!(total("Qwen/Qwen3-0.6B"), 596_049_920);
+    assert_eq!(total("microsoft/Phi-3-mini-4k-instruct"), 3_821_079_552);
 }
 
 #[derive(serde::Deserialize)]
