@@ -8,6 +8,7 @@
 //! ([`Analyses`]). The model code itself lives in `inference` and has no Bevy types.
 
 pub mod analysis;
+pub mod experts;
 pub mod run;
 
 use std::sync::{Arc, Mutex};
@@ -47,6 +48,7 @@ impl Plugin for ActivationsPlugin {
             .init_resource::<SelectedToken>()
             .init_resource::<Analyses>()
             .init_resource::<InferenceBackend>()
+            .init_resource::<ExpertRouting>()
             .add_systems(
                 Update,
                 (
@@ -56,6 +58,7 @@ impl Plugin for ActivationsPlugin {
                     start_runs,
                     drain_frames,
                     apply_frames,
+                    route_experts,
                     analyse,
                 )
                     .chain()
@@ -301,6 +304,36 @@ fn apply_frames(mut frames: MessageReader<ActivationMessage>, mut run: ResMut<Cu
     if retokenized && let Runner::Ready(files, _) = &*runner {
         run.texts = files.token_texts(&run.tokens);
     }
+}
+
+/// Which experts each mixture-of-experts block of the current run used (see
+/// [`experts::BlockRouting`]), by block; empty for dense models.
+#[derive(Resource, Debug, Clone, Default, PartialEq)]
+pub struct ExpertRouting {
+    pub blocks: std::collections::BTreeMap<usize, experts::BlockRouting>,
+    /// (run, tokens, router maps) the routing was computed for.
+    key: (u64, usize, usize),
+}
+
+/// Recomputes [`ExpertRouting`] when router logits arrive.
+fn route_experts(run: Res<CurrentRun>, current: Option<Res<CurrentModel>>, mut routing: ResMut<ExpertRouting>) {
+    if !run.is_changed() {
+        return;
+    }
+    let rows = run.router.values().next().and_then(|t| t.dim(0).ok()).unwrap_or(0);
+    let key = (run.run, rows, run.router.len());
+    if key == routing.key {
+        return;
+    }
+    let k = current
+        .as_ref()
+        .and_then(|c| c.arch.config.as_ref())
+        .and_then(|c| c.experts_per_token)
+        .unwrap_or(2) as usize;
+    *routing = ExpertRouting {
+        blocks: experts::routing(&run.router, k),
+        key,
+    };
 }
 
 /// Starts and collects the analyses: the logit lens of the selected token

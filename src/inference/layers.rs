@@ -62,8 +62,10 @@ pub fn vector(vb: &VarBuilder, n: usize, name: &str) -> candle_core::Result<Tens
     vb.get(n, name)?.to_dtype(DType::F32)
 }
 
-/// Widens half-precision weights for a product (a no-op for f32).
-fn wide(w: &Tensor) -> candle_core::Result<Tensor> {
+/// Widens half-precision weights for a product (a no-op for f32). This is
+/// where a bf16 model spends its extra time: candle converts one element at a
+/// time (a matrix per call, freed after the product).
+pub fn wide(w: &Tensor) -> candle_core::Result<Tensor> {
     if w.dtype() == DType::F32 {
         Ok(w.clone())
     } else {
@@ -142,7 +144,7 @@ impl Embedding {
     /// `[b, T]` ids -> `[b, T, hidden]`.
     pub fn forward(&self, ids: &Tensor) -> candle_core::Result<Tensor> {
         let dims = ids.dims().to_vec();
-        let rows = self.table.index_select(&ids.flatten_all()?, 0)?.to_dtype(DType::F32)?;
+        let rows = wide(&self.table.index_select(&ids.flatten_all()?, 0)?)?;
         let mut shape = dims;
         shape.push(self.table.dim(1)?);
         rows.reshape(shape)

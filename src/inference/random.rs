@@ -33,10 +33,23 @@ pub fn init_weights(
     Ok(())
 }
 
-/// A model of `config`'s shape with random weights in `dtype`.
+/// A model of `config`'s shape with random weights in `dtype`. The weights
+/// are plain tensors, not training variables: outputs computed from a
+/// variable keep its whole op graph (and every widened copy of a half
+/// precision weight) alive for as long as they live.
 pub fn random_model(config: &ModelConfig, dtype: DType) -> Result<super::Model, InferenceError> {
     let varmap = VarMap::new();
     init_weights(&varmap, config, dtype, &Device::Cpu)?;
-    let vb = candle_nn::VarBuilder::from_varmap(&varmap, dtype, &Device::Cpu);
+    let tensors: std::collections::HashMap<String, candle_core::Tensor> = varmap
+        .data()
+        .lock()
+        .map_err(|_| InferenceError::Model {
+            what: "random weights".into(),
+            detail: "the weights lock was poisoned".into(),
+        })?
+        .drain()
+        .map(|(name, var)| (name, var.as_tensor().detach()))
+        .collect();
+    let vb = candle_nn::VarBuilder::from_tensors(tensors, dtype, &Device::Cpu);
     super::Model::from_config(config, vb, &config.model_type)
 }

@@ -81,6 +81,9 @@ pub struct TensorDraw {
     pub params: u64,
     pub group: Entity,
     pub highlight: f32,
+    /// A routed expert's use in the current run (0..1: share of tokens, or its
+    /// weight for the selected token): drawn from dim to glowing.
+    pub glow: Option<f32>,
 }
 
 /// One layer's block.
@@ -105,7 +108,10 @@ pub fn build_instances(
     let mut mix: std::collections::HashMap<Entity, std::collections::HashMap<TensorKind, u64>> = Default::default();
     let mut out = Vec::with_capacity(tensors.len() + blocks.len());
     for t in tensors.iter().filter(|t| !hidden.contains(&t.kind)) {
-        let color = kind_linear(t.kind);
+        let color = match t.glow {
+            Some(g) => kind_linear(t.kind).map(|c| c * (0.25 + 2.5 * g)),
+            None => kind_linear(t.kind),
+        };
         *mix.entry(t.group).or_default().entry(t.kind).or_default() += t.params.max(1);
         let scale = lod_of.get(&t.group).map_or(1.0, LodState::tensor_scale);
         if scale <= 1e-3 {
@@ -134,16 +140,28 @@ pub fn build_instances(
     out
 }
 
+#[allow(clippy::too_many_arguments)]
 fn rebuild_instances(
     settings: Res<ViewSettings>,
     highlight: Res<Highlight>,
+    routing: Option<Res<crate::activations::ExpertRouting>>,
+    selected: Option<Res<crate::activations::SelectedToken>>,
+    current: Option<Res<crate::model::CurrentModel>>,
     tensors: Query<(Entity, &Tensor, &Cube, &ChildOf)>,
     layers: Query<(Entity, &Layer, &LayerLod)>,
     changed: Query<(), Or<(Changed<LayerLod>, Added<Cube>)>>,
     removed: RemovedComponents<Cube>,
     mut batch: Query<&mut CubeInstances, With<CubeBatch>>,
 ) {
-    let dirty = settings.is_changed() || highlight.is_changed() || !changed.is_empty() || !removed.is_empty();
+    let routing_changed = routing.as_ref().is_some_and(|r| r.is_changed())
+        || selected
+            .as_ref()
+            .is_some_and(|s| s.is_changed() && routing.as_ref().is_some_and(|r| !r.blocks.is_empty()));
+    let dirty = settings.is_changed()
+        || highlight.is_changed()
+        || routing_changed
+        || !changed.is_empty()
+        || !removed.is_empty();
     if !dirty {
         return;
     }
@@ -151,6 +169,7 @@ fn rebuild_instances(
     let draws: Vec<TensorDraw> = tensors
         .iter()
         .map(|(e, t, c, parent)| TensorDraw {
+            glow: expert_glow(t, routing.as_deref(), selected.as_deref(), current.as_deref()),
             center: c.center,
             size: c.size,
             kind: t.kind,
@@ -177,6 +196,23 @@ fn rebuild_instances(
     instances.set(build_instances(&draws, &blocks, &settings.hidden_kinds));
 }
 
+/// How much a routed expert's cube glows in the current run (`None` for
+/// every other tensor, and before any router logits arrive).
+fn expert_glow(
+    t: &Tensor,
+    routing: Option<&crate::activations::ExpertRouting>,
+    selected: Option<&crate::activations::SelectedToken>,
+    current: Option<&crate::model::CurrentModel>,
+) -> Option<f32> {
+    if t.kind != TensorKind::Expert {
+        return None;
+    }
+    let block = routing?.blocks.get(&(t.layer? as usize))?;
+    let expert = current?.arch.tensors.get(t.index)?.expert?;
+    let token = selected.and_then(|s| s.0).filter(|&p| p < block.routes.len());
+    Some(block.intensity(expert, token))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -191,6 +227,7 @@ mod tests {
             params: 100,
             group: g,
             highlight: 0.0,
+            glow: None,
         };
         let tensors = [t(TensorKind::Norm), t(TensorKind::MlpUp)];
         let open = BlockDraw {

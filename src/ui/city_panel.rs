@@ -7,7 +7,7 @@ use bevy::ecs::system::SystemParam;
 use bevy::prelude::*;
 use bevy_egui::egui;
 
-use crate::activations::CurrentRun;
+use crate::activations::{CurrentRun, ExpertRouting};
 use crate::city::view::heat;
 use crate::city::{CityHover, CityPlayback, CityScene, CityStats, CityView, HeadFilter, Hovered};
 
@@ -20,6 +20,7 @@ pub(super) struct CityParams<'w> {
     hover: Res<'w, CityHover>,
     playback: ResMut<'w, CityPlayback>,
     pca: ResMut<'w, crate::city::pca3d::PcaScene>,
+    routing: Res<'w, ExpertRouting>,
 }
 
 /// Shows the window; returns a token position the user clicked.
@@ -42,6 +43,16 @@ pub(super) fn show(ctx: &egui::Context, p: &mut CityParams) -> Option<usize> {
                     f => format!("hidden state {f} (output of block {})", f - 1),
                 });
                 ui.label(format!("residual norm {:.3}", cell.norm));
+                // The block below this floor routed the token to these experts.
+                if let Some(route) = cell
+                    .floor
+                    .checked_sub(1)
+                    .and_then(|block| p.routing.blocks.get(&block))
+                    .and_then(|r| r.routes.get(cell.token))
+                {
+                    let experts: Vec<String> = route.iter().map(|(e, w)| format!("{e} ({w:.2})")).collect();
+                    ui.label(format!("experts of block {}: {}", cell.floor - 1, experts.join(", ")));
+                }
             }
             Hovered::Arc { edge, from, to } => {
                 ui.strong(format!(

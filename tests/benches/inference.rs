@@ -1,18 +1,27 @@
-//! Inference benchmark (`cargo bench --bench inference`): tokens/s of one
-//! forward pass over a 128-token prompt on a random GPT-2-small-sized model
-//! (12 layers, 768 wide, 50,257 vocabulary, 124M parameters, f32 on the CPU):
+//! Inference benchmark (`cargo bench --profile dev --bench inference`), on a
+//! random GPT-2-small-sized model (12 layers, 768 wide, 50,257 vocabulary,
+//! 124M parameters, f32 on the CPU), each line compared with the line it is
+//! measured against, in the same run:
 //!
-//! - without taps: the forward alone, every tapped tensor dropped at once;
-//! - with all taps: the streaming runner on its worker thread — every hidden
-//!   state, attention map, MLP activation and the logits sent over the bounded
-//!   channel and kept by the consumer, plus final top-k at every position and
-//!   the logit lens at the last one — timed from request to `Done`;
-//! - PyTorch + transformers (eager, `output_hidden_states` +
+//! - **forward**: one pass over a 128-token prompt — without taps (every
+//!   tapped tensor dropped at once); with all taps (the streaming runner on its
+//!   worker thread: every hidden state, attention map, MLP activation and the
+//!   logits sent over the bounded channel and kept by the consumer, plus the
+//!   top-k and logit lens at the last position, timed from request to `Done`);
+//!   and PyTorch + transformers (eager, `output_hidden_states` +
 //!   `output_attentions`, same thread count) through `tests/benches/torch_gpt2.py`
-//!   when a Python with torch is available (`TENSORCITY_PYTHON`, else `python3`).
+//!   when a Python with torch is available (`TENSORCITY_PYTHON`, else `python3`),
+//!   compared with the all-taps line;
+//! - **generation**: 128 new tokens (greedy) after a 16-token prompt, all taps
+//!   of every step streamed — tensorcity with its KV cache vs transformers'
+//!   `generate` (KV cache, hidden states, attentions and logits of every step);
+//! - the embedded model generating inline (the browser build's way);
+//! - a **bf16 Llama-3.2-1B-shaped** random model (weights kept bf16): tokens/s
+//!   of a 16-token prompt + 16 generated and the process's peak RSS (run in a
+//!   child process so the peak is its own). `-- --bf16 meta-llama/Llama-3.1-8B`
+//!   measures another catalogue shape the same way (8B: 16 GB of weights).
 //!
-//! Usage: `cargo bench --bench inference [-- --tokens 128 --runs 5]`; `-- --embedded
-//! [--generate 32]` measures only the embedded model generating (inline).
+//! Usage: `cargo bench --profile dev --bench inference [-- --tokens 128 --runs 5]`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -33,8 +42,12 @@ fn main() {
             .and_then(|v| v.parse().ok())
             .unwrap_or(default)
     };
-    if args.iter().any(|a| a == "--embedded") {
-        embedded_generation(arg("--generate", 32));
+    if let Some(id) = args
+        .iter()
+        .position(|a| a == "--bf16-child")
+        .and_then(|i| args.get(i + 1))
+    {
+        bf16_child(id);
         return;
     }
     let (n_tokens, runs) = (arg("--tokens", 128), arg("--runs", 5));
@@ -42,71 +55,116 @@ fn main() {
     let config = ModelConfig::from_json(GPT2_SMALL.as_bytes(), "gpt2-small").expect("config");
     let model = Arc::new(tensorcity::inference::random::random_model(&config, DType::F32).expect("model"));
     let tokens: Vec<u32> = (0..n_tokens as u32).map(|i| (i * 7919 + 13) % 50257).collect();
-
-    println!("random GPT-2-small-sized model, {n_tokens}-token prompt, {threads} threads, median of {runs} runs");
-    let bare = median(runs, || {
-        model.run(&tokens, &mut |_, _| true).expect("forward");
-    });
-    report("tensorcity, no taps", n_tokens, bare, None);
-
     let mut worker = Worker::spawn(Box::new(LocalRunner {
         model: model.clone(),
         files: None,
     }));
-    let tapped = median(runs, || {
-        worker.request(RunRequest {
-            tokens: tokens.clone(),
-            new_tokens: 0,
-            decoding: Decoding::Greedy,
-        });
-        let mut kept = Vec::new();
-        loop {
-            let frames = worker.drain(64);
-            let done = frames
-                .iter()
-                .any(|f| matches!(f.data, FrameData::Done | FrameData::Failed(_)));
-            kept.extend(frames);
-            if done {
-                break;
-            }
-            std::thread::sleep(Duration::from_micros(200));
-        }
-        assert!(kept.iter().any(|f| matches!(f.data, FrameData::Done)), "run failed");
+
+    println!("random GPT-2-small-sized model, {threads} threads, median of {runs} runs");
+    println!("forward over a {n_tokens}-token prompt:");
+    let bare = median(runs, || {
+        model.run(&tokens, &mut |_, _| true).expect("forward");
     });
-    report("tensorcity, all taps streamed", n_tokens, tapped, Some(bare));
+    report("tensorcity, no taps", n_tokens, bare, None);
+    let tapped = median(runs, || stream(&mut worker, tokens.clone(), 0));
+    report(
+        "tensorcity, all taps streamed",
+        n_tokens,
+        tapped,
+        Some(("no taps", bare)),
+    );
+    if let Some(torch) = pytorch(threads, n_tokens, runs, "forward") {
+        report(
+            "PyTorch transformers, hidden states + attentions",
+            n_tokens,
+            torch,
+            Some(("tensorcity all taps", tapped)),
+        );
+    }
 
-    embedded_generation(arg("--generate", 32));
+    let new = 128;
+    println!("generating {new} tokens after a 16-token prompt, every step's taps:");
+    let prompt = tokens[..16.min(tokens.len())].to_vec();
+    let generation_runs = runs.min(3);
+    let cached = median(generation_runs, || stream(&mut worker, prompt.clone(), new));
+    report("tensorcity, KV cache, all taps streamed", new, cached, None);
+    if let Some(torch) = pytorch(threads, new, generation_runs, "generate") {
+        report(
+            "PyTorch transformers generate, hidden states + attentions + logits",
+            new,
+            torch,
+            Some(("tensorcity KV cache", cached)),
+        );
+    }
 
+    embedded_generation(32);
+    let shape = args
+        .iter()
+        .position(|a| a == "--bf16")
+        .and_then(|i| args.get(i + 1))
+        .map_or("meta-llama/Llama-3.2-1B", String::as_str);
+    bf16_in_child(shape);
+}
+
+/// One request through the worker, every frame kept, until `Done`.
+fn stream(worker: &mut Worker, tokens: Vec<u32>, new_tokens: usize) {
+    worker.request(RunRequest {
+        tokens,
+        new_tokens,
+        decoding: Decoding::Greedy,
+    });
+    let mut kept = Vec::new();
+    loop {
+        let frames = worker.drain(64);
+        let done = frames
+            .iter()
+            .any(|f| matches!(f.data, FrameData::Done | FrameData::Failed(_)));
+        kept.extend(frames);
+        if done {
+            break;
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    assert!(kept.iter().any(|f| matches!(f.data, FrameData::Done)), "run failed");
+}
+
+/// The PyTorch script's median time, or why it was not measured.
+fn pytorch(threads: usize, tokens: usize, runs: usize, mode: &str) -> Option<Duration> {
     let python = std::env::var("TENSORCITY_PYTHON").unwrap_or_else(|_| "python3".into());
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/benches/torch_gpt2.py");
-    match std::process::Command::new(&python)
-        .args([script, &threads.to_string(), &n_tokens.to_string(), &runs.to_string()])
-        .output()
-    {
+    let args = [
+        script,
+        &threads.to_string(),
+        &tokens.to_string(),
+        &runs.to_string(),
+        mode,
+    ];
+    match std::process::Command::new(&python).args(args).output() {
         Ok(o) if o.status.success() => {
             let out = String::from_utf8_lossy(&o.stdout);
+            if let Some(line) = out.lines().next() {
+                println!("  ({line})");
+            }
             let seconds = out
                 .lines()
                 .find_map(|l| l.strip_prefix("seconds "))
                 .and_then(|s| s.trim().parse::<f64>().ok());
-            if let Some(line) = out.lines().next() {
-                println!("  ({line})");
+            if seconds.is_none() {
+                println!("PyTorch: unexpected output {out}");
             }
-            match seconds {
-                Some(s) => report(
-                    "PyTorch transformers, hidden states + attentions",
-                    n_tokens,
-                    Duration::from_secs_f64(s),
-                    Some(tapped),
-                ),
-                None => println!("PyTorch: unexpected output {out}"),
-            }
+            seconds.map(Duration::from_secs_f64)
         }
-        Ok(o) => println!(
-            "PyTorch: not measured ({python} with torch + transformers is needed; set TENSORCITY_PYTHON): {}",
-            String::from_utf8_lossy(&o.stderr).lines().last().unwrap_or("")
-        ),
-        Err(e) => println!("PyTorch: not measured ({python}: {e})"),
+        Ok(o) => {
+            println!(
+                "PyTorch: not measured ({python} with torch + transformers is needed; set TENSORCITY_PYTHON): {}",
+                String::from_utf8_lossy(&o.stderr).lines().last().unwrap_or("")
+            );
+            None
+        }
+        Err(e) => {
+            println!("PyTorch: not measured ({python}: {e})");
+            None
+        }
     }
 }
 
@@ -140,6 +198,56 @@ fn embedded_generation(n: usize) {
     );
 }
 
+/// Runs [`bf16_child`] in a child process and prints its report.
+fn bf16_in_child(id: &str) {
+    let Ok(exe) = std::env::current_exe() else { return };
+    match std::process::Command::new(exe).args(["--bf16-child", id]).output() {
+        Ok(o) if o.status.success() => print!("{}", String::from_utf8_lossy(&o.stdout)),
+        Ok(o) => println!(
+            "bf16 {id}: failed: {}",
+            String::from_utf8_lossy(&o.stderr).lines().last().unwrap_or("")
+        ),
+        Err(e) => println!("bf16 {id}: not measured ({e})"),
+    }
+}
+
+/// A random bf16 model of a catalogue entry's shape: a 16-token prompt and 16
+/// generated tokens with every tap kept; tokens/s and peak RSS.
+fn bf16_child(id: &str) {
+    let entry = tensorcity::arch::catalogue_entry(id).expect("a catalogue id");
+    let config = ModelConfig::from_json(entry.config_json.as_bytes(), id).expect("config");
+    let start = Instant::now();
+    let model = tensorcity::inference::random::random_model(&config, DType::BF16).expect("model");
+    let built = start.elapsed();
+    let rss_model = peak_rss_mib();
+    let prompt: Vec<u32> = (0..16u32).map(|i| (i * 7919 + 13) % 32000).collect();
+    let start = Instant::now();
+    let capture = model.generate(&prompt, 16, Decoding::Greedy).expect("generate");
+    let t = start.elapsed();
+    println!(
+        "bf16 {id}-shaped random model ({} blocks, weights kept bf16): 16 prompt + 16 generated tokens in {:.1} s \
+         ({:.2} tokens/s), peak RSS {:.0} MiB (weights built in {:.0} s, RSS then {:.0} MiB)",
+        model.num_layers(),
+        t.as_secs_f64(),
+        (capture.tokens.len() - prompt.len()) as f64 / t.as_secs_f64(),
+        peak_rss_mib(),
+        built.as_secs_f64(),
+        rss_model,
+    );
+}
+
+/// This process's peak resident set (`VmHWM`), MiB.
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        })
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
 fn median(runs: usize, mut f: impl FnMut()) -> Duration {
     f(); // warm-up
     let mut times: Vec<Duration> = (0..runs.max(1))
@@ -153,15 +261,13 @@ fn median(runs: usize, mut f: impl FnMut()) -> Duration {
     times[times.len() / 2]
 }
 
-fn report(what: &str, tokens: usize, t: Duration, baseline: Option<Duration>) {
-    let rel = baseline.map_or(String::new(), |b| {
-        format!(
-            "  ({:+.1}% time vs the line above)",
-            (t.as_secs_f64() / b.as_secs_f64() - 1.0) * 100.0
-        )
+/// One line: time and tokens/s, and the ratio to the line it is compared with.
+fn report(what: &str, tokens: usize, t: Duration, against: Option<(&str, Duration)>) {
+    let rel = against.map_or(String::new(), |(name, b)| {
+        format!("  ({:.2}x the time of {name})", t.as_secs_f64() / b.as_secs_f64())
     });
     println!(
-        "{what:<52} {:>8.1} ms  {:>8.1} tokens/s{rel}",
+        "  {what:<66} {:>8.1} ms  {:>8.1} tokens/s{rel}",
         t.as_secs_f64() * 1e3,
         tokens as f64 / t.as_secs_f64()
     );
