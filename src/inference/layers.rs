@@ -109,17 +109,36 @@ impl Linear {
     }
 }
 
+/// Elements of a half-precision weight widened at a time (16 MB as f32):
+/// small enough for the allocator to reuse one buffer instead of mapping
+/// (and the kernel zeroing) fresh pages for every product.
+const WIDEN_CHUNK: usize = 1 << 22;
+
 impl Module for Linear {
     /// `[.., in]` -> `[.., out]`, the leading dims folded into one product.
+    /// Half-precision weights are widened a block of output rows at a time.
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let fan_in = x.dim(D::Minus1)?;
         let rows = x.elem_count() / fan_in.max(1);
-        let w = wide(&self.weight)?;
+        let fan_out = self.weight.dim(0)?;
         let mut shape = x.dims().to_vec();
         if let Some(last) = shape.last_mut() {
-            *last = w.dim(0)?;
+            *last = fan_out;
         }
-        let y = x.reshape((rows, fan_in))?.matmul(&w.t()?)?;
+        let x2 = x.reshape((rows, fan_in))?;
+        let y = if self.weight.dtype() == DType::F32 || self.weight.elem_count() <= WIDEN_CHUNK {
+            x2.matmul(&wide(&self.weight)?.t()?)?
+        } else {
+            let step = (WIDEN_CHUNK / fan_in.max(1)).max(1);
+            let parts = (0..fan_out)
+                .step_by(step)
+                .map(|start| {
+                    let w = wide(&self.weight.narrow(0, start, step.min(fan_out - start))?)?;
+                    x2.matmul(&w.t()?)
+                })
+                .collect::<candle_core::Result<Vec<_>>>()?;
+            Tensor::cat(&parts, 1)?
+        };
         let y = match &self.bias {
             Some(b) => y.broadcast_add(b)?,
             None => y,
@@ -562,6 +581,33 @@ mod tests {
         let neox = keys(r#"{"rotary_pct":0.25,"rotary_emb_base":10000}"#);
         assert_eq!(Rotary::new(&neox, 64, 1e4, 1.0).unwrap().dims, 16);
         assert!(Rotary::new(&keys("{}"), 7, 1e4, 1.0).is_err(), "odd head_dim");
+    }
+
+    #[test]
+    fn half_weights_widened_in_blocks_give_the_whole_product() {
+        // More rows than one widening block holds, and a last block that is short.
+        let (out, inp) = ((WIDEN_CHUNK / 512) * 2 + 3, 512);
+        let w = Tensor::randn(0f32, 1.0, (out, inp), &Device::Cpu).unwrap();
+        let half = w.to_dtype(DType::BF16).unwrap();
+        let x = Tensor::randn(0f32, 1.0, (2, 3, inp), &Device::Cpu).unwrap();
+        let y = Linear::new(half.clone(), None).forward(&x).unwrap();
+        let expected = x
+            .reshape((6, inp))
+            .unwrap()
+            .matmul(&half.to_dtype(DType::F32).unwrap().t().unwrap())
+            .unwrap()
+            .reshape((2, 3, out))
+            .unwrap();
+        assert_eq!(y.dims(), [2, 3, out]);
+        let d = (y - expected)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap();
+        assert!(d.to_scalar::<f32>().unwrap() < 1e-3);
     }
 
     #[test]

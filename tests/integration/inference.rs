@@ -546,6 +546,69 @@ mod streaming {
         assert!(matches!(frames.last().unwrap().data, FrameData::Done));
     }
 
+    /// A generation streamed with the KV cache sends one new row per step
+    /// (`from` = its position); folded into the viewer's run state, the rows
+    /// add up to one forward pass over the final sequence.
+    #[test]
+    fn cached_steps_fold_into_the_full_pass() {
+        use tensorcity::activations::RunState;
+        for name in ["llama-tiny", "gemma2-tiny", "mixtral-tiny"] {
+            let model = Arc::new(Model::load(&fixtures().join("inference").join(name)).unwrap());
+            let mut w = Worker::spawn(Box::new(LocalRunner {
+                model: model.clone(),
+                files: None,
+            }));
+            let run = w.request(RunRequest {
+                tokens: vec![5, 17, 3, 42, 9, 28],
+                new_tokens: 8,
+                decoding: Decoding::Greedy,
+            });
+            let frames = collect(&mut w);
+            let mut state = RunState::default();
+            state.start(run, 6);
+            for f in &frames {
+                state.apply(f);
+            }
+            assert!(matches!(frames.last().unwrap().data, FrameData::Done), "{name}");
+            // The steps after the prompt sent single rows.
+            let step_rows: Vec<usize> = frames
+                .iter()
+                .filter_map(|f| match &f.data {
+                    FrameData::Activation {
+                        tap: Tap::Hidden(0),
+                        from,
+                        tensor,
+                    } => Some((*from, tensor.dim(0).unwrap())),
+                    _ => None,
+                })
+                .map(|(from, rows)| {
+                    assert!(from == 0 || rows == 1, "{name}: a step sent {rows} rows at {from}");
+                    from
+                })
+                .collect();
+            assert_eq!(step_rows, [0, 6, 7, 8, 9, 10, 11, 12, 13], "{name}");
+            // The last pass's rows, appended, are one pass over the whole sequence.
+            let full_tokens: Vec<u32> = state.tokens.clone();
+            assert_eq!(full_tokens.len(), 14);
+            let full = model.capture(&full_tokens).unwrap();
+            let close = |a: &candle_core::Tensor, b: &candle_core::Tensor| {
+                assert_eq!(a.dims(), b.dims(), "{name}");
+                let d = (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap();
+                d.to_scalar::<f32>().unwrap() < 1e-4
+            };
+            for (i, h) in full.hidden.iter().enumerate() {
+                assert!(close(&state.hidden[&i], h), "{name}: hidden.{i}");
+            }
+            for (i, a) in full.attn.iter().enumerate() {
+                assert!(close(&state.attn[&i], a), "{name}: attn.{i}");
+            }
+            for (i, r) in full.router.iter().enumerate() {
+                assert!(close(&state.router[&i], r), "{name}: router.{i}");
+            }
+            assert_eq!(state.layers_done(), model.num_layers(), "{name}");
+        }
+    }
+
     /// What the producer side did: every frame it tried to send (run, whether
     /// it was the `Tokens` frame that opens a forward pass, whether it went
     /// through), and the runs whose `run` returned.
