@@ -146,7 +146,7 @@ pub fn load_trainable(cfg: &ModelConfig, vb: VarBuilder, what: &str) -> Result<s
 impl Gpt2 {
     fn new(cfg: &ModelConfig, vb: VarBuilder, what: &str, trainable: bool) -> Result<Gpt2, InferenceError> {
         let c: Config = family_config(cfg, what)?;
-        if c.n_head == 0 || c.n_embd % c.n_head != 0 {
+        if c.n_head == 0 || !c.n_embd.is_multiple_of(c.n_head) {
             return Err(bad_config(
                 what,
                 format!("`n_embd` ({}) is not divisible by `n_head` ({})", c.n_embd, c.n_head),

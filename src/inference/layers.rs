@@ -338,7 +338,7 @@ impl Rotary {
     pub fn new(keys: &RopeKeys, head_dim: usize, default_theta: f64, default_factor: f64) -> Result<Rotary, String> {
         let factor = keys.partial_factor(default_factor);
         let dims = (head_dim as f64 * factor) as usize;
-        if dims == 0 || dims % 2 != 0 || dims > head_dim {
+        if dims == 0 || !dims.is_multiple_of(2) || dims > head_dim {
             return Err(format!(
                 "rotary embedding over {dims} of head_dim {head_dim} (partial_rotary_factor {factor}) needs an even, \
                  non-zero count; check head_dim and partial_rotary_factor"

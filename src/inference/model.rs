@@ -90,7 +90,7 @@ pub fn check_heads(
             "`num_attention_heads` and `num_key_value_heads` must be at least 1",
         ));
     }
-    if heads % kv_heads != 0 {
+    if !heads.is_multiple_of(kv_heads) {
         return Err(bad_config(
             what,
             format!("`num_attention_heads` ({heads}) is not a multiple of `num_key_value_heads` ({kv_heads})"),
@@ -98,7 +98,7 @@ pub fn check_heads(
     }
     let head_dim = match head_dim {
         Some(d) => d,
-        None if hidden % heads == 0 => hidden / heads,
+        None if hidden.is_multiple_of(heads) => hidden / heads,
         None => {
             return Err(bad_config(
                 what,

@@ -204,6 +204,37 @@ fn cached_generation_equals_transformers_generate_and_one_forward() {
     }
 }
 
+/// `capture` on a folder of every new family writes its taps (and Mixtral's router logits).
+#[test]
+fn capture_cli_runs_every_new_family() {
+    let tmp = tempfile::tempdir().unwrap();
+    for name in [
+        "gpt_neox-tiny",
+        "gemma2-tiny",
+        "qwen3-tiny",
+        "phi3-tiny",
+        "mixtral-tiny",
+    ] {
+        let out = tmp.path().join(format!("{name}.safetensors"));
+        let dir = fixtures().join("inference").join(name);
+        let (code, err) = run_capture(&[
+            dir.to_str().unwrap(),
+            "--token-ids",
+            "5,17,42",
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert_eq!(code, Some(0), "{name}: {err}");
+        let saved = candle_core::safetensors::load(&out, &Device::Cpu).unwrap();
+        assert_eq!(saved["tokens"].to_vec1::<i64>().unwrap(), [5, 17, 42], "{name}");
+        assert_eq!(saved["hidden.2"].dims(), [3, 32], "{name}");
+        assert_eq!(saved["attn.1"].dims(), [4, 3, 3], "{name}");
+        assert_eq!(saved["logits"].dims(), [3, 101], "{name}");
+        assert_eq!(saved.contains_key("router.1"), name == "mixtral-tiny", "{name}");
+        assert_eq!(saved.contains_key("mlp.1"), name != "mixtral-tiny", "{name}");
+    }
+}
+
 /// Sampled generation is reproducible from its seed and stays in the vocabulary.
 #[test]
 fn sampled_generation_follows_the_seed() {
