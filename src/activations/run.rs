@@ -108,6 +108,7 @@ impl RunState {
                     Tap::Attention(i) => self.attn.entry(*i),
                     Tap::Mlp(i) => self.mlp.entry(*i),
                     Tap::Router(i) => self.router.entry(*i),
+                    Tap::Lens => return true,
                     Tap::Logits => {
                         self.logits = match (self.logits.take(), *from) {
                             (Some(old), f) if f > 0 => extend_rows(*tap, &old, tensor, f).ok(),

@@ -158,7 +158,11 @@ impl Transformer for Bert {
         Ok(())
     }
 
-    fn lens(&self, _hidden: &Tensor, _normed: bool) -> Option<candle_core::Result<Tensor>> {
+    fn final_norm(&self, _x: &Tensor, _ops: super::layers::Ops) -> Option<candle_core::Result<Tensor>> {
+        None
+    }
+
+    fn head(&self, _normed: &Tensor) -> Option<candle_core::Result<Tensor>> {
         None
     }
 }

@@ -40,6 +40,7 @@ impl Capture {
             Tap::Attention(i) => (&mut self.attn, i),
             Tap::Mlp(i) => (&mut self.mlp, i),
             Tap::Router(i) => (&mut self.router, i),
+            Tap::Lens => return Ok(()),
             Tap::Logits => {
                 self.logits = Some(match (&self.logits, from) {
                     (Some(old), f) if f > 0 => extend_rows(tap, old, &tensor, from)?,

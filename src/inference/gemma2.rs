@@ -190,7 +190,7 @@ pub fn load(cfg: &ModelConfig, vb: VarBuilder, what: &str) -> Result<Box<dyn Tra
 }
 
 impl Gemma2 {
-    fn head(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+    fn capped_head(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let logits = self.lm_head.forward(x)?;
         match self.final_cap {
             Some(cap) => soft_cap(&logits, cap),
@@ -224,18 +224,16 @@ impl Transformer for Gemma2 {
             emit(Tap::Hidden(i), xs.clone())?;
             xs = block.forward(&xs, &rope, i, pass, emit)?;
         }
-        let last = self.norm.forward(&xs, pass.ops)?;
-        let logits = self.head(&last)?;
-        emit(Tap::Hidden(self.blocks.len()), last)?;
-        emit(Tap::Logits, logits)?;
+        emit(Tap::Hidden(self.blocks.len()), self.norm.forward(&xs, pass.ops)?)?;
         Ok(())
     }
 
-    fn lens(&self, hidden: &Tensor, normed: bool) -> Option<candle_core::Result<Tensor>> {
-        Some(if normed {
-            self.head(hidden)
-        } else {
-            self.norm.forward(hidden, Ops::default()).and_then(|x| self.head(&x))
-        })
+    fn final_norm(&self, x: &Tensor, ops: Ops) -> Option<candle_core::Result<Tensor>> {
+        Some(self.norm.forward(x, ops))
+    }
+
+    /// The head, soft-capped (`final_logit_softcapping`).
+    fn head(&self, normed: &Tensor) -> Option<candle_core::Result<Tensor>> {
+        Some(self.capped_head(normed))
     }
 }

@@ -196,20 +196,16 @@ impl Transformer for Gpt2 {
             emit(Tap::Hidden(i), xs.clone())?;
             xs = block.forward(&xs, i, pass, emit)?;
         }
-        let last = self.ln_f.forward(&xs, pass.ops)?;
-        // The LM head is tied to the token embeddings.
-        let logits = self.wte.as_head().forward(&last)?;
-        emit(Tap::Hidden(self.blocks.len()), last)?;
-        emit(Tap::Logits, logits)?;
+        emit(Tap::Hidden(self.blocks.len()), self.ln_f.forward(&xs, pass.ops)?)?;
         Ok(())
     }
 
-    fn lens(&self, hidden: &Tensor, normed: bool) -> Option<candle_core::Result<Tensor>> {
-        let head = |x: &Tensor| self.wte.as_head().forward(x);
-        Some(if normed {
-            head(hidden)
-        } else {
-            self.ln_f.forward(hidden, Ops::default()).and_then(|x| head(&x))
-        })
+    fn final_norm(&self, x: &Tensor, ops: Ops) -> Option<candle_core::Result<Tensor>> {
+        Some(self.ln_f.forward(x, ops))
+    }
+
+    /// The LM head is tied to the token embeddings.
+    fn head(&self, normed: &Tensor) -> Option<candle_core::Result<Tensor>> {
+        Some(self.wte.as_head().forward(normed))
     }
 }

@@ -218,20 +218,18 @@ impl Transformer for GptNeox {
             emit(Tap::Hidden(i), xs.clone())?;
             xs = block.forward(&xs, &rope, i, pass, emit)?;
         }
-        let last = self.final_layer_norm.forward(&xs, pass.ops)?;
-        let logits = self.embed_out.forward(&last)?;
-        emit(Tap::Hidden(self.blocks.len()), last)?;
-        emit(Tap::Logits, logits)?;
+        emit(
+            Tap::Hidden(self.blocks.len()),
+            self.final_layer_norm.forward(&xs, pass.ops)?,
+        )?;
         Ok(())
     }
 
-    fn lens(&self, hidden: &Tensor, normed: bool) -> Option<candle_core::Result<Tensor>> {
-        Some(if normed {
-            self.embed_out.forward(hidden)
-        } else {
-            self.final_layer_norm
-                .forward(hidden, Ops::default())
-                .and_then(|x| self.embed_out.forward(&x))
-        })
+    fn final_norm(&self, x: &Tensor, ops: Ops) -> Option<candle_core::Result<Tensor>> {
+        Some(self.final_layer_norm.forward(x, ops))
+    }
+
+    fn head(&self, normed: &Tensor) -> Option<candle_core::Result<Tensor>> {
+        Some(self.embed_out.forward(normed))
     }
 }

@@ -292,21 +292,16 @@ impl Transformer for Decoder {
             emit(Tap::Hidden(i), xs.clone())?;
             xs = block.forward(&xs, &rope, i, pass, emit)?;
         }
-        let last = self.norm.forward(&xs, pass.ops)?;
-        let logits = self.lm_head.forward(&last)?;
-        emit(Tap::Hidden(self.blocks.len()), last)?;
-        emit(Tap::Logits, logits)?;
+        emit(Tap::Hidden(self.blocks.len()), self.norm.forward(&xs, pass.ops)?)?;
         Ok(())
     }
 
-    fn lens(&self, hidden: &Tensor, normed: bool) -> Option<candle_core::Result<Tensor>> {
-        Some(if normed {
-            self.lm_head.forward(hidden)
-        } else {
-            self.norm
-                .forward(hidden, Ops::default())
-                .and_then(|x| self.lm_head.forward(&x))
-        })
+    fn final_norm(&self, x: &Tensor, ops: Ops) -> Option<candle_core::Result<Tensor>> {
+        Some(self.norm.forward(x, ops))
+    }
+
+    fn head(&self, normed: &Tensor) -> Option<candle_core::Result<Tensor>> {
+        Some(self.lm_head.forward(normed))
     }
 }
 

@@ -78,6 +78,11 @@ pub enum Tap {
     Router(usize),
     /// `[T, vocab]` (causal language models).
     Logits,
+    /// The logit lens at the last position, `[blocks - 1, vocab]`: row `b` is
+    /// block `b`'s output through the final norm and the head (only when
+    /// asked for, see `Model::run_with_lens`; the runner turns it into top-k
+    /// frames and does not stream it).
+    Lens,
 }
 
 /// Rejects empty input, ids outside the vocabulary and prompts over the context.
@@ -105,16 +110,35 @@ pub fn all_finite(t: &Tensor) -> bool {
         .is_ok_and(|v| v.iter().all(|x| x.is_finite()))
 }
 
-/// The `k` most likely entries of a logits row `[vocab]`: (id, probability), best first.
+/// The `k` most likely entries of a logits row `[vocab]`: (id, probability),
+/// best first (ties: the lower id first). One pass keeping the best `k` (k is
+/// small: 5 in the viewer), not a sort of the vocabulary.
 pub fn top_k(logits: &Tensor, k: usize) -> Result<Vec<(u32, f32)>, InferenceError> {
     let probs = candle_nn::ops::softmax_last_dim(&logits.to_dtype(candle_core::DType::F32)?)?.to_vec1::<f32>()?;
-    let mut order: Vec<u32> = (0..probs.len() as u32).collect();
-    let k = k.min(order.len());
+    let k = k.min(probs.len());
+    let mut best: Vec<(u32, f32)> = Vec::with_capacity(k + 1);
     if k == 0 {
-        return Ok(Vec::new());
+        return Ok(best);
     }
-    order.select_nth_unstable_by(k - 1, |&a, &b| probs[b as usize].total_cmp(&probs[a as usize]));
-    let mut best: Vec<(u32, f32)> = order[..k].iter().map(|&i| (i, probs[i as usize])).collect();
-    best.sort_by(|a, b| b.1.total_cmp(&a.1));
+    for (i, &p) in probs.iter().enumerate() {
+        if best.len() < k || best.last().is_some_and(|w| p > w.1) {
+            let at = best.partition_point(|b| b.1 >= p);
+            best.insert(at, (i as u32, p));
+            best.truncate(k);
+        }
+    }
     Ok(best)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn top_k_is_the_best_k_in_order() {
+        let logits = candle_core::Tensor::new(&[0.0f32, 3.0, 1.0, 3.0, -2.0, 2.0], &candle_core::Device::Cpu).unwrap();
+        let top = super::top_k(&logits, 3).unwrap();
+        assert_eq!(top.iter().map(|t| t.0).collect::<Vec<_>>(), [1, 3, 5]);
+        assert!(top[0].1 == top[1].1 && top[1].1 > top[2].1);
+        assert_eq!(super::top_k(&logits, 10).unwrap().len(), 6);
+        assert!(super::top_k(&logits, 0).unwrap().is_empty());
+    }
 }

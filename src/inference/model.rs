@@ -31,11 +31,16 @@ pub trait Transformer: Send + Sync {
     fn embed(&self, ids: &Tensor) -> candle_core::Result<Tensor>;
     /// The blocks from `embed`'s output, for positions `pass.offset..`; taps
     /// carry the batch dimension first and only the new positions' rows
-    /// (attention `[b, heads, T, offset + T]`).
+    /// (attention `[b, heads, T, offset + T]`). The last is
+    /// `Tap::Hidden(blocks)`, after the final norm where there is one; the
+    /// logits are [`Model`]'s to compute from it (with [`Transformer::head`]).
     fn forward(&self, embeds: &Tensor, pass: &mut Pass, emit: &mut Emit) -> Result<(), InferenceError>;
-    /// Residual-stream state(s) `[.., hidden]` through the final norm and the
-    /// head (`normed`: already after the final norm); `None` without a head.
-    fn lens(&self, hidden: &Tensor, normed: bool) -> Option<candle_core::Result<Tensor>>;
+    /// The final norm of residual-stream states `[.., hidden]`; `None` for
+    /// models without a head.
+    fn final_norm(&self, x: &Tensor, ops: Ops) -> Option<candle_core::Result<Tensor>>;
+    /// The LM head of normed states `[.., hidden]` -> `[.., vocab]` (with any
+    /// soft-capping); `None` for models without one.
+    fn head(&self, normed: &Tensor) -> Option<candle_core::Result<Tensor>>;
 }
 
 type Loader = fn(&ModelConfig, VarBuilder, &str) -> Result<Box<dyn Transformer>, InferenceError>;
@@ -159,7 +164,15 @@ impl Model {
 
     /// The logit lens (see [`Transformer::lens`]).
     pub fn lens(&self, hidden: &Tensor, normed: bool) -> Option<Result<Tensor, InferenceError>> {
-        self.inner.lens(hidden, normed).map(|r| r.map_err(Into::into))
+        let x = if normed {
+            hidden.clone()
+        } else {
+            match self.inner.final_norm(hidden, Ops::default())? {
+                Ok(x) => x,
+                Err(e) => return Some(Err(e.into())),
+            }
+        };
+        self.inner.head(&x).map(|r| r.map_err(Into::into))
     }
 
     /// An empty key/value cache for [`Model::step`].
@@ -172,7 +185,28 @@ impl Model {
     /// A hidden state with NaN/Inf stops it with [`InferenceError::NonFinite`].
     pub fn run(&self, tokens: &[u32], sink: &mut dyn FnMut(Tap, Tensor) -> bool) -> Result<(), InferenceError> {
         super::check_tokens(tokens, self.vocab(), self.context())?;
-        self.pass(tokens, None, sink)
+        self.pass(tokens, None, false, sink)
+    }
+
+    /// [`Model::run`] (no `cache`) or [`Model::step`] (with one) that also
+    /// taps the logit lens at the last position as [`Tap::Lens`], computed in
+    /// the same product as the logits (the head's weights are read once).
+    pub fn run_with_lens(
+        &self,
+        tokens: &[u32],
+        cache: Option<&mut Cache>,
+        sink: &mut dyn FnMut(Tap, Tensor) -> bool,
+    ) -> Result<(), InferenceError> {
+        match cache {
+            None => {
+                super::check_tokens(tokens, self.vocab(), self.context())?;
+                self.pass(tokens, None, true, sink)
+            }
+            Some(cache) => {
+                self.check_step(tokens, cache)?;
+                self.pass(tokens, Some(cache), true, sink)
+            }
+        }
     }
 
     /// Runs `tokens` at the positions after those `cache` holds, appending
@@ -186,6 +220,11 @@ impl Model {
         cache: &mut Cache,
         sink: &mut dyn FnMut(Tap, Tensor) -> bool,
     ) -> Result<(), InferenceError> {
+        self.check_step(tokens, cache)?;
+        self.pass(tokens, Some(cache), false, sink)
+    }
+
+    fn check_step(&self, tokens: &[u32], cache: &Cache) -> Result<(), InferenceError> {
         if !self.is_causal() {
             return Err(InferenceError::Model {
                 what: "generation".into(),
@@ -199,14 +238,14 @@ impl Model {
                 max: self.context(),
             });
         }
-        super::check_tokens(tokens, self.vocab(), usize::MAX)?;
-        self.pass(tokens, Some(cache), sink)
+        super::check_tokens(tokens, self.vocab(), usize::MAX)
     }
 
     fn pass(
         &self,
         tokens: &[u32],
         cache: Option<&mut Cache>,
+        lens: bool,
         sink: &mut dyn FnMut(Tap, Tensor) -> bool,
     ) -> Result<(), InferenceError> {
         let mut non_finite = None;
@@ -232,11 +271,54 @@ impl Model {
                 Err(InferenceError::Cancelled)
             }
         };
-        let result = self.inner.forward(&embeds, &mut pass, &mut emit);
+        let result = self.forward(&embeds, &mut pass, lens, &mut emit);
         match (result, non_finite) {
             (Err(InferenceError::Cancelled), Some(layer)) => Err(InferenceError::NonFinite { layer }),
             (result, _) => result,
         }
+    }
+
+    /// The family's forward and then its head: after the last hidden state
+    /// (already normed) come the logits. With `lens`, the last row of every
+    /// block output below the top goes through the final norm and then the
+    /// head in the same product as the logits, and arrives first, as
+    /// [`Tap::Lens`] `[b, blocks - 1, vocab]`.
+    fn forward(&self, embeds: &Tensor, pass: &mut Pass, lens: bool, emit: &mut Emit) -> Result<(), InferenceError> {
+        let blocks = self.inner.blocks();
+        let ops = pass.ops;
+        let mut rows: Vec<Tensor> = Vec::new();
+        let mut with_head = |tap: Tap, t: Tensor| -> Result<(), InferenceError> {
+            match tap {
+                Tap::Hidden(i) if lens && (1..blocks).contains(&i) => {
+                    let n = t.dim(1)?;
+                    rows.push(t.narrow(1, n.saturating_sub(1), 1)?);
+                    emit(tap, t)
+                }
+                Tap::Hidden(i) if i == blocks => {
+                    let lens_rows = if rows.is_empty() {
+                        None
+                    } else {
+                        self.inner.final_norm(&Tensor::cat(&rows, 1)?, ops).transpose()?
+                    };
+                    emit(tap, t.clone())?;
+                    let Some(lens_rows) = lens_rows else {
+                        return match self.inner.head(&t) {
+                            Some(logits) => emit(Tap::Logits, logits?),
+                            None => Ok(()),
+                        };
+                    };
+                    let k = lens_rows.dim(1)?;
+                    let Some(all) = self.inner.head(&Tensor::cat(&[&lens_rows, &t], 1)?) else {
+                        return Ok(());
+                    };
+                    let all = all?;
+                    emit(Tap::Lens, all.narrow(1, 0, k)?)?;
+                    emit(Tap::Logits, all.narrow(1, k, all.dim(1)? - k)?)
+                }
+                _ => emit(tap, t),
+            }
+        };
+        self.inner.forward(embeds, pass, &mut with_head)
     }
 
     /// One forward pass over `tokens` with every tap recorded.
@@ -312,7 +394,7 @@ impl Model {
             cache: None,
             ops: Ops { grad },
         };
-        self.inner.forward(embeds, &mut pass, &mut |tap, t| {
+        self.forward(embeds, &mut pass, false, &mut |tap, t| {
             if tap == Tap::Logits {
                 logits = Some(t);
             }

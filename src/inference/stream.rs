@@ -94,12 +94,12 @@ impl LocalRunner {
 
     /// The next-token top-k at the last position (`last`, in the sequence)
     /// from the final logits, then the logit lens of every block output there
-    /// (`rows`: `(block, [1, hidden])`), computed in one matmul so the head's
-    /// weights are read once per pass, not once per layer.
+    /// (`lens`: `[blocks - 1, vocab]`, computed by the model in the same
+    /// product as the logits).
     fn top_k_frames(
         &self,
         logits: &Tensor,
-        rows: &[(usize, Tensor)],
+        lens: Option<&Tensor>,
         last: usize,
     ) -> Result<Vec<FrameData>, InferenceError> {
         let mut frames = vec![FrameData::TopK {
@@ -107,20 +107,14 @@ impl LocalRunner {
             from: last,
             top: vec![super::top_k(&logits.get(logits.dim(0)?.saturating_sub(1))?, TOP_K)?],
         }];
-        if rows.is_empty() {
-            return Ok(frames);
-        }
-        let stacked = Tensor::cat(&rows.iter().map(|(_, r)| r).collect::<Vec<_>>(), 0)?;
-        let Some(lens) = self.model.lens(&stacked, false) else {
-            return Ok(frames);
-        };
-        let lens = lens?;
-        for (i, (layer, _)) in rows.iter().enumerate() {
-            frames.push(FrameData::TopK {
-                layer: Some(*layer),
-                from: last,
-                top: vec![super::top_k(&lens.get(i)?, TOP_K)?],
-            });
+        if let Some(lens) = lens {
+            for layer in 0..lens.dim(0)? {
+                frames.push(FrameData::TopK {
+                    layer: Some(layer),
+                    from: last,
+                    top: vec![super::top_k(&lens.get(layer)?, TOP_K)?],
+                });
+            }
         }
         Ok(frames)
     }
@@ -172,7 +166,6 @@ impl LocalRunner {
             return false;
         }
         let context = self.model.context();
-        let layers = self.model.num_layers();
         let tokens = &mut generation.tokens;
         let cached = self.model.is_causal() && tokens.len() <= context;
         if !cached {
@@ -195,24 +188,16 @@ impl LocalRunner {
         let from = generation.cache.as_ref().map_or(0, |c| c.len());
         let mut logits = None;
         let mut failed = None;
-        let mut lens_rows: Vec<(usize, Tensor)> = Vec::new();
+        let mut lens: Option<Tensor> = None;
         let mut sink = |tap: Tap, tensor: Tensor| {
-            // hidden_states[i] for 1 <= i < layers is block i-1's output (the
-            // last one is already normed: its lens is the final prediction).
-            if let Tap::Hidden(i) = tap
-                && (1..layers).contains(&i)
-            {
-                match tensor.dim(0).and_then(|t| tensor.narrow(0, t.saturating_sub(1), 1)) {
-                    Ok(row) => lens_rows.push((i - 1, row)),
-                    Err(e) => {
-                        failed = Some(e.into());
-                        return false;
-                    }
-                }
+            // The lens arrives just before the logits; it becomes top-k frames.
+            if tap == Tap::Lens {
+                lens = Some(tensor);
+                return true;
             }
             let top = (tap == Tap::Logits).then(|| {
                 let last = from + tensor.dim(0).unwrap_or(1).saturating_sub(1);
-                self.top_k_frames(&tensor, &lens_rows, last)
+                self.top_k_frames(&tensor, lens.as_ref(), last)
             });
             if tap == Tap::Logits {
                 logits = Some(tensor.clone());
@@ -231,9 +216,9 @@ impl LocalRunner {
         };
         let result = if cached {
             let cache = generation.cache.get_or_insert_with(|| self.model.new_cache());
-            self.model.step(&window[from..], cache, &mut sink)
+            self.model.run_with_lens(&window[from..], Some(cache), &mut sink)
         } else {
-            self.model.run(window, &mut sink)
+            self.model.run_with_lens(window, None, &mut sink)
         };
         match (result, failed) {
             (_, Some(e)) | (Err(e @ (InferenceError::NonFinite { .. } | InferenceError::Candle(_))), None) => {

@@ -142,6 +142,7 @@ fn tap_code(tap: Tap) -> (u8, u32) {
         Tap::Mlp(i) => (2, i as u32),
         Tap::Logits => (3, 0),
         Tap::Router(i) => (4, i as u32),
+        Tap::Lens => (5, 0),
     }
 }
 
@@ -212,6 +213,7 @@ pub fn decode_frame(bytes: &[u8]) -> Result<ActivationFrame, WireError> {
                 2 => Tap::Mlp(index),
                 3 => Tap::Logits,
                 4 => Tap::Router(index),
+                5 => Tap::Lens,
                 _ => return Err(WireError("unknown tap")),
             };
             let from = usize::try_from(r.u64()?).map_err(|_| WireError("row offset"))?;

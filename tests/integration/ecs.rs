@@ -212,6 +212,7 @@ mod activations {
                     tap: Tap::Router(i), ..
                 } => format!("router.{i}"),
                 FrameData::Activation { tap: Tap::Logits, .. } => "logits".into(),
+                FrameData::Activation { tap: Tap::Lens, .. } => "lens".into(),
                 FrameData::TopK { layer, .. } => format!("top {layer:?}"),
                 FrameData::Truncated { .. } => "truncated".into(),
                 FrameData::Generated { .. } => "generated".into(),

@@ -874,6 +874,26 @@ mod streaming {
             .collect();
         // Block 0's output is hidden.1; block 1's (the last) is the final prediction.
         assert_eq!(lens, [None, Some(0)]);
+        // The lens computed in the head's product equals the lens of that state on its own.
+        let model = Model::load(&fixtures().join("inference/gpt2-tiny")).unwrap();
+        let capture = model.capture(&[5, 17, 3]).unwrap();
+        let row = capture.hidden[1].narrow(0, 2, 1).unwrap();
+        let expected =
+            tensorcity::inference::top_k(&model.lens(&row, false).unwrap().unwrap().get(0).unwrap(), 5).unwrap();
+        let streamed = frames
+            .iter()
+            .find_map(|f| match &f.data {
+                FrameData::TopK {
+                    layer: Some(0), top, ..
+                } => Some(top[0].clone()),
+                _ => None,
+            })
+            .unwrap();
+        assert_eq!(
+            streamed.iter().map(|t| t.0).collect::<Vec<_>>(),
+            expected.iter().map(|t| t.0).collect::<Vec<_>>()
+        );
+        assert!(streamed.iter().zip(&expected).all(|(a, b)| (a.1 - b.1).abs() < 1e-5));
     }
 
     #[test]
