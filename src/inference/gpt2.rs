@@ -35,19 +35,12 @@ fn default_activation() -> String {
     "gelu_new".into()
 }
 
-/// GPT-2's `Conv1D` (`[in, out]`) as a [`Linear`]: for inference transposed
-/// once at load into the `[out, in]` layout candle's matmul runs fastest on;
-/// for training kept as a view of the trainable variable, so optimizer
-/// updates show through.
-fn conv1d(vb: VarBuilder, fan_in: usize, fan_out: usize, trainable: bool) -> candle_core::Result<Linear> {
+/// GPT-2's `Conv1D` (`[in, out]`) as a [`Linear`]: that is the layout it
+/// multiplies fastest in, and for training it stays the trainable variable.
+fn conv1d(vb: VarBuilder, fan_in: usize, fan_out: usize) -> candle_core::Result<Linear> {
     let stored = vb.get((fan_in, fan_out), "weight")?;
-    let weight = if trainable {
-        stored.t()?
-    } else {
-        stored.t()?.contiguous()?
-    };
     let bias = super::layers::vector(&vb, fan_out, "bias")?;
-    Ok(Linear::new(weight, Some(bias)))
+    Linear::from_in_out(stored, Some(bias))
 }
 
 struct Attention {
@@ -58,11 +51,11 @@ struct Attention {
 }
 
 impl Attention {
-    fn new(cfg: &Config, vb: VarBuilder, trainable: bool) -> candle_core::Result<Attention> {
+    fn new(cfg: &Config, vb: VarBuilder) -> candle_core::Result<Attention> {
         let h = cfg.n_embd;
         Ok(Attention {
-            c_attn: conv1d(vb.pp("c_attn"), h, 3 * h, trainable)?,
-            c_proj: conv1d(vb.pp("c_proj"), h, h, trainable)?,
+            c_attn: conv1d(vb.pp("c_attn"), h, 3 * h)?,
+            c_proj: conv1d(vb.pp("c_proj"), h, h)?,
             shape: AttentionShape::new(cfg.n_head, cfg.n_head, h / cfg.n_head),
             hidden: h,
         })
@@ -96,15 +89,15 @@ struct Block {
 }
 
 impl Block {
-    fn new(cfg: &Config, vb: VarBuilder, act: Activation, trainable: bool) -> candle_core::Result<Block> {
+    fn new(cfg: &Config, vb: VarBuilder, act: Activation) -> candle_core::Result<Block> {
         let (h, inner) = (cfg.n_embd, cfg.n_inner.unwrap_or(4 * cfg.n_embd));
         Ok(Block {
             ln_1: LayerNorm::load(vb.pp("ln_1"), h, cfg.layer_norm_epsilon)?,
-            attn: Attention::new(cfg, vb.pp("attn"), trainable)?,
+            attn: Attention::new(cfg, vb.pp("attn"))?,
             ln_2: LayerNorm::load(vb.pp("ln_2"), h, cfg.layer_norm_epsilon)?,
             mlp: Mlp {
-                c_fc: conv1d(vb.pp("mlp.c_fc"), h, inner, trainable)?,
-                c_proj: conv1d(vb.pp("mlp.c_proj"), inner, h, trainable)?,
+                c_fc: conv1d(vb.pp("mlp.c_fc"), h, inner)?,
+                c_proj: conv1d(vb.pp("mlp.c_proj"), inner, h)?,
                 act,
             },
         })
@@ -133,18 +126,17 @@ pub struct Gpt2 {
 }
 
 pub fn load(cfg: &ModelConfig, vb: VarBuilder, what: &str) -> Result<Box<dyn Transformer>, InferenceError> {
-    Ok(Box::new(Gpt2::new(cfg, vb, what, false)?))
+    Ok(Box::new(Gpt2::new(cfg, vb, what)?))
 }
 
-/// GPT-2 whose weights stay the `VarBuilder`'s variables (for training).
+/// GPT-2 for training: its f32 weights are the `VarBuilder`'s variables as
+/// they are (no copies), so the optimizer's updates are what the next pass uses.
 pub fn load_trainable(cfg: &ModelConfig, vb: VarBuilder, what: &str) -> Result<super::Model, InferenceError> {
-    Ok(super::Model::from_transformer(Box::new(Gpt2::new(
-        cfg, vb, what, true,
-    )?)))
+    Ok(super::Model::from_transformer(Box::new(Gpt2::new(cfg, vb, what)?)))
 }
 
 impl Gpt2 {
-    fn new(cfg: &ModelConfig, vb: VarBuilder, what: &str, trainable: bool) -> Result<Gpt2, InferenceError> {
+    fn new(cfg: &ModelConfig, vb: VarBuilder, what: &str) -> Result<Gpt2, InferenceError> {
         let c: Config = family_config(cfg, what)?;
         if c.n_head == 0 || !c.n_embd.is_multiple_of(c.n_head) {
             return Err(bad_config(
@@ -159,7 +151,7 @@ impl Gpt2 {
             vb
         };
         let blocks = (0..c.n_layer)
-            .map(|i| Block::new(&c, vb.pp(format!("h.{i}")), act, trainable))
+            .map(|i| Block::new(&c, vb.pp(format!("h.{i}")), act))
             .collect::<candle_core::Result<Vec<_>>>()?;
         Ok(Gpt2 {
             wte: Embedding::load(vb.clone(), c.vocab_size, c.n_embd, "wte.weight")?,

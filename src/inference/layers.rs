@@ -73,16 +73,51 @@ pub fn wide(w: &Tensor) -> candle_core::Result<Tensor> {
     }
 }
 
-/// `x @ W^T + b`, `W` stored `[out, in]` in the checkpoint's dtype.
+/// `x @ W^T + b`. f32 weights are kept `[in, out]`, the layout candle's
+/// matmul runs fastest on (measured: a 128x3072 by 3072x768 product takes
+/// 3.7 ms against 5.0 ms for the transposed `[out, in]` view); half-precision
+/// weights stay `[out, in]` as stored, so a block of output rows is
+/// contiguous when it is widened.
 #[derive(Debug, Clone)]
 pub struct Linear {
-    weight: Tensor,
+    weight: Weight,
     bias: Option<Tensor>,
 }
 
+#[derive(Debug, Clone)]
+enum Weight {
+    InOut(Tensor),
+    OutIn(Tensor),
+}
+
 impl Linear {
-    pub fn new(weight: Tensor, bias: Option<Tensor>) -> Linear {
-        Linear { weight, bias }
+    /// From a `[out, in]` weight (`nn.Linear`'s layout).
+    pub fn new(weight: Tensor, bias: Option<Tensor>) -> candle_core::Result<Linear> {
+        let weight = if weight.dtype() == DType::F32 {
+            Weight::InOut(weight.t()?.contiguous()?)
+        } else {
+            Weight::OutIn(weight)
+        };
+        Ok(Linear { weight, bias })
+    }
+
+    /// From a `[in, out]` weight (GPT-2's `Conv1D`), kept as it is when f32 —
+    /// a training variable stays the variable, so its updates show through.
+    pub fn from_in_out(weight: Tensor, bias: Option<Tensor>) -> candle_core::Result<Linear> {
+        let weight = if weight.dtype() == DType::F32 {
+            Weight::InOut(weight)
+        } else {
+            Weight::OutIn(weight.t()?.contiguous()?)
+        };
+        Ok(Linear { weight, bias })
+    }
+
+    /// A head that shares a `[vocab, hidden]` table (tied embeddings): no copy.
+    pub fn tied(table: Tensor) -> Linear {
+        Linear {
+            weight: Weight::OutIn(table),
+            bias: None,
+        }
     }
 
     /// `prefix.weight` (`[out, in]`) and, with `bias`, `prefix.bias`.
@@ -93,19 +128,18 @@ impl Linear {
         } else {
             None
         };
-        Ok(Linear { weight, bias })
+        Linear::new(weight, bias)
     }
 
-    /// Rows `from..from + n` of the output (a fused projection's part).
+    /// Outputs `from..from + n` (a fused projection's part).
     pub fn rows(&self, from: usize, n: usize) -> candle_core::Result<Linear> {
         Ok(Linear {
-            weight: self.weight.narrow(0, from, n)?.contiguous()?,
+            weight: match &self.weight {
+                Weight::InOut(w) => Weight::InOut(w.narrow(1, from, n)?.contiguous()?),
+                Weight::OutIn(w) => Weight::OutIn(w.narrow(0, from, n)?.contiguous()?),
+            },
             bias: self.bias.as_ref().map(|b| b.narrow(0, from, n)).transpose()?,
         })
-    }
-
-    pub fn weight(&self) -> &Tensor {
-        &self.weight
     }
 }
 
@@ -120,29 +154,33 @@ impl Module for Linear {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let fan_in = x.dim(D::Minus1)?;
         let rows = x.elem_count() / fan_in.max(1);
-        let fan_out = self.weight.dim(0)?;
-        let mut shape = x.dims().to_vec();
-        if let Some(last) = shape.last_mut() {
-            *last = fan_out;
-        }
         let x2 = x.reshape((rows, fan_in))?;
-        let y = if self.weight.dtype() == DType::F32 || self.weight.elem_count() <= WIDEN_CHUNK {
-            x2.matmul(&wide(&self.weight)?.t()?)?
-        } else {
-            let step = (WIDEN_CHUNK / fan_in.max(1)).max(1);
-            let parts = (0..fan_out)
-                .step_by(step)
-                .map(|start| {
-                    let w = wide(&self.weight.narrow(0, start, step.min(fan_out - start))?)?;
-                    x2.matmul(&w.t()?)
-                })
-                .collect::<candle_core::Result<Vec<_>>>()?;
-            Tensor::cat(&parts, 1)?
+        let y = match &self.weight {
+            Weight::InOut(w) => x2.matmul(w)?,
+            Weight::OutIn(w) if w.dtype() == DType::F32 || w.elem_count() <= WIDEN_CHUNK => {
+                x2.matmul(&wide(w)?.t()?)?
+            }
+            Weight::OutIn(w) => {
+                let fan_out = w.dim(0)?;
+                let step = (WIDEN_CHUNK / fan_in.max(1)).max(1);
+                let parts = (0..fan_out)
+                    .step_by(step)
+                    .map(|start| {
+                        let block = wide(&w.narrow(0, start, step.min(fan_out - start))?)?;
+                        x2.matmul(&block.t()?)
+                    })
+                    .collect::<candle_core::Result<Vec<_>>>()?;
+                Tensor::cat(&parts, 1)?
+            }
         };
         let y = match &self.bias {
             Some(b) => y.broadcast_add(b)?,
             None => y,
         };
+        let mut shape = x.dims().to_vec();
+        if let Some(last) = shape.last_mut() {
+            *last = y.dim(1)?;
+        }
         y.reshape(shape)
     }
 }
@@ -171,7 +209,7 @@ impl Embedding {
 
     /// The table as an output head (`[.., hidden]` -> `[.., vocab]`): tied heads.
     pub fn as_head(&self) -> Linear {
-        Linear::new(self.table.clone(), None)
+        Linear::tied(self.table.clone())
     }
 
     pub fn vocab(&self) -> usize {
@@ -590,7 +628,7 @@ mod tests {
         let w = Tensor::randn(0f32, 1.0, (out, inp), &Device::Cpu).unwrap();
         let half = w.to_dtype(DType::BF16).unwrap();
         let x = Tensor::randn(0f32, 1.0, (2, 3, inp), &Device::Cpu).unwrap();
-        let y = Linear::new(half.clone(), None).forward(&x).unwrap();
+        let y = Linear::new(half.clone(), None).unwrap().forward(&x).unwrap();
         let expected = x
             .reshape((6, inp))
             .unwrap()
