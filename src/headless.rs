@@ -175,6 +175,11 @@ pub fn scene_app(
     floors_per_second: f32,
 ) -> App {
     let mut app = offscreen::windowless_app();
+    // A mixture of experts' cubes glow with the run's routing.
+    if let Some(run) = &run {
+        let k = crate::activations::experts_per_token(Some(&current));
+        app.insert_resource(crate::activations::ExpertRouting::of(run, k));
+    }
     app.add_plugins(crate::ScenePlugin)
         .insert_resource(settings)
         .insert_resource(current);

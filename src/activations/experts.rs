@@ -47,12 +47,20 @@ impl BlockRouting {
         Ok(BlockRouting { routes, share })
     }
 
-    /// How brightly expert `e` glows: its share of the tokens, or, with a
-    /// token selected, its weight for that token (0 if it was not chosen).
+    /// How brightly expert `e` glows, 0..1 relative to the block's busiest
+    /// expert: its share of the tokens, or, with a token selected, its weight
+    /// for that token (0 if it was not chosen).
     pub fn intensity(&self, expert: u32, token: Option<usize>) -> f32 {
+        let relative = |v: f32, max: f32| if max > 0.0 { v / max } else { 0.0 };
         match token.and_then(|t| self.routes.get(t)) {
-            Some(route) => route.iter().find(|(x, _)| *x == expert).map_or(0.0, |&(_, w)| w),
-            None => self.share.get(expert as usize).copied().unwrap_or(0.0),
+            Some(route) => {
+                let max = route.iter().map(|r| r.1).fold(0.0, f32::max);
+                relative(route.iter().find(|(x, _)| *x == expert).map_or(0.0, |&(_, w)| w), max)
+            }
+            None => {
+                let max = self.share.iter().copied().fold(0.0, f32::max);
+                relative(self.share.get(expert as usize).copied().unwrap_or(0.0), max)
+            }
         }
     }
 }
@@ -80,7 +88,9 @@ mod tests {
         assert!((r.routes[0].iter().map(|x| x.1).sum::<f32>() - 1.0).abs() < 1e-6);
         assert_eq!(r.share, [0.5, 1.0, 0.5]);
         assert_eq!(r.intensity(1, None), 1.0);
+        assert_eq!(r.intensity(0, None), 0.5);
         assert_eq!(r.intensity(2, Some(1)), 0.0);
-        assert!(r.intensity(0, Some(1)) > 0.9);
+        assert_eq!(r.intensity(0, Some(1)), 1.0, "token 1's first expert is its brightest");
+        assert!(r.intensity(1, Some(1)) < 0.1);
     }
 }

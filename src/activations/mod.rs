@@ -315,6 +315,25 @@ pub struct ExpertRouting {
     key: (u64, usize, usize),
 }
 
+impl ExpertRouting {
+    /// The routing of `run` with `k` experts per token.
+    pub fn of(run: &RunState, k: usize) -> ExpertRouting {
+        let rows = run.router.values().next().and_then(|t| t.dim(0).ok()).unwrap_or(0);
+        ExpertRouting {
+            blocks: experts::routing(&run.router, k),
+            key: (run.run, rows, run.router.len()),
+        }
+    }
+}
+
+/// Experts per token of a model (`num_experts_per_tok`, 2 when unstated).
+pub fn experts_per_token(current: Option<&CurrentModel>) -> usize {
+    current
+        .and_then(|c| c.arch.config.as_ref())
+        .and_then(|c| c.experts_per_token)
+        .unwrap_or(2) as usize
+}
+
 /// Recomputes [`ExpertRouting`] when router logits arrive.
 fn route_experts(run: Res<CurrentRun>, current: Option<Res<CurrentModel>>, mut routing: ResMut<ExpertRouting>) {
     if !run.is_changed() {
@@ -325,15 +344,7 @@ fn route_experts(run: Res<CurrentRun>, current: Option<Res<CurrentModel>>, mut r
     if key == routing.key {
         return;
     }
-    let k = current
-        .as_ref()
-        .and_then(|c| c.arch.config.as_ref())
-        .and_then(|c| c.experts_per_token)
-        .unwrap_or(2) as usize;
-    *routing = ExpertRouting {
-        blocks: experts::routing(&run.router, k),
-        key,
-    };
+    *routing = ExpertRouting::of(&run, experts_per_token(current.as_deref()));
 }
 
 /// Starts and collects the analyses: the logit lens of the selected token

@@ -81,8 +81,9 @@ pub struct TensorDraw {
     pub params: u64,
     pub group: Entity,
     pub highlight: f32,
-    /// A routed expert's use in the current run (0..1: share of tokens, or its
-    /// weight for the selected token): drawn from dim to glowing.
+    /// A routed expert's use in the current run (0..1 relative to its block's
+    /// busiest expert: share of tokens, or its weight for the selected
+    /// token): drawn from dim to glowing, the busiest with a bright edge.
     pub glow: Option<f32>,
 }
 
@@ -108,9 +109,12 @@ pub fn build_instances(
     let mut mix: std::collections::HashMap<Entity, std::collections::HashMap<TensorKind, u64>> = Default::default();
     let mut out = Vec::with_capacity(tensors.len() + blocks.len());
     for t in tensors.iter().filter(|t| !hidden.contains(&t.kind)) {
-        let color = match t.glow {
-            Some(g) => kind_linear(t.kind).map(|c| c * (0.25 + 2.5 * g)),
-            None => kind_linear(t.kind),
+        let (color, highlight) = match t.glow {
+            Some(g) => (
+                kind_linear(t.kind).map(|c| c * (0.2 + 1.6 * g)),
+                t.highlight.max(0.45 * g * g),
+            ),
+            None => (kind_linear(t.kind), t.highlight),
         };
         *mix.entry(t.group).or_default().entry(t.kind).or_default() += t.params.max(1);
         let scale = lod_of.get(&t.group).map_or(1.0, LodState::tensor_scale);
@@ -119,7 +123,7 @@ pub fn build_instances(
         }
         out.push(CubeInstance {
             pos_size: [t.center.x, t.center.y, t.center.z, t.size * scale],
-            color: [color[0], color[1], color[2], t.highlight],
+            color: [color[0], color[1], color[2], highlight],
         });
     }
     for b in blocks {
