@@ -6,8 +6,9 @@ use candle_core::{Module, Tensor};
 use candle_nn::VarBuilder;
 use serde::Deserialize;
 
-use super::layers::{Activation, AttentionShape, Embedding, LayerNorm, Linear};
-use super::model::{Emit, Pass, Transformer, bad_config, check_heads, family_config};
+use super::attention::AttentionShape;
+use super::family::{Emit, Pass, Transformer, bad_config, check_heads, family_config};
+use super::layers::{Activation, Embedding, LayerNorm, Linear};
 use super::{InferenceError, Tap};
 use crate::arch::ModelConfig;
 

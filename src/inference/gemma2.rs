@@ -8,11 +8,11 @@ use candle_core::{Module, Tensor};
 use candle_nn::VarBuilder;
 use serde::Deserialize;
 
-use super::layers::{
-    Activation, AttentionShape, Embedding, Linear, Ops, RmsNorm, RopeKeys, RopeTables, Rotary, block_windows, soft_cap,
-};
+use super::attention::{AttentionShape, block_windows};
+use super::family::{Emit, Pass, Transformer, bad_config, check_heads, family_config};
+use super::layers::{Activation, Embedding, Linear, Ops, RmsNorm, soft_cap};
 use super::llama::{Attention, Mlp};
-use super::model::{Emit, Pass, Transformer, bad_config, check_heads, family_config};
+use super::rope::{RopeKeys, RopeTables, Rotary};
 use super::{InferenceError, Tap};
 use crate::arch::ModelConfig;
 

@@ -9,9 +9,9 @@ use candle_core::{DType, Module, Tensor};
 use candle_nn::VarBuilder;
 use serde::Deserialize;
 
+use super::family::{Emit, Transformer, bad_config, family_config};
 use super::layers::{Activation, Linear, Ops};
 use super::llama::{self, Attention, Decoder, FeedForward};
-use super::model::{Emit, Transformer, bad_config, family_config};
 use super::{InferenceError, Tap};
 use crate::arch::ModelConfig;
 

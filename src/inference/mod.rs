@@ -8,9 +8,11 @@
 //! forward is written here because candle-transformers keeps its taps private.
 //! Adding a family: one file here, one line in `model::FAMILIES`.
 
+mod attention;
 mod bert;
 pub mod cache;
 mod capture;
+mod family;
 mod files;
 mod gemma2;
 pub mod gpt2;
@@ -22,6 +24,7 @@ mod model;
 mod phi3;
 mod qwen3;
 pub mod random;
+mod rope;
 pub mod sample;
 pub mod stream;
 #[cfg(not(target_arch = "wasm32"))]
@@ -32,8 +35,10 @@ use candle_core::Tensor;
 
 pub use cache::Cache;
 pub use capture::{Capture, extend_rows};
+pub use family::Transformer;
 pub use files::ModelFiles;
-pub use model::{FAMILIES, Model, Pass, Transformer, runnable_families};
+pub use layers::Pass;
+pub use model::{FAMILIES, Model, runnable_families};
 
 #[derive(Debug, thiserror::Error)]
 pub enum InferenceError {

@@ -6,9 +6,9 @@
 use candle_nn::VarBuilder;
 
 use super::InferenceError;
+use super::family::{Transformer, family_config};
 use super::layers::{Activation, Linear};
 use super::llama::{self, Attention, Decoder, FeedForward, Mlp};
-use super::model::{Transformer, family_config};
 use crate::arch::ModelConfig;
 
 /// Phi-3's `config.json` uses Llama's keys (`partial_rotary_factor` lives in

@@ -6,9 +6,9 @@
 use candle_nn::VarBuilder;
 
 use super::InferenceError;
+use super::family::{Transformer, family_config};
 use super::layers::RmsNorm;
 use super::llama::{self, Attention, Decoder, FeedForward, Mlp};
-use super::model::{Transformer, family_config};
 use crate::arch::ModelConfig;
 
 pub type Config = llama::Config;
