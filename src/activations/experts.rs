@@ -23,14 +23,13 @@ impl BlockRouting {
         let probs = candle_nn::ops::softmax_last_dim(&logits.to_dtype(candle_core::DType::F32)?)?.to_vec2::<f32>()?;
         let experts = probs.first().map_or(0, Vec::len);
         let k = k.clamp(1, experts.max(1));
-        let routes: Vec<Vec<(u32, f32)>> = probs
-            .iter()
-            .map(|row| {
-                let mut order: Vec<u32> = (0..row.len() as u32).collect();
-                order.sort_by(|&a, &b| row[b as usize].total_cmp(&row[a as usize]));
-                order.truncate(k);
-                let sum: f32 = order.iter().map(|&e| row[e as usize]).sum();
-                order
+        // The experts the model itself chose, their weights renormalised as it does.
+        let routes: Vec<Vec<(u32, f32)>> = crate::inference::top_experts(&probs, k)
+            .into_iter()
+            .zip(&probs)
+            .map(|(chosen, row)| {
+                let sum: f32 = chosen.iter().map(|&e| row[e as usize]).sum();
+                chosen
                     .into_iter()
                     .map(|e| (e, row[e as usize] / sum.max(f32::MIN_POSITIVE)))
                     .collect()

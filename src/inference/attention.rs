@@ -86,7 +86,15 @@ impl AttentionShape {
             scores = soft_cap(&scores, cap)?;
         }
         if self.causal {
-            scores = scores.broadcast_add(&causal_mask(t, offset, self.window, q.device())?)?;
+            let mask = match pass.masks.iter().find(|(w, _)| *w == self.window) {
+                Some((_, m)) => m.clone(),
+                None => {
+                    let m = causal_mask(t, offset, self.window, q.device())?;
+                    pass.masks.push((self.window, m.clone()));
+                    m
+                }
+            };
+            scores = scores.broadcast_add(&mask)?;
         }
         let probs = ops.softmax(&scores)?;
         let context = probs

@@ -20,6 +20,20 @@ pub struct Pass<'a> {
     /// Each block appends its keys/values here and attends to all of them.
     pub cache: Option<&'a mut Cache>,
     pub ops: Ops,
+    /// The pass's attention masks by sliding window (`None`: plain causal),
+    /// built by the first block that needs one and shared by the rest.
+    pub masks: Vec<(Option<usize>, candle_core::Tensor)>,
+}
+
+impl<'a> Pass<'a> {
+    pub fn new(offset: usize, cache: Option<&'a mut Cache>, ops: Ops) -> Pass<'a> {
+        Pass {
+            offset,
+            cache,
+            ops,
+            masks: Vec::new(),
+        }
+    }
 }
 
 /// Which kernels to use: candle's fused norm/softmax/rope kernels have no

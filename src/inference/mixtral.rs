@@ -63,13 +63,14 @@ impl SparseMoe {
     }
 }
 
-/// Per token, the `k` best experts by router probability, best first.
+/// Per token, the `k` best experts by router probability, best first (ties:
+/// the lower index) — the model's routing, and what the viewer shows.
 pub fn top_experts(probs: &[Vec<f32>], k: usize) -> Vec<Vec<u32>> {
     probs
         .iter()
         .map(|row| {
             let mut order: Vec<u32> = (0..row.len() as u32).collect();
-            order.sort_by(|&a, &b| row[b as usize].total_cmp(&row[a as usize]));
+            order.sort_by(|&a, &b| row[b as usize].total_cmp(&row[a as usize]).then(a.cmp(&b)));
             order.truncate(k);
             order
         })

@@ -38,6 +38,7 @@ pub use capture::{Capture, extend_rows};
 pub use family::Transformer;
 pub use files::ModelFiles;
 pub use layers::Pass;
+pub use mixtral::top_experts;
 pub use model::{FAMILIES, Model, runnable_families};
 
 #[derive(Debug, thiserror::Error)]

@@ -166,11 +166,7 @@ impl Model {
         let mut non_finite = None;
         let ids = Tensor::new(tokens, &candle_core::Device::Cpu)?.unsqueeze(0)?;
         let embeds = self.inner.embed(&ids)?;
-        let mut pass = Pass {
-            offset: cache.as_ref().map_or(0, |c| c.len()),
-            cache,
-            ops: Ops::default(),
-        };
+        let mut pass = Pass::new(cache.as_ref().map_or(0, |c| c.len()), cache, Ops::default());
         // One sequence: the taps drop the batch dimension.
         let mut emit = |tap: Tap, t: Tensor| -> Result<(), InferenceError> {
             let t = t.squeeze(0)?;
@@ -304,11 +300,7 @@ impl Model {
 
     fn logits_from(&self, embeds: &Tensor, grad: bool) -> Result<Tensor, InferenceError> {
         let mut logits = None;
-        let mut pass = Pass {
-            offset: 0,
-            cache: None,
-            ops: Ops { grad },
-        };
+        let mut pass = Pass::new(0, None, Ops { grad });
         self.forward(embeds, &mut pass, false, &mut |tap, t| {
             if tap == Tap::Logits {
                 logits = Some(t);
