@@ -252,9 +252,13 @@ impl Model {
         super::check_tokens(prompt, self.vocab(), self.context())?;
         let total = prompt.len().saturating_add(new_tokens);
         if total > self.context() {
-            return Err(InferenceError::TooLong {
-                len: total,
-                max: self.context(),
+            return Err(InferenceError::Model {
+                what: "generation".into(),
+                detail: format!(
+                    "{} prompt + {new_tokens} new tokens exceed the model's context of {}; generate fewer tokens or shorten the prompt",
+                    prompt.len(),
+                    self.context()
+                ),
             });
         }
         let mut cache = self.new_cache();
