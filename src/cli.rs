@@ -70,6 +70,14 @@ pub struct CaptureArgs {
     /// Seed of the sampler (default 0).
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Run on an engine streaming over the activation-stream protocol
+    /// (`ws://HOST:PORT`) instead of the built-in one; `--prompt` is then
+    /// tokenized by the engine.
+    #[arg(long, conflicts_with = "model", value_name = "URL")]
+    pub engine: Option<String>,
+    /// With --engine: fail when a run sends nothing for this many seconds.
+    #[arg(long, default_value_t = 60, value_name = "SECS")]
+    pub stall_timeout: u64,
     /// Where to write the capture.
     #[arg(long)]
     pub out: std::path::PathBuf,
@@ -183,6 +191,11 @@ pub struct ModelArgs {
     /// Use the built-in catalogue only (no hub lookup).
     #[arg(long)]
     pub catalogue: bool,
+    /// Connect to an engine streaming over the activation-stream protocol
+    /// (`ws://HOST:PORT`, e.g. `python -m tensorcity_stream serve gpt2`): the
+    /// architecture comes from its handshake and prompts run there.
+    #[arg(long, conflicts_with = "model", value_name = "URL")]
+    pub engine: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -202,7 +215,10 @@ pub struct InfoArgs {
 
 impl ModelArgs {
     pub fn model_ref(&self) -> ModelRef {
-        self.model.as_deref().map_or(ModelRef::Embedded, ModelRef::parse)
+        match (&self.engine, &self.model) {
+            (Some(url), _) => ModelRef::Engine(url.clone()),
+            (None, model) => model.as_deref().map_or(ModelRef::Embedded, ModelRef::parse),
+        }
     }
 
     pub fn load_options(&self) -> LoadOptions {
@@ -217,7 +233,7 @@ impl ModelArgs {
 
     /// Loads the model, printing its notices to stderr.
     pub fn load(&self) -> anyhow::Result<Architecture> {
-        let arch = arch::load_model(&self.model_ref(), &self.load_options())?;
+        let arch = crate::model::load_architecture(&self.model_ref(), &self.load_options())?;
         for notice in &arch.notices {
             eprintln!("note: {notice}");
         }
@@ -281,6 +297,18 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
 fn capture(args: CaptureArgs) -> anyhow::Result<()> {
     use crate::inference::ModelFiles;
     crate::offscreen::check_output(&args.out, &["safetensors"])?;
+    let decoding = decoding(&args)?;
+    if let Some(url) = &args.engine {
+        let request = crate::inference::stream::RunRequest {
+            tokens: args.token_ids.clone().unwrap_or_default(),
+            new_tokens: args.generate,
+            decoding,
+            text: args.token_ids.is_none().then(|| args.prompt.clone()).flatten(),
+        };
+        let stall = std::time::Duration::from_secs(args.stall_timeout.max(1));
+        let (capture, _, hello) = crate::engine::capture(url, request, stall)?;
+        return write_capture(&capture, &args.out, &format!(" from {}", hello.model.name));
+    }
     let model_ref = args.model.as_deref().map_or(ModelRef::Embedded, ModelRef::parse);
     let files = match &model_ref {
         #[cfg(not(target_arch = "wasm32"))]
@@ -296,19 +324,6 @@ fn capture(args: CaptureArgs) -> anyhow::Result<()> {
         (None, Some(prompt)) => files.tokenize(prompt)?,
         (None, None) => anyhow::bail!("give --prompt TEXT or --token-ids 1,2,3"),
     };
-    let decoding = match (args.top_k, args.temperature, args.seed) {
-        (None, None, None) => crate::inference::sample::Decoding::Greedy,
-        (k, temperature, seed) => crate::inference::sample::Decoding::TopK {
-            k: k.unwrap_or(50),
-            temperature: temperature.unwrap_or(1.0),
-            seed: seed.unwrap_or(0),
-        },
-    };
-    if let Some(t) = args.temperature
-        && !(t.is_finite() && t > 0.0)
-    {
-        anyhow::bail!("--temperature must be a positive number, got {t}");
-    }
     let model = files.load()?;
     let capture = if args.generate > 0 {
         model.generate(&tokens, args.generate, decoding)
@@ -316,10 +331,30 @@ fn capture(args: CaptureArgs) -> anyhow::Result<()> {
         model.capture(&tokens)
     }
     .map_err(|e| anyhow::anyhow!(files.diagnose(e)))?;
-    capture.save(&args.out)?;
+    write_capture(&capture, &args.out, "")
+}
+
+fn decoding(args: &CaptureArgs) -> anyhow::Result<crate::inference::sample::Decoding> {
+    if let Some(t) = args.temperature
+        && !(t.is_finite() && t > 0.0)
+    {
+        anyhow::bail!("--temperature must be a positive number, got {t}");
+    }
+    Ok(match (args.top_k, args.temperature, args.seed) {
+        (None, None, None) => crate::inference::sample::Decoding::Greedy,
+        (k, temperature, seed) => crate::inference::sample::Decoding::TopK {
+            k: k.unwrap_or(50),
+            temperature: temperature.unwrap_or(1.0),
+            seed: seed.unwrap_or(0),
+        },
+    })
+}
+
+fn write_capture(capture: &crate::inference::Capture, out: &std::path::Path, from: &str) -> anyhow::Result<()> {
+    capture.save(out)?;
     eprintln!(
-        "wrote {} ({} tokens, {} hidden states, {} attention maps)",
-        args.out.display(),
+        "wrote {} ({} tokens, {} hidden states, {} attention maps{from})",
+        out.display(),
         capture.tokens.len(),
         capture.hidden.len(),
         capture.attn.len()

@@ -12,6 +12,7 @@ pub mod camera;
 pub mod city;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod cli;
+pub mod engine;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod headless;
 pub mod inference;

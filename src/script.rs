@@ -280,7 +280,10 @@ fn run_script(
         }
         Step::Prompt { text, new_tokens } => {
             // The model's weights load after its architecture: wait for them.
-            if matches!(*inference.runner, Runner::Preparing(_) | Runner::None) {
+            if matches!(
+                *inference.runner,
+                Runner::Preparing(_) | Runner::Connecting(_) | Runner::None
+            ) {
                 return;
             }
             inference.prompts.write(Prompt {

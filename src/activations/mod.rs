@@ -135,6 +135,44 @@ pub enum Runner {
     Ready(Arc<ModelFiles>, Arc<Model>),
     /// Why prompts cannot run on this model (the architecture view is unaffected).
     Unavailable(Arc<InferenceError>),
+    /// Connecting to a remote engine (natively).
+    Connecting(Task<Result<Connected, crate::engine::EngineError>>),
+    /// A remote engine runs the prompts: it tokenizes them and names the
+    /// tokens it sends (`texts`); there is no local model for analyses.
+    Remote {
+        texts: Arc<crate::engine::TokenTexts>,
+        engine: String,
+    },
+}
+
+impl Runner {
+    /// Whether prompts can be submitted now.
+    pub fn can_run(&self) -> bool {
+        matches!(self, Runner::Ready(..) | Runner::Remote { .. })
+    }
+
+    /// A token's display text (`#id` when it has none).
+    pub fn token_text(&self, id: u32) -> String {
+        match self {
+            Runner::Ready(files, _) => files.token_texts(&[id]).concat(),
+            Runner::Remote { texts, .. } => texts.texts(&[id]).concat(),
+            _ => format!("#{id}"),
+        }
+    }
+}
+
+/// A remote engine's worker, its token strings and its name.
+pub type Connected = (Worker, Arc<crate::engine::TokenTexts>, String);
+
+/// Connects to the engine at `url` and starts its connection thread.
+#[cfg(not(target_arch = "wasm32"))]
+fn connect_engine(url: &str) -> Result<Connected, crate::engine::EngineError> {
+    use crate::engine::client;
+    let connection = client::connect(url)?;
+    let engine = connection.hello.engine.clone();
+    let want = client::viewer_wants(&connection.hello);
+    let (worker, texts) = client::spawn(connection, want, client::DEFAULT_STALL);
+    Ok((worker, texts, engine))
 }
 
 /// Run a text prompt on the current model (tokenized with its tokenizer).
@@ -208,6 +246,12 @@ fn prepare_runner(
     (backend.stop)();
     *run = CurrentRun::default();
     *analyses = Analyses::default();
+    #[cfg(not(target_arch = "wasm32"))]
+    if let ModelRef::Engine(url) = &current.request {
+        let url = url.clone();
+        *runner = Runner::Connecting(AsyncComputeTaskPool::get().spawn(async move { connect_engine(&url) }));
+        return;
+    }
     let task = AsyncComputeTaskPool::get().spawn((backend.open)(current.request.clone()));
     *runner = Runner::Preparing(task);
 }
@@ -220,6 +264,22 @@ pub fn open_runner(request: &ModelRef) -> Result<Opened, InferenceError> {
 }
 
 fn finish_runner(mut commands: Commands, backend: Res<InferenceBackend>, mut runner: ResMut<Runner>) {
+    if let Runner::Connecting(task) = &mut *runner {
+        let Some(result) = block_on(future::poll_once(task)) else {
+            return;
+        };
+        *runner = match result {
+            Ok((worker, texts, engine)) => {
+                commands.insert_resource(InferenceWorker::new(worker));
+                Runner::Remote { texts, engine }
+            }
+            Err(e) => Runner::Unavailable(Arc::new(InferenceError::Model {
+                what: "engine".into(),
+                detail: e.to_string(),
+            })),
+        };
+        return;
+    }
     let Runner::Preparing(task) = &mut *runner else { return };
     let Some(result) = block_on(future::poll_once(task)) else {
         return;
@@ -258,14 +318,28 @@ fn submit_prompts(
                     tokens,
                     new_tokens: prompt.new_tokens,
                     decoding: prompt.decoding,
+                    text: None,
                 }));
             }
             Err(e) => fail(&mut run, e.to_string()),
         },
+        Runner::Remote { .. } => {
+            if prompt.text.trim().is_empty() {
+                fail(&mut run, "the prompt is empty".into());
+            } else {
+                out.write(RunPrompt(RunRequest {
+                    tokens: Vec::new(),
+                    new_tokens: prompt.new_tokens,
+                    decoding: prompt.decoding,
+                    text: Some(prompt.text),
+                }));
+            }
+        }
         Runner::Preparing(_) => fail(
             &mut run,
             "the model's weights are still loading; try again in a moment".into(),
         ),
+        Runner::Connecting(_) => fail(&mut run, "still connecting to the engine; try again in a moment".into()),
         Runner::Unavailable(why) => fail(&mut run, why.to_string()),
         Runner::None => fail(&mut run, "no model is loaded".into()),
     }
@@ -301,8 +375,12 @@ fn apply_frames(mut frames: MessageReader<ActivationMessage>, mut run: ResMut<Cu
     for frame in frames.read() {
         retokenized |= run.apply(&frame.0) && matches!(frame.0.data, FrameData::Tokens(_));
     }
-    if retokenized && let Runner::Ready(files, _) = &*runner {
-        run.texts = files.token_texts(&run.tokens);
+    if retokenized {
+        match &*runner {
+            Runner::Ready(files, _) => run.texts = files.token_texts(&run.tokens),
+            Runner::Remote { texts, .. } => run.texts = texts.texts(&run.tokens),
+            _ => {}
+        }
     }
 }
 

@@ -91,6 +91,10 @@ impl RunState {
                 // (a cached step appends the new positions'); anything else
                 // is a new forward pass.
                 let extends = tokens.len() > self.tokens.len() && tokens.starts_with(&self.tokens);
+                // A remote engine tokenizes text prompts: its first tokens are the prompt.
+                if self.tokens.is_empty() && self.prompt_len == 0 {
+                    self.prompt_len = tokens.len();
+                }
                 self.tokens = tokens.clone();
                 if !extends {
                     self.hidden.clear();
@@ -245,6 +249,17 @@ pub fn lens_at(
 /// Runs `prompt` through `model` (one forward pass with every tap) into a
 /// finished run: what `render --prompt` and `record --prompt` draw.
 pub fn run_prompt(model: &crate::arch::ModelRef, prompt: &str) -> anyhow::Result<RunState> {
+    #[cfg(not(target_arch = "wasm32"))]
+    if let crate::arch::ModelRef::Engine(url) = model {
+        let request = crate::inference::stream::RunRequest {
+            tokens: Vec::new(),
+            new_tokens: 0,
+            decoding: crate::inference::stream::Decoding::Greedy,
+            text: Some(prompt.to_string()),
+        };
+        let (capture, texts, _) = crate::engine::capture(url, request, crate::engine::client::DEFAULT_STALL)?;
+        return Ok(RunState::from_capture(&capture, texts));
+    }
     let files = crate::inference::ModelFiles::open(model)?;
     let tokens = files.tokenize(prompt)?;
     let capture = files

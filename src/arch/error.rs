@@ -5,6 +5,10 @@ use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ArchError {
+    /// An engine's handshake or connection (the message names the engine).
+    #[error("{0}")]
+    Engine(String),
+
     #[error("{path}: {source}", path = path.display())]
     Io { path: PathBuf, source: std::io::Error },
 

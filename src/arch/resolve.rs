@@ -14,12 +14,17 @@ pub enum ModelRef {
     Path(PathBuf),
     /// A Hugging Face id or catalogue name.
     Id(String),
+    /// An engine streaming over the activation-stream protocol (`ws://HOST:PORT`).
+    Engine(String),
 }
 
 impl ModelRef {
     /// Existing paths win; things that look like paths stay paths (so a typo
     /// gets "no such file", not a hub lookup); anything else is an id.
     pub fn parse(arg: &str) -> ModelRef {
+        if arg.starts_with("ws://") || arg.starts_with("wss://") {
+            return ModelRef::Engine(arg.to_string());
+        }
         let path = Path::new(arg);
         let looks_like_path = arg.starts_with(['.', '/', '~'])
             || arg.contains('\\')
@@ -68,6 +73,10 @@ pub fn load_model(model: &ModelRef, opts: &LoadOptions) -> Result<Architecture, 
         ModelRef::Embedded => embedded(),
         ModelRef::Path(p) => load_path(p),
         ModelRef::Id(id) => load_id(id, opts),
+        // The handshake is read by the engine client (`model::load_architecture`), above this module.
+        ModelRef::Engine(url) => Err(ArchError::Engine(format!(
+            "{url}: an engine's architecture comes from its handshake; open it with `tensorcity view --engine {url}`"
+        ))),
     }
 }
 

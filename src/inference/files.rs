@@ -72,6 +72,7 @@ impl ModelFiles {
                 "only the architecture was fetched (headers, no weights); to run it, download the model \
                  (`tensorcity capture` does, or `hf download ID --local-dir DIR`) and open the folder",
             )),
+            ModelRef::Engine(url) => Err(bad(url, "an engine runs its own model; it has no local files")),
         }
     }
 

@@ -65,6 +65,9 @@ pub struct RunRequest {
     pub tokens: Vec<u32>,
     pub new_tokens: usize,
     pub decoding: Decoding,
+    /// Text for an engine that tokenizes it itself (a remote engine; then
+    /// `tokens` is empty). The built-in engine runs `tokens` only.
+    pub text: Option<String>,
 }
 
 /// Produces frames for requests.
@@ -446,10 +449,10 @@ impl Worker {
         }
     }
 
-    /// A source in a Web Worker: `post` hands it each request (the newest
-    /// cancels older ones there); its frames arrive through `frames`; `latest`
-    /// is the newest run id, shared with the page-side handlers.
-    #[cfg(target_arch = "wasm32")]
+    /// A source elsewhere — a Web Worker, a remote engine's connection
+    /// thread: `post` hands it each request (the newest cancels older ones
+    /// there); its frames arrive through `frames`; `latest` is the newest run
+    /// id, shared with whoever reads the source's frames.
     pub fn remote(post: Submit, frames: Receiver<ActivationFrame>, latest: Arc<AtomicU64>) -> Worker {
         Worker::with(post, frames, latest)
     }

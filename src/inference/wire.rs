@@ -10,40 +10,42 @@ use super::stream::{ActivationFrame, Decoding, FrameData, RunRequest};
 /// A message that does not decode (a bundle built from mismatched sources).
 #[derive(Debug, thiserror::Error, PartialEq)]
 #[error("the inference worker sent a malformed message ({0}); reload the page")]
-pub struct WireError(&'static str);
+pub struct WireError(pub(crate) &'static str);
 
+/// Little-endian writing (shared with the engine protocol).
 #[derive(Default)]
-struct Writer(Vec<u8>);
+pub(crate) struct Writer(pub(crate) Vec<u8>);
 
 impl Writer {
-    fn u8(&mut self, v: u8) {
+    pub(crate) fn u8(&mut self, v: u8) {
         self.0.push(v);
     }
-    fn u32(&mut self, v: u32) {
+    pub(crate) fn u32(&mut self, v: u32) {
         self.0.extend_from_slice(&v.to_le_bytes());
     }
-    fn u64(&mut self, v: u64) {
+    pub(crate) fn u64(&mut self, v: u64) {
         self.0.extend_from_slice(&v.to_le_bytes());
     }
-    fn f32(&mut self, v: f32) {
+    pub(crate) fn f32(&mut self, v: f32) {
         self.0.extend_from_slice(&v.to_le_bytes());
     }
-    fn f64(&mut self, v: f64) {
+    pub(crate) fn f64(&mut self, v: f64) {
         self.0.extend_from_slice(&v.to_le_bytes());
     }
-    fn len(&mut self, n: usize) {
+    pub(crate) fn len(&mut self, n: usize) {
         self.u32(n as u32);
     }
-    fn u32s(&mut self, v: &[u32]) {
+    pub(crate) fn u32s(&mut self, v: &[u32]) {
         self.len(v.len());
         v.iter().for_each(|&x| self.u32(x));
     }
 }
 
-struct Reader<'a>(&'a [u8]);
+/// Little-endian reading that never reads past the message (shared with the engine protocol).
+pub(crate) struct Reader<'a>(pub(crate) &'a [u8]);
 
 impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], WireError> {
+    pub(crate) fn take(&mut self, n: usize) -> Result<&'a [u8], WireError> {
         if self.0.len() < n {
             return Err(WireError("truncated"));
         }
@@ -51,39 +53,39 @@ impl<'a> Reader<'a> {
         self.0 = rest;
         Ok(head)
     }
-    fn array<const N: usize>(&mut self) -> Result<[u8; N], WireError> {
+    pub(crate) fn array<const N: usize>(&mut self) -> Result<[u8; N], WireError> {
         let mut out = [0u8; N];
         out.copy_from_slice(self.take(N)?);
         Ok(out)
     }
-    fn u8(&mut self) -> Result<u8, WireError> {
+    pub(crate) fn u8(&mut self) -> Result<u8, WireError> {
         Ok(self.take(1)?[0])
     }
-    fn u32(&mut self) -> Result<u32, WireError> {
+    pub(crate) fn u32(&mut self) -> Result<u32, WireError> {
         Ok(u32::from_le_bytes(self.array()?))
     }
-    fn u64(&mut self) -> Result<u64, WireError> {
+    pub(crate) fn u64(&mut self) -> Result<u64, WireError> {
         Ok(u64::from_le_bytes(self.array()?))
     }
-    fn f32(&mut self) -> Result<f32, WireError> {
+    pub(crate) fn f32(&mut self) -> Result<f32, WireError> {
         Ok(f32::from_le_bytes(self.array()?))
     }
-    fn f64(&mut self) -> Result<f64, WireError> {
+    pub(crate) fn f64(&mut self) -> Result<f64, WireError> {
         Ok(f64::from_le_bytes(self.array()?))
     }
     /// A count, refused when the rest of the message cannot hold `min_size`-byte items.
-    fn len(&mut self, min_size: usize) -> Result<usize, WireError> {
+    pub(crate) fn len(&mut self, min_size: usize) -> Result<usize, WireError> {
         let n = self.u32()? as usize;
         if n.saturating_mul(min_size.max(1)) > self.0.len() {
             return Err(WireError("count beyond the message"));
         }
         Ok(n)
     }
-    fn u32s(&mut self) -> Result<Vec<u32>, WireError> {
+    pub(crate) fn u32s(&mut self) -> Result<Vec<u32>, WireError> {
         let n = self.len(4)?;
         (0..n).map(|_| self.u32()).collect()
     }
-    fn end(&self) -> Result<(), WireError> {
+    pub(crate) fn end(&self) -> Result<(), WireError> {
         if self.0.is_empty() {
             Ok(())
         } else {
@@ -131,11 +133,12 @@ pub fn decode_request(bytes: &[u8]) -> Result<(u64, RunRequest), WireError> {
             tokens,
             new_tokens,
             decoding,
+            text: None,
         },
     ))
 }
 
-fn tap_code(tap: Tap) -> (u8, u32) {
+pub(crate) fn tap_code(tap: Tap) -> (u8, u32) {
     match tap {
         Tap::Hidden(i) => (0, i as u32),
         Tap::Attention(i) => (1, i as u32),
@@ -293,6 +296,7 @@ mod tests {
                 tokens: vec![1, 2, 2047],
                 new_tokens: 32,
                 decoding,
+                text: None,
             };
             let (run, back) = decode_request(&encode_request(12, &request)).unwrap();
             assert_eq!(run, 12);

@@ -90,7 +90,11 @@ impl CurrentModel {
 
     /// Loads `model` and lays it out (the command-line paths: render, record).
     pub fn load(model: &ModelRef, options: &LoadOptions, settings: &ViewSettings) -> Result<Self, ArchError> {
-        Ok(CurrentModel::new(load_model(model, options)?, model.clone(), settings))
+        Ok(CurrentModel::new(
+            load_architecture(model, options)?,
+            model.clone(),
+            settings,
+        ))
     }
 
     /// Whether the layout is not the one `settings` ask for.
@@ -127,7 +131,19 @@ pub fn describe(model: &ModelRef) -> String {
         ModelRef::Embedded => crate::arch::EMBEDDED_NAME.to_string(),
         ModelRef::Path(p) => p.display().to_string(),
         ModelRef::Id(id) => id.clone(),
+        ModelRef::Engine(url) => url.clone(),
     }
+}
+
+/// Any model's architecture: an engine's from its handshake (one short
+/// connection), everything else from its files or the Hub.
+pub fn load_architecture(model: &ModelRef, options: &LoadOptions) -> Result<Architecture, ArchError> {
+    #[cfg(not(target_arch = "wasm32"))]
+    if let ModelRef::Engine(url) = model {
+        let connection = crate::engine::client::connect(url)?;
+        return crate::engine::architecture(&connection.hello, url);
+    }
+    load_model(model, options)
 }
 
 fn start_loading(
@@ -140,7 +156,7 @@ fn start_loading(
         return;
     };
     let model = request.model.clone();
-    let task = AsyncComputeTaskPool::get().spawn(async move { load_model(&request.model, &request.options) });
+    let task = AsyncComputeTaskPool::get().spawn(async move { load_architecture(&request.model, &request.options) });
     commands.insert_resource(Loading {
         what: describe(&model),
         started: bevy::platform::time::Instant::now(),

@@ -67,9 +67,11 @@ fn body(ui: &mut egui::Ui, p: &mut PromptParams) {
             )),
             Runner::Ready(f, _) => ui.weak(format!("{} runs on the CPU (candle)", f.what)),
             Runner::Unavailable(why) => ui.colored_label(RED, format!("cannot run this model: {why}")),
+            Runner::Connecting(_) => ui.label("connecting to the engine…"),
+            Runner::Remote { engine, .. } => ui.weak(format!("runs on the engine: {engine}")),
         };
     });
-    let ready = files.is_some();
+    let ready = p.runner.can_run();
     ui.horizontal(|ui| {
         ui.add_enabled(
             ready,
@@ -129,8 +131,9 @@ fn body(ui: &mut egui::Ui, p: &mut PromptParams) {
             }
         }
     });
+    predictions(ui, p);
+    // Saliency needs a backward pass through a local model.
     if let Some(files) = files {
-        predictions(ui, p, &files);
         saliency(ui, p, &files);
     }
 }
@@ -188,11 +191,11 @@ fn status(ui: &mut egui::Ui, run: &CurrentRun) {
 }
 
 /// What the model predicts after the selected token: final top-k and the logit lens.
-fn predictions(ui: &mut egui::Ui, p: &PromptParams, files: &crate::inference::ModelFiles) {
+fn predictions(ui: &mut egui::Ui, p: &PromptParams) {
     let Some(pos) = p.selected.position(p.run.tokens.len()) else {
         return;
     };
-    let text = |id: u32| visible(&files.token_texts(&[id]).concat());
+    let text = |id: u32| visible(&p.runner.token_text(id));
     ui.horizontal_top(|ui| {
         if let Some(top) = p.run.top.get(&pos) {
             ui.vertical(|ui| {

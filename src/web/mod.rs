@@ -78,7 +78,7 @@ fn send_pending_prompt(
 ) {
     let Some(pending) = pending else { return };
     match *runner {
-        Runner::Preparing(_) | Runner::None => {}
+        Runner::Preparing(_) | Runner::Connecting(_) | Runner::None => {}
         _ => {
             prompts.write(Prompt {
                 text: pending.0.clone(),

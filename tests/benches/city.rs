@@ -64,6 +64,7 @@ fn main() {
             temperature: 0.8,
             seed: 1,
         },
+        text: None,
     }));
     app.update();
     println!("embedded model, {tokens} generated tokens (context 256), city entities rebuilt every pass");

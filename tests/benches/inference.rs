@@ -112,6 +112,7 @@ fn stream(worker: &mut Worker, tokens: Vec<u32>, new_tokens: usize) {
         tokens,
         new_tokens,
         decoding: Decoding::Greedy,
+        text: None,
     });
     let mut kept = Vec::new();
     loop {
@@ -186,6 +187,7 @@ fn embedded_generation(n: usize) {
         tokens: prompt.clone(),
         new_tokens: n,
         decoding: Decoding::Greedy,
+        text: None,
     };
     let t = median(3, || {
         runner.run(1, &request, &mut |_| true);

@@ -244,6 +244,7 @@ mod activations {
                 tokens: vec![1, 2, 3],
                 new_tokens: n,
                 decoding: Decoding::Greedy,
+                text: None,
             })
         };
         app.world_mut().write_message(request(30));
@@ -311,6 +312,7 @@ mod city {
             tokens,
             new_tokens: 0,
             decoding: Decoding::Greedy,
+            text: None,
         }));
         wait_done(app);
     }

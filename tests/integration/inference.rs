@@ -533,6 +533,7 @@ mod streaming {
             tokens: vec![5, 17, 3],
             new_tokens: 3,
             decoding: Decoding::Greedy,
+            text: None,
         });
         let frames = collect(&mut w);
         let taps: Vec<Tap> = frames
@@ -593,6 +594,7 @@ mod streaming {
                 tokens: vec![5, 17, 3, 42, 9, 28],
                 new_tokens: 8,
                 decoding: Decoding::Greedy,
+                text: None,
             });
             let frames = collect(&mut w);
             let mut state = RunState::default();
@@ -702,6 +704,7 @@ mod streaming {
             tokens: vec![1, 2, 3],
             new_tokens: 200,
             decoding: Decoding::Greedy,
+            text: None,
         });
         // Let it get a few passes in (draining keeps it from blocking on the channel).
         let start = Instant::now();
@@ -715,6 +718,7 @@ mod streaming {
             tokens: vec![4, 5],
             new_tokens: 0,
             decoding: Decoding::Greedy,
+            text: None,
         });
         assert!(new > old);
         let frames = collect(&mut w);
@@ -752,6 +756,7 @@ mod streaming {
                 temperature: 0.8,
                 seed: 1,
             },
+            text: None,
         });
         // Wait until the channel is full: the producer has tried CHANNEL_CAPACITY + 1 frames.
         let start = Instant::now();
@@ -797,6 +802,7 @@ mod streaming {
             tokens: vec![1],
             new_tokens: 0,
             decoding: Decoding::Greedy,
+            text: None,
         };
         w.request(request.clone());
         let frames = collect(&mut w);
@@ -823,6 +829,7 @@ mod streaming {
             tokens: (0..62).map(|i| i % 100).collect(),
             new_tokens: 4,
             decoding: Decoding::Greedy,
+            text: None,
         });
         let frames = collect(&mut w);
         assert!(
@@ -855,6 +862,7 @@ mod streaming {
             tokens: vec![5, 17, 3],
             new_tokens: 0,
             decoding: Decoding::Greedy,
+            text: None,
         });
         let frames = collect(&mut w);
         let lens: Vec<Option<usize>> = frames
@@ -904,6 +912,7 @@ mod streaming {
             tokens: vec![],
             new_tokens: 0,
             decoding: Decoding::Greedy,
+            text: None,
         });
         let frames = collect(&mut w);
         let taps = frames

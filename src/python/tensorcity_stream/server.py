@@ -1,0 +1,217 @@
+"""The WebSocket server: one thread per viewer connection reads its requests,
+one run at a time executes on the engine (runs of all connections share one
+lock), and frames are sent from inside the forward pass as each block
+finishes. A send blocks while the viewer is behind (the socket's buffers are
+the bounded queue), so the forward waits for the viewer; a newer request or a
+cancel stops the run at the next tap.
+"""
+import sys
+import threading
+import traceback
+
+import numpy as np
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.server import serve as ws_serve
+
+from . import protocol as P
+
+
+class Cancelled(Exception):
+    """The viewer asked for something else; the run stops at the next tap."""
+
+
+class Run:
+    """One request being served: the frames go to `send`; `cancelled` stops it."""
+
+    def __init__(self, connection, request, engine):
+        self.connection = connection
+        self.id = request["run"]
+        self.want = request["want"]
+        self.request = request
+        self.engine = engine
+        self.cancelled = threading.Event()
+        self.sent_texts = connection.sent_texts
+
+    def send(self, message):
+        if self.cancelled.is_set():
+            raise Cancelled()
+        self.connection.send(message)
+
+    def wants_block(self, block):
+        layers = self.want.get("layers")
+        return layers is None or block in layers
+
+    def emit(self, tap, index, start, array):
+        """A tapped tensor (numpy or torch, batch dimension removed), reduced as the request asks."""
+        want = self.want
+        name = {P.HIDDEN: "hidden", P.ATTENTION: "attention", P.MLP: "mlp", P.LOGITS: "logits", P.ROUTER: "router"}[tap]
+        if not want.get(name, True):
+            if self.cancelled.is_set():
+                raise Cancelled()
+            return
+        block = index - 1 if tap == P.HIDDEN else index
+        if tap != P.LOGITS and block >= 0 and not self.wants_block(block):
+            return
+        array = to_numpy(array)
+        if tap == P.ATTENTION and want.get("heads") is not None:
+            array = array[list(want["heads"])]
+        self.send(P.tensor(self.id, tap, index, start, array, want["dtype"]))
+
+    def name_tokens(self, ids):
+        new = [i for i in dict.fromkeys(int(i) for i in ids) if i not in self.sent_texts]
+        if new and self.engine.has_tokenizer:
+            self.send(P.texts(self.id, [(i, self.engine.token_text(i)) for i in new]))
+            self.sent_texts.update(new)
+
+
+def to_numpy(x):
+    if isinstance(x, np.ndarray):
+        return x
+    return x.detach().float().cpu().numpy()
+
+
+def softmax(logits):
+    z = np.asarray(logits, dtype=np.float64)
+    z = np.exp(z - z.max())
+    return z / z.sum()
+
+
+def top_entries(logits, k):
+    p = softmax(logits)
+    k = min(k, p.size)
+    best = np.argpartition(-p, k - 1)[:k]
+    best = best[np.lexsort((best, -p[best]))]
+    return [(int(i), float(p[i])) for i in best]
+
+
+def pick(logits, decoding, rng):
+    p = softmax(logits)
+    if decoding == "greedy":
+        i = int(np.argmax(p))
+        return i, float(p[i])
+    k = max(1, int(decoding.get("top_k", 50)))
+    t = max(1e-3, float(decoding.get("temperature", 1.0)))
+    z = np.asarray(logits, dtype=np.float64) / t
+    best = np.argsort(-z, kind="stable")[:k]
+    q = np.exp(z[best] - z[best].max())
+    q /= q.sum()
+    i = int(best[rng.choice(len(best), p=q)])
+    return i, float(p[i])
+
+
+def execute(run):
+    """Runs one request to its end on `run.engine`, sending every frame."""
+    engine, request, want = run.engine, run.request, run.want
+    ids = request.get("tokens")
+    if ids is None:
+        if not engine.has_tokenizer:
+            raise ValueError("this engine has no tokenizer; send token ids")
+        ids = engine.tokenize(request["text"])
+    ids = [int(i) for i in ids]
+    if not ids:
+        raise ValueError("no tokens to run")
+    bad = [i for i in ids if not 0 <= i < engine.dims["vocab"]]
+    if bad:
+        raise ValueError(f"token id {bad[0]} is outside the vocabulary (size {engine.dims['vocab']})")
+    context = engine.dims["context"]
+    if len(ids) > context:
+        raise ValueError(f"{len(ids)} tokens exceed the model's context of {context}; shorten the prompt")
+    generate = request["generate"]
+    if generate and not engine.dims["causal"]:
+        raise ValueError("this model has no language-model head to generate with")
+    decoding = request["decoding"]
+    rng = np.random.default_rng(decoding.get("seed", 0) if isinstance(decoding, dict) else 0)
+    state = None
+    start = 0
+    for step in range(generate + 1):
+        window = ids
+        if len(ids) > context:
+            # Past the context the model sees the latest window, without a cache.
+            window, state, start = ids[-context:], None, 0
+            run.send(P.truncated(run.id, context, len(ids) - context))
+        run.name_tokens(window)
+        run.send(P.tokens(run.id, window))
+        last, lens, state = engine.forward(window[start:], start, state, run)
+        position = len(window) - 1
+        if last is not None and want.get("top_k", 0):
+            run.send(P.top_k(run.id, None, position, [top_entries(last, want["top_k"])]))
+            run.name_tokens([i for i, _ in top_entries(last, want["top_k"])])
+            for layer, row in enumerate(lens if lens is not None else []):
+                entries = top_entries(row, want["top_k"])
+                run.name_tokens([i for i, _ in entries])
+                run.send(P.top_k(run.id, layer, position, [entries]))
+        if step == generate:
+            break
+        token, probability = pick(last, decoding, rng)
+        ids = ids + [token]
+        start = len(window) if state is not None else 0
+        run.send(P.generated(run.id, token, probability))
+    run.send(P.done(run.id))
+
+
+class Connection:
+    def __init__(self, ws):
+        self.ws = ws
+        self.sent_texts = set()
+        self.lock = threading.Lock()
+
+    def send(self, message):
+        with self.lock:
+            self.ws.send(message)
+
+
+def serve(engine, host="127.0.0.1", port=7878, ready=None):
+    """Serves `engine` (see adapters) until interrupted. `port=0` picks a free
+    port; the address is printed as `listening on ws://HOST:PORT`."""
+    model_lock = threading.Lock()
+
+    def handler(ws):
+        conn = Connection(ws)
+        conn.send(engine.hello())
+        current = [None]
+        worker = [None]
+
+        def work(run):
+            with model_lock:
+                try:
+                    execute(run)
+                except Cancelled:
+                    pass
+                except ConnectionClosed:
+                    pass
+                except Exception as e:  # the viewer shows it; the server keeps serving
+                    traceback.print_exc()
+                    try:
+                        conn.send(P.failed(run.id, f"the engine failed: {type(e).__name__}: {e}"))
+                    except ConnectionClosed:
+                        pass
+
+        try:
+            for message in ws:
+                try:
+                    kind, body = P.parse_request(message)
+                except P.ProtocolError as e:
+                    conn.send(P.failed(0, f"the engine could not read a request: {e}"))
+                    continue
+                if current[0] is not None:
+                    current[0].cancelled.set()
+                if kind == "cancel":
+                    continue
+                run = Run(conn, body, engine)
+                current[0] = run
+                if worker[0] is not None:
+                    worker[0].join()
+                worker[0] = threading.Thread(target=work, args=(run,), daemon=True)
+                worker[0].start()
+        except ConnectionClosed:
+            pass
+        finally:
+            if current[0] is not None:
+                current[0].cancelled.set()
+
+    with ws_serve(handler, host, port, max_size=2**24, compression=None) as server:
+        real_port = server.socket.getsockname()[1]
+        print(f"tensorcity_stream: {engine.name} listening on ws://{host}:{real_port}", file=sys.stderr, flush=True)
+        if ready is not None:
+            ready(server, real_port)
+        server.serve_forever()
