@@ -3,6 +3,7 @@
 mod arch_fixtures;
 mod cli;
 mod ecs;
+mod engine;
 mod hub;
 mod inference;
 mod local_sources;
