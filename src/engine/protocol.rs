@@ -360,6 +360,29 @@ fn tap_of(kind: u8, index: usize) -> Result<Tap, ProtocolError> {
     })
 }
 
+/// Little-endian f32 or f16 values as f32: a copy (f32 on little-endian
+/// machines) or the half crate's SIMD conversion.
+fn decode_values(data: &[u8], half: bool) -> Vec<f32> {
+    if half {
+        let halves: Vec<half::f16> = if cfg!(target_endian = "little") {
+            bytemuck::pod_collect_to_vec(data)
+        } else {
+            data.chunks_exact(2)
+                .map(|c| half::f16::from_le_bytes([c[0], c[1]]))
+                .collect()
+        };
+        let mut out = vec![0f32; halves.len()];
+        half::slice::HalfFloatSliceExt::convert_to_f32_slice(halves.as_slice(), &mut out);
+        out
+    } else if cfg!(target_endian = "little") {
+        bytemuck::pod_collect_to_vec(data)
+    } else {
+        data.chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect()
+    }
+}
+
 fn decode_frame(body: &[u8]) -> Result<EngineMessage, ProtocolError> {
     let mut r = Reader(body);
     let run = r.u64()?;
@@ -386,15 +409,7 @@ fn decode_frame(body: &[u8]) -> Result<EngineMessage, ProtocolError> {
                 )));
             };
             let data = r.take(count * width)?;
-            let values: Vec<f32> = if width == 4 {
-                data.chunks_exact(4)
-                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                    .collect()
-            } else {
-                data.chunks_exact(2)
-                    .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
-                    .collect()
-            };
+            let values = decode_values(data, width == 2);
             let tensor = Tensor::from_vec(values, dims, &Device::Cpu)
                 .map_err(|e| ProtocolError(format!("a tensor that does not build ({e})")))?;
             Ok(EngineMessage::Frame(ActivationFrame {

@@ -54,7 +54,7 @@ def tensor(run, tap, index, start, array, dtype="f32"):
     code, np_dtype = DTYPES[dtype]
     array = np.ascontiguousarray(array, dtype=np_dtype)
     head = _head(run, TENSOR) + struct.pack("<BIQBB", tap, index, start, code, array.ndim)
-    return b"".join([head, struct.pack(f"<{array.ndim}I", *array.shape), array.tobytes()])
+    return b"".join([head, struct.pack(f"<{array.ndim}I", *array.shape), memoryview(array).cast("B")])
 
 
 def top_k(run, layer, start, rows):

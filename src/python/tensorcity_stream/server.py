@@ -5,6 +5,7 @@ finishes. A send blocks while the viewer is behind (the socket's buffers are
 the bounded queue), so the forward waits for the viewer; a newer request or a
 cancel stops the run at the next tap.
 """
+import queue
 import sys
 import threading
 import traceback
@@ -149,15 +150,40 @@ def execute(run):
     run.send(P.done(run.id))
 
 
+# Frames an engine may have encoded but not yet written to the socket.
+QUEUE_FRAMES = 4
+
+
 class Connection:
+    """One viewer. Frames go through a small bounded queue to a sender thread,
+    so the forward computes the next block while the last one is written; a
+    full queue (the viewer is behind) blocks the forward."""
+
     def __init__(self, ws):
         self.ws = ws
         self.sent_texts = set()
-        self.lock = threading.Lock()
+        self.queue = queue.Queue(maxsize=QUEUE_FRAMES)
+        self.error = None
+        threading.Thread(target=self._pump, daemon=True).start()
+
+    def _pump(self):
+        while True:
+            message = self.queue.get()
+            if message is None:
+                return
+            if self.error is None:
+                try:
+                    self.ws.send(message)
+                except Exception as e:  # the viewer went away: the next send raises it
+                    self.error = e
 
     def send(self, message):
-        with self.lock:
-            self.ws.send(message)
+        if self.error is not None:
+            raise self.error
+        self.queue.put(message)
+
+    def close(self):
+        self.queue.put(None)
 
 
 def serve(engine, host="127.0.0.1", port=7878, ready=None):
@@ -208,6 +234,7 @@ def serve(engine, host="127.0.0.1", port=7878, ready=None):
         finally:
             if current[0] is not None:
                 current[0].cancelled.set()
+            conn.close()
 
     with ws_serve(handler, host, port, max_size=2**24, compression=None) as server:
         real_port = server.socket.getsockname()[1]

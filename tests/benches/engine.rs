@@ -1,0 +1,128 @@
+//! The activation stream over loopback: frames/s and MB/s from the Python
+//! engine (tensorcity_stream) to the viewer's client for GPT-2-small-sized
+//! activations (128 tokens, every tap), in f32 and f16; and a streamed run's
+//! time against the same model's plain forward (no hooks, no outputs), both
+//! measured in this run. Also the transport alone (an engine sending the same
+//! shapes from memory).
+//!
+//!   TENSORCITY_PYTHON=~/.cache/tensorcity/venv/bin/python cargo bench --profile dev --bench engine [-- --runs 5]
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tensorcity::engine::client;
+use tensorcity::inference::stream::{Decoding, FrameData, RunRequest};
+
+struct Server {
+    child: std::process::Child,
+    url: String,
+    plain_ms: Option<f64>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(mode: &str) -> Server {
+    let home = std::env::var("HOME").unwrap_or_default();
+    let python = std::env::var("TENSORCITY_PYTHON").unwrap_or(format!("{home}/.cache/tensorcity/venv/bin/python"));
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut child = Command::new(python)
+        .arg(root.join("tests/benches/serve_bench.py"))
+        .args([mode, "0"])
+        .env("PYTHONPATH", root.join("src/python"))
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("python");
+    let mut plain_ms = None;
+    let lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+    for line in lines.map_while(Result::ok) {
+        if let Some(ms) = line.strip_prefix("plain forward: ").and_then(|s| s.strip_suffix(" ms")) {
+            plain_ms = ms.parse().ok();
+        }
+        if let Some(at) = line.find("listening on ") {
+            let url = line[at + 13..].trim().to_string();
+            return Server { child, url, plain_ms };
+        }
+    }
+    panic!("the {mode} engine did not start");
+}
+
+/// (seconds, frames, tensor bytes) of one 128-token run with every tap.
+fn run(url: &str, dtype: &str) -> (f64, usize, usize) {
+    let connection = client::connect(url).expect("connect");
+    let mut want = client::viewer_wants(&connection.hello);
+    want.dtype = dtype.into();
+    let width = if dtype == "f16" { 2 } else { 4 };
+    let (mut worker, _) = client::spawn(connection, want, Duration::from_secs(120));
+    let tokens: Vec<u32> = (0..128u32).map(|i| (i * 7919) % 50257).collect();
+    let start = Instant::now();
+    worker.request(RunRequest {
+        tokens,
+        new_tokens: 0,
+        decoding: Decoding::Greedy,
+        text: None,
+    });
+    let (mut frames, mut bytes) = (0, 0);
+    loop {
+        for f in worker.drain(usize::MAX) {
+            frames += 1;
+            match f.data {
+                FrameData::Activation { tensor, .. } => bytes += tensor.elem_count() * width,
+                FrameData::Done => return (start.elapsed().as_secs_f64(), frames, bytes),
+                FrameData::Failed(m) => panic!("{m}"),
+                _ => {}
+            }
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let runs = args
+        .iter()
+        .position(|a| a == "--runs")
+        .and_then(|i| args.get(i + 1)?.parse().ok())
+        .unwrap_or(5usize);
+    for mode in ["gpt2", "transport"] {
+        let server = start(mode);
+        run(&server.url, "f32");
+        for dtype in ["f32", "f16"] {
+            let mut times = Vec::new();
+            let mut shape = (0, 0);
+            for _ in 0..runs {
+                let (t, frames, bytes) = run(&server.url, dtype);
+                times.push(t);
+                shape = (frames, bytes);
+            }
+            let t = median(times);
+            let (frames, bytes) = shape;
+            let mut line = format!(
+                "{mode:9} {dtype}: {:7.1} ms per 128-token run, {frames} frames ({:.1} MB): {:6.0} frames/s, {:6.0} MB/s",
+                t * 1e3,
+                bytes as f64 / 1e6,
+                frames as f64 / t,
+                bytes as f64 / 1e6 / t
+            );
+            if let Some(plain) = server.plain_ms {
+                line += &format!(
+                    "; plain forward {plain:.1} ms, streaming costs {:+.0} %",
+                    (t * 1e3 / plain - 1.0) * 100.0
+                );
+            }
+            println!("{line}");
+        }
+    }
+}

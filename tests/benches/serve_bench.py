@@ -1,0 +1,64 @@
+#!/usr/bin/env python3
+"""Engines for `cargo bench --bench engine`: a random GPT-2-small-sized model
+(12 blocks, 768 wide, 50257 vocabulary; eager attention, 2 torch threads)
+served by tensorcity_stream, or `transport`: an engine that sends the same
+shapes from memory (no model), to time the transport alone. Before serving,
+the gpt2 engine prints the plain forward time of 128 tokens (no hooks, no
+outputs kept; median of 5) as `plain forward: N ms`.
+
+  python serve_bench.py gpt2|transport PORT
+"""
+import sys
+import time
+
+import numpy as np
+import torch
+
+import tensorcity_stream
+from tensorcity_stream import protocol as P
+from tensorcity_stream.server import serve
+
+torch.set_num_threads(2)
+mode, port = sys.argv[1], int(sys.argv[2])
+import transformers  # noqa: E402
+
+config = transformers.GPT2Config(n_layer=12, n_embd=768, n_head=12, n_positions=1024, vocab_size=50257,
+                                 attn_implementation="eager")
+torch.manual_seed(0)
+model = transformers.GPT2LMHeadModel(config).eval()
+if mode == "gpt2":
+    ids = torch.randint(0, 50257, (1, 128))
+    with torch.no_grad():
+        model(ids)
+        times = []
+        for _ in range(5):
+            t = time.perf_counter()
+            model(ids)
+            times.append(time.perf_counter() - t)
+    print(f"plain forward: {1000 * sorted(times)[2]:.1f} ms", file=sys.stderr, flush=True)
+    tensorcity_stream.serve(model, port=port, name="random gpt2-small")
+else:
+    from tensorcity_stream.hf import TransformersEngine
+
+    rng = np.random.default_rng(0)
+    shapes = {"hidden": (128, 768), "attn": (12, 128, 128), "mlp": (128, 3072), "logits": (128, 50257)}
+    arrays = {k: rng.standard_normal(v, dtype=np.float32) for k, v in shapes.items()}
+
+    class Transport(TransformersEngine):
+        """GPT-2-small's hello and shapes; tensors from memory."""
+
+        arrays = arrays
+
+        def forward(self, ids, start, state, run):
+            t = len(ids)
+            a = self.arrays
+            hidden, attn, mlp, logits = a["hidden"][:t], a["attn"][:, :t, :t], a["mlp"][:t], a["logits"][:t]
+            run.emit(P.HIDDEN, 0, start, hidden)
+            for i in range(12):
+                run.emit(P.ATTENTION, i, start, attn)
+                run.emit(P.MLP, i, start, mlp)
+                run.emit(P.HIDDEN, i + 1, start, hidden)
+            run.emit(P.LOGITS, 0, start, logits)
+            return logits[-1], None, None
+
+    serve(Transport(model, None, name="transport"), port=port)
