@@ -56,6 +56,8 @@ fn spawn_ui_camera(mut commands: Commands, mut egui_settings: ResMut<EguiGlobalS
 #[derive(Resource, Debug, Default)]
 pub struct UiState {
     pub model_input: String,
+    /// The model panel's engine address (`ws://HOST:PORT`).
+    pub engine_input: String,
     pub search: String,
     pub show_buffers: bool,
 }

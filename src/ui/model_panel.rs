@@ -54,6 +54,28 @@ fn picker(ui: &mut egui::Ui, state: &mut UiState, p: &mut PanelParams) {
             open = Some(state.model_input.trim().to_string());
         }
     });
+    // A remote engine (python -m tensorcity_stream serve MODEL): connecting again reconnects.
+    ui.horizontal(|ui| {
+        ui.label("Engine");
+        let edit = ui.add(
+            egui::TextEdit::singleline(&mut state.engine_input)
+                .hint_text("ws://127.0.0.1:7878")
+                .desired_width(150.0),
+        );
+        let enter = edit.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
+        let url = state.engine_input.trim();
+        if (ui.button("Connect").clicked() || enter) && !url.is_empty() {
+            let url = if url.contains("://") {
+                url.to_string()
+            } else {
+                format!("ws://{url}")
+            };
+            p.load.write(LoadModel {
+                model: ModelRef::Engine(url),
+                options: LoadOptions::default(),
+            });
+        }
+    });
     egui::ComboBox::from_id_salt("catalogue")
         .selected_text("Catalogue…")
         .width(260.0)

@@ -51,6 +51,8 @@ fn start(mode: &str) -> Server {
             return Server { child, url, plain_ms };
         }
     }
+    let _ = child.kill();
+    let _ = child.wait();
     panic!("the {mode} engine did not start");
 }
 
