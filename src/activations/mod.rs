@@ -82,6 +82,8 @@ pub struct InferenceBackend {
     pub start: fn(&Arc<ModelFiles>, &Arc<Model>) -> Worker,
     /// Ends the previous model's worker where dropping its handle does not.
     pub stop: fn(),
+    /// Connects to a remote engine (`ws://…`) and starts its worker.
+    pub connect: fn(String) -> BoxedFuture<'static, Result<Connected, crate::engine::EngineError>>,
 }
 
 impl Default for InferenceBackend {
@@ -90,6 +92,17 @@ impl Default for InferenceBackend {
             open: |request| Box::pin(async move { open_runner(&request) }),
             start: local_worker,
             stop: || {},
+            #[cfg(not(target_arch = "wasm32"))]
+            connect: |url| Box::pin(async move { connect_engine(&url) }),
+            #[cfg(target_arch = "wasm32")]
+            connect: |url| {
+                Box::pin(async move {
+                    Err(crate::engine::EngineError::Connect {
+                        url,
+                        detail: "this build has no engine client".into(),
+                    })
+                })
+            },
         }
     }
 }
@@ -166,7 +179,7 @@ pub type Connected = (Worker, Arc<crate::engine::TokenTexts>, String);
 
 /// Connects to the engine at `url` and starts its connection thread.
 #[cfg(not(target_arch = "wasm32"))]
-fn connect_engine(url: &str) -> Result<Connected, crate::engine::EngineError> {
+pub fn connect_engine(url: &str) -> Result<Connected, crate::engine::EngineError> {
     use crate::engine::client;
     let connection = client::connect(url)?;
     let engine = connection.hello.engine.clone();
@@ -246,10 +259,8 @@ fn prepare_runner(
     (backend.stop)();
     *run = CurrentRun::default();
     *analyses = Analyses::default();
-    #[cfg(not(target_arch = "wasm32"))]
     if let ModelRef::Engine(url) = &current.request {
-        let url = url.clone();
-        *runner = Runner::Connecting(AsyncComputeTaskPool::get().spawn(async move { connect_engine(&url) }));
+        *runner = Runner::Connecting(AsyncComputeTaskPool::get().spawn((backend.connect)(url.clone())));
         return;
     }
     let task = AsyncComputeTaskPool::get().spawn((backend.open)(current.request.clone()));

@@ -1,10 +1,9 @@
 //! The viewer's side of a connection to an engine (natively): connect and
 //! read the handshake, then one thread owns the socket — it sends the app's
-//! requests (cancelling the run still going), checks every frame
-//! ([`RunCheck`]) and hands good ones to the app through the same bounded
-//! channel the built-in engine uses. While that channel is full the thread
-//! stops reading, so the socket's buffers fill and the engine waits: memory
-//! stays bounded however fast the engine is.
+//! requests, checks every message ([`Session`]) and hands good frames to the
+//! app through the same bounded channel the built-in engine uses. While that
+//! channel is full the thread stops reading, so the socket's buffers fill and
+//! the engine waits: memory stays bounded however fast the engine is.
 
 use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::Arc;
@@ -15,9 +14,9 @@ use std::time::{Duration, Instant};
 use tungstenite::protocol::WebSocketConfig;
 use tungstenite::{Message, WebSocket};
 
-use super::check::{RunCheck, Verdict};
-use super::protocol::{self, EngineMessage, Hello, PROTOCOL_VERSION, Want};
-use super::{EngineError, TokenTexts};
+use super::session::{Received, Session, read_hello};
+pub use super::session::{capture_wants, viewer_wants};
+use super::{EngineError, TokenTexts, protocol};
 use crate::inference::stream::{ActivationFrame, CHANNEL_CAPACITY, FrameData, RunRequest, Worker};
 
 /// How long connecting and the handshake may take.
@@ -30,7 +29,7 @@ const POLL: Duration = Duration::from_millis(20);
 /// An open connection whose handshake has been read.
 pub struct Connection {
     pub url: String,
-    pub hello: Hello,
+    pub hello: protocol::Hello,
     socket: WebSocket<TcpStream>,
 }
 
@@ -82,25 +81,16 @@ pub fn connect(url: &str) -> Result<Connection, EngineError> {
         .map_err(|e| fail(format!("the WebSocket handshake failed ({e})")))?;
     let hello = loop {
         match socket.read() {
-            Ok(Message::Binary(bytes)) => match protocol::decode_engine_message(&bytes) {
-                Ok(EngineMessage::Hello(hello)) => break *hello,
-                Ok(_) => return Err(fail("the engine sent a frame before its handshake".into())),
-                Err(e) => return Err(fail(format!("the engine sent {e}"))),
-            },
+            Ok(Message::Binary(bytes)) => break read_hello(url, &bytes)?,
             Ok(Message::Ping(_) | Message::Pong(_)) => {}
-            Ok(other) => return Err(fail(format!("expected the binary handshake, got {}", describe(&other)))),
+            Ok(Message::Text(_)) => return Err(fail("a text message instead of the binary handshake".into())),
+            Ok(_) => return Err(fail("the connection closed before the handshake".into())),
             Err(tungstenite::Error::Io(e)) if is_timeout(&e) => {
                 return Err(fail(format!("no handshake within {} s", CONNECT_TIMEOUT.as_secs())));
             }
             Err(e) => return Err(fail(format!("the connection failed before the handshake ({e})"))),
         }
     };
-    if hello.protocol != PROTOCOL_VERSION {
-        return Err(fail(format!(
-            "the engine speaks protocol version {}, this viewer version {PROTOCOL_VERSION}; update the one that is older",
-            hello.protocol
-        )));
-    }
     socket
         .get_mut()
         .set_read_timeout(Some(POLL))
@@ -116,39 +106,16 @@ fn is_timeout(e: &std::io::Error) -> bool {
     matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut)
 }
 
-fn describe(m: &Message) -> &'static str {
-    match m {
-        Message::Text(_) => "a text message (the protocol's messages are binary)",
-        Message::Close(_) => "the connection closing",
-        _ => "a control message",
-    }
-}
-
-/// The activations the viewer asks an engine for.
-pub fn viewer_wants(hello: &Hello) -> Want {
-    let can = |tap: &str| hello.can.taps.iter().any(|t| t == tap);
-    Want {
-        hidden: can("hidden"),
-        attention: can("attention"),
-        mlp: can("mlp"),
-        router: can("router"),
-        logits: can("logits"),
-        lens: can("lens"),
-        ..Want::default()
-    }
-}
-
 /// Runs the connection on its own thread; the app talks to it as to any
 /// [`Worker`]. `stall`: how long a run may go without a message.
-pub fn spawn(connection: Connection, want: Want, stall: Duration) -> (Worker, Arc<TokenTexts>) {
+pub fn spawn(connection: Connection, want: protocol::Want, stall: Duration) -> (Worker, Arc<TokenTexts>) {
     let (requests, inbox) = std::sync::mpsc::channel::<(u64, RunRequest)>();
     let (tx, frames) = sync_channel(CHANNEL_CAPACITY);
     let latest = Arc::new(AtomicU64::new(0));
     let texts = Arc::new(TokenTexts::default());
     let link = Link {
-        check: RunCheck::new(connection.hello.dims),
-        connection,
-        want,
+        session: Session::new(connection.url, connection.hello, want),
+        socket: connection.socket,
         stall,
         inbox,
         tx,
@@ -158,18 +125,17 @@ pub fn spawn(connection: Connection, want: Want, stall: Duration) -> (Worker, Ar
     let started = std::thread::Builder::new()
         .name("tensorcity-engine".into())
         .spawn(move || link.serve());
+    // Without a thread the link (and its sender) is gone: the worker's first drain says it stopped.
+    drop(started);
     let post: Box<dyn FnMut(u64, RunRequest) + Send> = Box::new(move |run, request| {
         let _ = requests.send((run, request));
     });
-    // Without a thread the link (and its sender) is gone: the worker's first drain says it stopped.
-    drop(started);
     (Worker::remote(post, frames, latest), texts)
 }
 
 struct Link {
-    connection: Connection,
-    check: RunCheck,
-    want: Want,
+    session: Session,
+    socket: WebSocket<TcpStream>,
     stall: Duration,
     inbox: Receiver<(u64, RunRequest)>,
     tx: SyncSender<ActivationFrame>,
@@ -181,34 +147,23 @@ struct Link {
 enum End {
     /// The app dropped its worker.
     AppGone,
-    /// The connection is unusable; the message is for the user.
+    /// The connection is unusable; the reason is for the user.
     Lost(String),
 }
 
 impl Link {
     fn serve(mut self) {
-        let why = match self.pump() {
-            End::AppGone => {
-                let _ = self.connection.socket.close(None);
-                let _ = self.connection.socket.flush();
-                return;
-            }
-            End::Lost(why) => why,
-        };
-        let _ = self.connection.socket.close(None);
-        let message = format!(
-            "the engine at {}: {why}; what arrived is kept — reconnect from the model panel (Engine) or restart the engine",
-            self.connection.url
-        );
+        let end = self.pump();
+        let _ = self.socket.close(None);
+        let _ = self.socket.flush();
+        let End::Lost(why) = end else { return };
+        let message = self.session.lost(&why);
         // The run going on fails with the reason; later requests get it too.
-        let mut run = self.check.run();
-        loop {
-            if !self.forward(ActivationFrame {
-                run,
-                data: FrameData::Failed(message.clone()),
-            }) {
-                return;
-            }
+        let mut run = self.session.run();
+        while self.forward(ActivationFrame {
+            run,
+            data: FrameData::Failed(message.clone()),
+        }) {
             match self.inbox.recv() {
                 Ok((next, _)) => run = next,
                 Err(_) => return,
@@ -222,45 +177,40 @@ impl Link {
             loop {
                 match self.inbox.try_recv() {
                     Ok((run, request)) => {
-                        if let Err(e) = self.request(run, request) {
-                            return End::Lost(e);
-                        }
                         heard = Instant::now();
+                        match self.session.request(run, request) {
+                            Ok(messages) => {
+                                for m in messages {
+                                    if let Err(e) = self.send(m) {
+                                        return End::Lost(e);
+                                    }
+                                }
+                            }
+                            Err(failed) => {
+                                if !self.forward(failed) {
+                                    return End::AppGone;
+                                }
+                            }
+                        }
                     }
                     Err(TryRecvError::Empty) => break,
                     Err(TryRecvError::Disconnected) => return End::AppGone,
                 }
             }
-            match self.connection.socket.read() {
+            let received = match self.socket.read() {
                 Ok(Message::Binary(bytes)) => {
                     heard = Instant::now();
-                    if let Some(end) = self.message(&bytes) {
-                        return end;
-                    }
+                    self.session.receive(&bytes)
                 }
-                Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => {}
-                Ok(Message::Text(_)) => {
-                    return End::Lost("sent a text message (the protocol's messages are binary)".into());
-                }
+                Ok(Message::Text(_)) => self.session.text_message(),
                 Ok(Message::Close(_)) => return End::Lost("closed the connection".into()),
+                Ok(_) => Received::Dropped,
                 Err(tungstenite::Error::Io(e)) if is_timeout(&e) => {
-                    if !self.check.ended() && heard.elapsed() > self.stall {
-                        let _ = self.send(protocol::encode_cancel(self.check.run()));
-                        self.check.abandon();
-                        let quiet = format!(
-                            "run {} stalled: the engine at {} sent nothing for {} s; it may be stuck or overloaded — check its console",
-                            self.check.run(),
-                            self.connection.url,
-                            self.stall.as_secs()
-                        );
-                        let run = self.check.run();
-                        if !self.forward(ActivationFrame {
-                            run,
-                            data: FrameData::Failed(quiet),
-                        }) {
-                            return End::AppGone;
-                        }
+                    if !(self.session.running() && heard.elapsed() > self.stall) {
+                        continue;
                     }
+                    let (cancel, failed) = self.session.stalled(self.stall.as_secs());
+                    Received::Broken { cancel, failed }
                 }
                 Err(tungstenite::Error::Capacity(e)) => {
                     return End::Lost(format!("sent a message over the limit ({e})"));
@@ -269,84 +219,29 @@ impl Link {
                     return End::Lost("closed the connection".into());
                 }
                 Err(e) => return End::Lost(format!("dropped the connection ({e})")),
+            };
+            let delivered = match received {
+                Received::Frame(frame) => self.forward(frame),
+                Received::Texts(texts) => {
+                    self.texts.insert(texts);
+                    true
+                }
+                Received::Dropped => true,
+                Received::Broken { cancel, failed } => {
+                    let _ = self.send(cancel);
+                    self.forward(failed)
+                }
+            };
+            if !delivered {
+                return End::AppGone;
             }
         }
     }
 
     fn send(&mut self, bytes: Vec<u8>) -> Result<(), String> {
-        self.connection
-            .socket
+        self.socket
             .send(Message::Binary(bytes.into()))
             .map_err(|e| format!("could not be sent a request ({e})"))
-    }
-
-    fn request(&mut self, run: u64, request: RunRequest) -> Result<(), String> {
-        if !self.check.ended() {
-            self.send(protocol::encode_cancel(self.check.run()))?;
-        }
-        let hello = &self.connection.hello;
-        let failed = |message: String| ActivationFrame {
-            run,
-            data: FrameData::Failed(message),
-        };
-        let text_ok = request.text.is_none() || hello.can.text;
-        let generate_ok = request.new_tokens == 0 || hello.can.generate;
-        if !text_ok || !generate_ok {
-            let what = if text_ok { "generate" } else { "tokenize text" };
-            self.check.start(run, None);
-            self.check.abandon();
-            self.forward(failed(format!("the engine `{}` cannot {what}", hello.engine)));
-            return Ok(());
-        }
-        let message = protocol::Run {
-            run,
-            tokens: request.text.is_none().then_some(request.tokens),
-            text: request.text,
-            generate: request.new_tokens,
-            decoding: request.decoding.into(),
-            want: self.want.clone(),
-        };
-        self.check.start(run, self.want.heads.as_ref().map(Vec::len));
-        self.send(protocol::encode_run(&message))
-    }
-
-    /// Handles one engine message; `Some` ends the connection.
-    fn message(&mut self, bytes: &[u8]) -> Option<End> {
-        let url = self.connection.url.clone();
-        let verdict = match protocol::decode_engine_message(bytes) {
-            Ok(EngineMessage::Frame(frame)) => match self.check.frame(&frame) {
-                Ok(Verdict::Pass) => {
-                    return (!self.forward(frame)).then_some(End::AppGone);
-                }
-                v => v,
-            },
-            Ok(EngineMessage::Texts { run, texts }) => match self.check.texts(run, &texts) {
-                Ok(Verdict::Pass) => {
-                    self.texts.insert(texts);
-                    return None;
-                }
-                v => v,
-            },
-            Ok(EngineMessage::Hello(_)) => Err("a second handshake".into()),
-            Err(e) => Err(e.0),
-        };
-        match verdict {
-            Ok(_) => None,
-            Err(problem) => {
-                // A broken frame ends this run, not the connection.
-                let run = self.check.run();
-                let _ = self.send(protocol::encode_cancel(run));
-                self.check.abandon();
-                let message = format!(
-                    "the engine at {url} sent {problem}; run {run} stopped (what arrived is kept) — the engine has a bug or another protocol version"
-                );
-                (!self.forward(ActivationFrame {
-                    run,
-                    data: FrameData::Failed(message),
-                }))
-                .then_some(End::AppGone)
-            }
-        }
     }
 
     /// Hands a frame to the app, waiting while its channel is full (the

@@ -9,6 +9,7 @@ pub mod check;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod client;
 pub mod protocol;
+pub mod session;
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -105,7 +106,7 @@ pub fn capture(
 ) -> Result<(Capture, Vec<String>, Hello), EngineError> {
     let connection = client::connect(url)?;
     let hello = connection.hello.clone();
-    let want = client::viewer_wants(&hello);
+    let want = client::capture_wants(&hello);
     let (mut worker, texts) = client::spawn(connection, want, stall);
     let run = worker.request(request);
     let mut capture = Capture::default();

@@ -174,8 +174,11 @@ pub struct Want {
     pub router: bool,
     /// Full `[rows, vocab]` logits.
     pub logits: bool,
-    /// Next-token top-k entries at the last position (0: none).
+    /// Next-token top-k entries per position (0: none).
     pub top_k: usize,
+    /// Which positions of each pass get top-k entries: `last` or `all`.
+    #[serde(default)]
+    pub top_k_rows: TopKRows,
     /// The logit lens (top-k of every block's output) at the last position.
     pub lens: bool,
     /// Only these blocks' taps (`null`: all). Hidden state `i + 1` belongs to block `i`, 0 always comes.
@@ -195,12 +198,23 @@ impl Default for Want {
             router: true,
             logits: true,
             top_k: crate::inference::stream::TOP_K,
+            top_k_rows: TopKRows::Last,
             lens: true,
             layers: None,
             heads: None,
             dtype: "f32".into(),
         }
     }
+}
+
+/// Positions of a pass that get next-token top-k entries.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum TopKRows {
+    #[default]
+    Last,
+    /// Every row of the pass: the viewer's predictions for each token without the full logits.
+    All,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

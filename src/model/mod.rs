@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use bevy::prelude::*;
-use bevy::tasks::{AsyncComputeTaskPool, Task, block_on, futures_lite::future};
+use bevy::tasks::{AsyncComputeTaskPool, BoxedFuture, Task, block_on, futures_lite::future};
 
 use crate::arch::{ArchError, Architecture, LoadOptions, ModelRef, load_model};
 use crate::layout::Layout;
@@ -21,6 +21,7 @@ pub(crate) fn plugin(app: &mut App) {
         .add_message::<ShowArchitecture>()
         .add_message::<ShowLoadError>()
         .init_resource::<RecentModels>()
+        .init_resource::<EngineLoader>()
         .add_systems(
             Update,
             (start_loading, finish_loading, show_parsed)
@@ -125,6 +126,18 @@ pub struct Loading {
 #[derive(Resource, Debug, Clone, Default)]
 pub struct RecentModels(pub Vec<String>);
 
+/// Reads an engine's architecture from its handshake (a task). Natively a
+/// short blocking connection; the browser's `web` module installs its own
+/// (a WebSocket it keeps for the run that follows).
+#[derive(Resource, Clone, Copy)]
+pub struct EngineLoader(pub fn(String) -> BoxedFuture<'static, Result<Architecture, ArchError>>);
+
+impl Default for EngineLoader {
+    fn default() -> Self {
+        EngineLoader(|url| Box::pin(async move { load_architecture(&ModelRef::Engine(url), &LoadOptions::default()) }))
+    }
+}
+
 /// Describes a model request for panels and window titles.
 pub fn describe(model: &ModelRef) -> String {
     match model {
@@ -150,13 +163,17 @@ fn start_loading(
     mut commands: Commands,
     mut requests: MessageReader<LoadModel>,
     mut next: ResMut<NextState<AppState>>,
+    engines: Res<EngineLoader>,
 ) {
     // A newer request replaces an older one still running (its task is dropped, which cancels it).
     let Some(request) = requests.read().last().cloned() else {
         return;
     };
     let model = request.model.clone();
-    let task = AsyncComputeTaskPool::get().spawn(async move { load_architecture(&request.model, &request.options) });
+    let task = match &request.model {
+        ModelRef::Engine(url) => AsyncComputeTaskPool::get().spawn((engines.0)(url.clone())),
+        _ => AsyncComputeTaskPool::get().spawn(async move { load_architecture(&request.model, &request.options) }),
+    };
     commands.insert_resource(Loading {
         what: describe(&model),
         started: bevy::platform::time::Instant::now(),

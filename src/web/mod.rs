@@ -3,6 +3,7 @@
 //! (`?model=gpt2&layout=city&prompt=...`).
 
 pub mod embedded;
+pub mod engine;
 pub mod worker;
 
 use std::cell::RefCell;
@@ -22,6 +23,8 @@ pub struct UrlState {
     pub prompt: Option<String>,
     /// Tokens to generate after the prompt (`&generate=20`).
     pub generate: usize,
+    /// A remote engine to connect to (`&engine=ws://127.0.0.1:7878`).
+    pub engine: Option<String>,
 }
 
 impl UrlState {
@@ -33,6 +36,9 @@ impl UrlState {
         };
         state.model = params.get("model").filter(|m| !m.is_empty());
         state.prompt = params.get("prompt").filter(|p| !p.is_empty());
+        state.engine = params
+            .get("engine")
+            .filter(|e| e.starts_with("ws://") || e.starts_with("wss://"));
         state.generate = params
             .get("generate")
             .and_then(|g| g.parse().ok())
@@ -295,8 +301,9 @@ pub fn run() {
     let url = UrlState::parse(&search);
     // A Hub id outside the catalogue: the page fetches its header (Range
     // requests) and swaps it in; the embedded model shows meanwhile.
-    let model = match url.model.as_deref() {
-        Some(id) if is_catalogue_model(id) => ModelRef::Id(id.to_string()),
+    let model = match (url.engine, url.model.as_deref()) {
+        (Some(engine), _) => ModelRef::Engine(engine),
+        (None, Some(id)) if is_catalogue_model(id) => ModelRef::Id(id.to_string()),
         _ => ModelRef::Embedded,
     };
     let window = Window {
@@ -316,7 +323,10 @@ pub fn run() {
         open: |request| Box::pin(embedded::open_runner(request)),
         start: |files, model| worker::spawn(files).unwrap_or_else(|| crate::activations::local_worker(files, model)),
         stop: worker::stop,
+        connect: engine::connect,
     });
+    // A remote engine's architecture comes from its handshake on the page's WebSocket.
+    app.insert_resource(crate::model::EngineLoader(engine::architecture));
     app.add_systems(
         Update,
         (

@@ -59,7 +59,7 @@ fn start(mode: &str) -> Server {
 /// (seconds, frames, tensor bytes) of one 128-token run with every tap.
 fn run(url: &str, dtype: &str) -> (f64, usize, usize) {
     let connection = client::connect(url).expect("connect");
-    let mut want = client::viewer_wants(&connection.hello);
+    let mut want = client::capture_wants(&connection.hello);
     want.dtype = dtype.into();
     let width = if dtype == "f16" { 2 } else { 4 };
     let (mut worker, _) = client::spawn(connection, want, Duration::from_secs(120));

@@ -59,6 +59,6 @@ else:
                 run.emit(P.MLP, i, start, mlp)
                 run.emit(P.HIDDEN, i + 1, start, hidden)
             run.emit(P.LOGITS, 0, start, logits)
-            return logits[-1], None, None
+            return logits, None, None
 
     serve(Transport(model, None, name="transport"), port=port)

@@ -34,9 +34,9 @@ fn python() -> PathBuf {
 }
 
 /// A running Python engine; killed on drop.
-struct PyEngine {
+pub(crate) struct PyEngine {
     child: Child,
-    url: String,
+    pub(crate) url: String,
 }
 
 impl PyEngine {
@@ -74,7 +74,7 @@ impl PyEngine {
         }
     }
 
-    fn serve(model: &Path, extra: &[&str]) -> PyEngine {
+    pub(crate) fn serve(model: &Path, extra: &[&str]) -> PyEngine {
         let model = model.to_str().unwrap();
         let mut args = vec!["-m", "tensorcity_stream", "serve", model, "--port", "0"];
         args.extend_from_slice(extra);
@@ -474,4 +474,62 @@ fn a_flooding_engine_waits_for_the_viewer() {
     let frames = worker.drain(usize::MAX).len();
     std::thread::sleep(Duration::from_millis(500));
     assert!(frames > 0 && sent.load(std::sync::atomic::Ordering::SeqCst) > after);
+}
+
+#[test]
+#[ignore = "needs the engine's Python environment (.ci/setup), MiniLM, Xvfb and ffmpeg"]
+fn the_viewer_and_the_recorder_draw_a_remote_run() {
+    let engine = PyEngine::serve(&minilm(), &[]);
+    let tmp = tempfile::tempdir().unwrap();
+    let shot = tmp.path().join("remote.png");
+    // A prompt typed (by the frame script) into the viewer runs on the engine.
+    crate::rendering::xvfb_view(
+        tmp.path(),
+        &["--engine".as_ref(), engine.url.as_ref()],
+        (1200, 800),
+        &format!(
+            "wait-ready\nlayout city\nprompt The quick brown fox jumps over the lazy dog.\nwait-run\nframes 30\nscreenshot {}\nexit\n",
+            shot.display()
+        ),
+    );
+    let img = image::open(&shot).unwrap().to_rgb8();
+    let cells = img
+        .pixels()
+        .filter(|p| {
+            let (h, s) = crate::rendering::hue_sat(&p.0);
+            s > 0.4 && (140.0..200.0).contains(&h)
+        })
+        .count();
+    assert!(
+        cells > 3000,
+        "only {cells} city-cell pixels: the remote run did not fill the city"
+    );
+    std::fs::copy(&shot, std::env::temp_dir().join("tensorcity-engine-view.png")).ok();
+    // `record --engine --prompt`: a short clip of the remote run.
+    let clip = tmp.path().join("remote.gif");
+    let o = Command::new(env!("CARGO_BIN_EXE_tensorcity"))
+        .args([
+            "record",
+            "--engine",
+            &engine.url,
+            "--prompt",
+            "Attention heads copy tokens.",
+        ])
+        .args([
+            "--layout",
+            "city",
+            "--duration",
+            "1",
+            "--fps",
+            "4",
+            "--size",
+            "320x240",
+            "--quiet",
+            "--out",
+        ])
+        .arg(&clip)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(std::fs::metadata(&clip).unwrap().len() > 1000);
 }

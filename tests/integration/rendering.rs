@@ -174,7 +174,7 @@ fn headless_render_draws_the_finished_city() {
 
 /// Runs `tensorcity view MODEL_ARGS --size WxH --script` under Xvfb with
 /// `script` (written into `dir`); panics with stderr when it fails.
-fn xvfb_view(dir: &Path, model_args: &[&std::ffi::OsStr], size: (u32, u32), script: &str) {
+pub(crate) fn xvfb_view(dir: &Path, model_args: &[&std::ffi::OsStr], size: (u32, u32), script: &str) {
     let path = dir.join("view.script");
     std::fs::write(&path, script).unwrap();
     let size = format!("{}x{}", size.0, size.1);

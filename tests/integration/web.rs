@@ -324,3 +324,31 @@ fn a_newer_prompt_cancels_the_running_generation() {
         page.stale_tokens, page.last_compute
     );
 }
+
+/// `?engine=ws://…`: the page reads the architecture from a Python engine's
+/// handshake, the URL's prompt runs there (tokenized by the engine) and the
+/// city shows the run.
+#[test]
+#[ignore = "needs the web bundle, Chromium and the engine's Python environment; .ci/test runs it"]
+fn the_page_runs_prompts_on_a_python_engine() {
+    let engine = crate::engine::PyEngine::serve(&crate::support::minilm(), &[]);
+    let dist = dist();
+    let server = serve(&dist);
+    let tmp = tempfile::tempdir().unwrap();
+    let url = format!(
+        "http://127.0.0.1:{}/index.html?engine={}&layout=city&prompt=The%20quick%20brown%20fox%20jumps",
+        server.1, engine.url
+    );
+    let shot = tmp.path().join("engine.png");
+    let page = probe_with(&url, &shot, &[("WAIT_RUN", Path::new("1"))]);
+    assert!(page.console_errors.is_empty(), "{page:?}");
+    assert_eq!(page.error, None);
+    assert!(page.title.contains("minilm"), "{page:?}");
+    let run = page
+        .last_run
+        .clone()
+        .unwrap_or_else(|| panic!("the remote run did not finish: {page:?}"));
+    // [CLS] the quick brown fox jumps [SEP]
+    assert!(run.starts_with("7 prompt + 0 generated tokens"), "{run}");
+    std::fs::copy(&shot, std::env::temp_dir().join("tensorcity-web-engine.png")).ok();
+}

@@ -145,7 +145,7 @@ class TransformersEngine:
         return self.tokenizer.decode([i], skip_special_tokens=False)
 
     def forward(self, ids, start, cache, run):
-        """Runs `ids` (positions start..), streaming taps; returns (last logits, lens rows, cache)."""
+        """Runs `ids` (positions start..), streaming taps; returns (the pass's logits, lens rows, cache)."""
         n = len(self.blocks)
         hooks = []
         kept = {}
@@ -200,8 +200,7 @@ class TransformersEngine:
                 cap = getattr(self.model.config, "final_logit_softcapping", None)
                 if cap:
                     lens = torch.tanh(lens / cap) * cap
-                lens = lens.float().cpu().numpy()
-        return logits[-1].float().cpu().numpy(), lens, out.past_key_values
+        return logits, lens, out.past_key_values
 
 
 def load(path_or_id, device="cpu", dtype=None):

@@ -75,7 +75,7 @@ class LensEngine:
         with torch.no_grad():
             logits = self.model.run_with_hooks(torch.tensor([ids]), fwd_hooks=fwd)[0]
         run.emit(P.LOGITS, 0, start, logits)
-        return logits[-1].float().cpu().numpy(), None, None
+        return logits, None, None
 
 
 def load(path_or_id, device="cpu", dtype=None):

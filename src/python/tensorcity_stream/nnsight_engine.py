@@ -74,4 +74,4 @@ class NnsightEngine:
             return None, None, None
         logits = _output(logits, 0)[0] if not hasattr(logits, "logits") else logits.logits[0]
         run.emit(P.LOGITS, 0, start, logits)
-        return logits[-1].float().cpu().numpy(), None, None
+        return logits, None, None

@@ -27,7 +27,7 @@ DTYPES = {"f32": (0, np.dtype("<f4")), "f16": (1, np.dtype("<f2"))}
 # What a viewer asks for when a request says nothing.
 DEFAULT_WANT = {
     "hidden": True, "attention": True, "mlp": True, "router": True, "logits": True,
-    "top_k": 5, "lens": True, "layers": None, "heads": None, "dtype": "f32",
+    "top_k": 5, "top_k_rows": "last", "lens": True, "layers": None, "heads": None, "dtype": "f32",
 }
 
 

@@ -77,12 +77,20 @@ def softmax(logits):
     return z / z.sum()
 
 
-def top_entries(logits, k):
-    p = softmax(logits)
-    k = min(k, p.size)
-    best = np.argpartition(-p, k - 1)[:k]
-    best = best[np.lexsort((best, -p[best]))]
-    return [(int(i), float(p[i])) for i in best]
+def top_rows(logits, k):
+    """Per row of `logits` ([rows, vocab], torch or numpy): [(id, probability), ...], best first."""
+    if hasattr(logits, "topk"):  # torch: softmax and top-k where the tensor lives
+        import torch
+        values, ids = torch.softmax(logits.float(), dim=-1).topk(min(k, logits.shape[-1]), dim=-1)
+        return [list(zip(r_ids, r_values)) for r_ids, r_values in zip(ids.tolist(), values.tolist())]
+    rows = []
+    for row in np.atleast_2d(np.asarray(logits)):
+        p = softmax(row)
+        kk = min(k, p.size)
+        best = np.argpartition(-p, kk - 1)[:kk]
+        best = best[np.lexsort((best, -p[best]))]
+        rows.append([(int(i), float(p[i])) for i in best])
+    return rows
 
 
 def pick(logits, decoding, rng):
@@ -132,18 +140,20 @@ def execute(run):
             run.send(P.truncated(run.id, context, len(ids) - context))
         run.name_tokens(window)
         run.send(P.tokens(run.id, window))
-        last, lens, state = engine.forward(window[start:], start, state, run)
+        logits, lens, state = engine.forward(window[start:], start, state, run)
         position = len(window) - 1
-        if last is not None and want.get("top_k", 0):
-            run.send(P.top_k(run.id, None, position, [top_entries(last, want["top_k"])]))
-            run.name_tokens([i for i, _ in top_entries(last, want["top_k"])])
-            for layer, row in enumerate(lens if lens is not None else []):
-                entries = top_entries(row, want["top_k"])
+        k = want.get("top_k", 0)
+        if logits is not None and k:
+            every = want.get("top_k_rows", "last") == "all"
+            rows = top_rows(logits if every else logits[-1:], k)
+            run.name_tokens([i for row in rows for i, _ in row])
+            run.send(P.top_k(run.id, None, start if every else position, rows))
+            for layer, entries in enumerate(top_rows(lens, k) if lens is not None else []):
                 run.name_tokens([i for i, _ in entries])
                 run.send(P.top_k(run.id, layer, position, [entries]))
         if step == generate:
             break
-        token, probability = pick(last, decoding, rng)
+        token, probability = pick(to_numpy(logits[-1]), decoding, rng)
         ids = ids + [token]
         start = len(window) if state is not None else 0
         run.send(P.generated(run.id, token, probability))
