@@ -56,10 +56,16 @@ fn start(mode: &str) -> Server {
     panic!("the {mode} engine did not start");
 }
 
-/// (seconds, frames, tensor bytes) of one 128-token run with every tap.
-fn run(url: &str, dtype: &str) -> (f64, usize, usize) {
+/// (seconds, frames, tensor bytes) of one 128-token run: every tap
+/// (`viewer` false: what `capture` asks for) or the viewer's request (no full
+/// logits; top-k of every position).
+fn run(url: &str, dtype: &str, viewer: bool) -> (f64, usize, usize) {
     let connection = client::connect(url).expect("connect");
-    let mut want = client::capture_wants(&connection.hello);
+    let mut want = if viewer {
+        client::viewer_wants(&connection.hello)
+    } else {
+        client::capture_wants(&connection.hello)
+    };
     want.dtype = dtype.into();
     let width = if dtype == "f16" { 2 } else { 4 };
     let (mut worker, _) = client::spawn(connection, want, Duration::from_secs(120));
@@ -100,19 +106,20 @@ fn main() {
         .unwrap_or(5usize);
     for mode in ["gpt2", "transport"] {
         let server = start(mode);
-        run(&server.url, "f32");
-        for dtype in ["f32", "f16"] {
+        run(&server.url, "f32", false);
+        for (dtype, viewer) in [("f32", false), ("f16", false), ("f32", true)] {
             let mut times = Vec::new();
             let mut shape = (0, 0);
             for _ in 0..runs {
-                let (t, frames, bytes) = run(&server.url, dtype);
+                let (t, frames, bytes) = run(&server.url, dtype, viewer);
                 times.push(t);
                 shape = (frames, bytes);
             }
             let t = median(times);
             let (frames, bytes) = shape;
+            let what = if viewer { "viewer's request" } else { "every tap" };
             let mut line = format!(
-                "{mode:9} {dtype}: {:7.1} ms per 128-token run, {frames} frames ({:.1} MB): {:6.0} frames/s, {:6.0} MB/s",
+                "{mode:9} {what:16} {dtype}: {:7.1} ms per 128-token run, {frames} frames ({:.1} MB): {:6.0} frames/s, {:6.0} MB/s",
                 t * 1e3,
                 bytes as f64 / 1e6,
                 frames as f64 / t,
