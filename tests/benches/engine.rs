@@ -28,13 +28,13 @@ impl Drop for Server {
     }
 }
 
-fn start(mode: &str) -> Server {
+fn start(mode: &str, threads: usize) -> Server {
     let home = std::env::var("HOME").unwrap_or_default();
     let python = std::env::var("TENSORCITY_PYTHON").unwrap_or(format!("{home}/.cache/tensorcity/venv/bin/python"));
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut child = Command::new(python)
         .arg(root.join("tests/benches/serve_bench.py"))
-        .args([mode, "0"])
+        .args([mode, "0", &threads.to_string()])
         .env("PYTHONPATH", root.join("src/python"))
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
@@ -104,8 +104,10 @@ fn main() {
         .position(|a| a == "--runs")
         .and_then(|i| args.get(i + 1)?.parse().ok())
         .unwrap_or(5usize);
-    for mode in ["gpt2", "transport"] {
-        let server = start(mode);
+    // torch on both cores, then on one (the other left to the stream, as when
+    // the forward runs on a GPU and the CPU only streams).
+    for (mode, threads) in [("gpt2", 2), ("gpt2", 1), ("transport", 2)] {
+        let server = start(mode, threads);
         run(&server.url, "f32", false);
         for (dtype, viewer) in [("f32", false), ("f16", false), ("f32", true)] {
             let mut times = Vec::new();
@@ -119,7 +121,7 @@ fn main() {
             let (frames, bytes) = shape;
             let what = if viewer { "viewer's request" } else { "every tap" };
             let mut line = format!(
-                "{mode:9} {what:16} {dtype}: {:7.1} ms per 128-token run, {frames} frames ({:.1} MB): {:6.0} frames/s, {:6.0} MB/s",
+                "{mode:9} torch {threads}t {what:16} {dtype}: {:7.1} ms per 128-token run, {frames} frames ({:.1} MB): {:6.0} frames/s, {:6.0} MB/s",
                 t * 1e3,
                 bytes as f64 / 1e6,
                 frames as f64 / t,

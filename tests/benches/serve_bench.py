@@ -6,7 +6,7 @@ shapes from memory (no model), to time the transport alone. Before serving,
 the gpt2 engine prints the plain forward time of 128 tokens (no hooks, no
 outputs kept; median of 5) as `plain forward: N ms`.
 
-  python serve_bench.py gpt2|transport PORT
+  python serve_bench.py gpt2|transport PORT [TORCH_THREADS (default 2)]
 """
 import sys
 import time
@@ -18,8 +18,8 @@ import tensorcity_stream
 from tensorcity_stream import protocol as P
 from tensorcity_stream.server import serve
 
-torch.set_num_threads(2)
 mode, port = sys.argv[1], int(sys.argv[2])
+torch.set_num_threads(int(sys.argv[3]) if len(sys.argv) > 3 else 2)
 import transformers  # noqa: E402
 
 config = transformers.GPT2Config(n_layer=12, n_embd=768, n_head=12, n_positions=1024, vocab_size=50257,

@@ -533,3 +533,93 @@ fn the_viewer_and_the_recorder_draw_a_remote_run() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(std::fs::metadata(&clip).unwrap().len() > 1000);
 }
+
+/// Frames of one run on `worker` until its end, in order.
+fn frames_of(worker: &mut tensorcity::inference::stream::Worker, request: RunRequest) -> Vec<FrameData> {
+    worker.request(request);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut out = Vec::new();
+    while Instant::now() < deadline {
+        for f in worker.drain(usize::MAX) {
+            let end = matches!(f.data, FrameData::Done | FrameData::Failed(_));
+            out.push(f.data);
+            if end {
+                return out;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    panic!("the run did not end");
+}
+
+/// (layer, position) -> top-k, and the generated tokens, of a run's frames.
+type Predictions = (
+    std::collections::BTreeMap<(Option<usize>, usize), Vec<(u32, f32)>>,
+    Vec<u32>,
+);
+
+fn predictions(frames: &[FrameData]) -> Predictions {
+    let mut top = std::collections::BTreeMap::new();
+    let mut generated = Vec::new();
+    for f in frames {
+        match f {
+            FrameData::TopK { layer, from, top: rows } => {
+                for (i, row) in rows.iter().enumerate() {
+                    top.insert((*layer, from + i), row.clone());
+                }
+            }
+            FrameData::Generated { id, .. } => generated.push(*id),
+            FrameData::Failed(m) => panic!("{m}"),
+            _ => {}
+        }
+    }
+    (top, generated)
+}
+
+#[test]
+#[ignore = "needs the engine's Python environment (.ci/setup)"]
+fn the_engines_predictions_and_logit_lens_equal_the_builtin_engines() {
+    use tensorcity::engine::client;
+    for name in ["gpt2-tiny", "llama-tiny"] {
+        let folder = fixtures().join("inference").join(name);
+        let engine = PyEngine::serve(&folder, &[]);
+        let request = || RunRequest {
+            tokens: vec![5, 17, 3, 42, 9, 28],
+            new_tokens: 3,
+            decoding: Decoding::Greedy,
+            text: None,
+        };
+        let connection = client::connect(&engine.url).unwrap();
+        let want = client::viewer_wants(&connection.hello);
+        let (mut remote, _) = client::spawn(connection, want, Duration::from_secs(60));
+        let (remote_top, remote_generated) = predictions(&frames_of(&mut remote, request()));
+        let files = tensorcity::inference::ModelFiles::from_dir(&folder).unwrap();
+        let model = std::sync::Arc::new(files.load().unwrap());
+        let mut local =
+            tensorcity::inference::stream::Worker::spawn(Box::new(tensorcity::inference::stream::LocalRunner {
+                model,
+                files: None,
+            }));
+        let (local_top, local_generated) = predictions(&frames_of(&mut local, request()));
+        assert_eq!(remote_generated, local_generated, "{name}");
+        // The built-in engine sends the last position of each pass; the engine (as the viewer asks) every position.
+        assert!(remote_top.len() > local_top.len(), "{name}");
+        for (key, want) in &local_top {
+            let got = remote_top
+                .get(key)
+                .unwrap_or_else(|| panic!("{name}: no top-k for {key:?}"));
+            assert_eq!(
+                got.iter().map(|e| e.0).collect::<Vec<_>>(),
+                want.iter().map(|e| e.0).collect::<Vec<_>>(),
+                "{name} {key:?}"
+            );
+            for (g, w) in got.iter().zip(want) {
+                assert!((g.1 - w.1).abs() < 1e-4, "{name} {key:?}: {got:?} vs {want:?}");
+            }
+        }
+        assert!(
+            local_top.keys().any(|(layer, _)| layer.is_some()),
+            "{name}: the lens was compared"
+        );
+    }
+}

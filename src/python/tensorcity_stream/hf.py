@@ -177,6 +177,25 @@ class TransformersEngine:
             on(module, lambda m, a, out, i=i, index=index:
                run.emit(P.ROUTER, i, start, _output(out, index).reshape(len(ids), -1)))
         on(self.base, lambda m, a, out: run.emit(P.HIDDEN, n, start, _output(out, 0)[0]))
+        # The logit lens rides in the head's own product: each block's last row,
+        # through the final norm, appended to the head's input and split off its
+        # output (the head's weights are read once, not twice).
+        lens = {}
+        head = self.model.get_output_embeddings() if self.causal else None
+        if run.want.get("lens") and self.final_norm is not None and head is not None and n > 1:
+            def head_in(module, args, kwargs):
+                x = args[0] if args else kwargs["input"]
+                rows = self.final_norm(torch.stack([kept[b] for b in sorted(kept)])).to(x.dtype)
+                lens["rows"] = rows.shape[0]
+                x = torch.cat([x, rows.unsqueeze(0)], dim=1)
+                return ((x,) + tuple(args[1:]), kwargs) if args else (args, dict(kwargs, input=x))
+
+            def head_out(module, args, out):
+                k = lens.pop("rows")
+                lens["out"] = out[0, -k:]
+                return out[:, :-k]
+            on(head, head_in, pre=True)
+            on(head, head_out)
         try:
             with torch.no_grad():
                 device = next(self.model.parameters()).device
@@ -192,14 +211,10 @@ class TransformersEngine:
             return None, None, None
         logits = out.logits[0]
         run.emit(P.LOGITS, 0, start, logits)
-        lens = None
-        if run.want.get("lens") and self.final_norm is not None and kept:
-            with torch.no_grad():
-                rows = torch.stack([kept[b] for b in sorted(kept)])
-                lens = self.model.get_output_embeddings()(self.final_norm(rows))
-                cap = getattr(self.model.config, "final_logit_softcapping", None)
-                if cap:
-                    lens = torch.tanh(lens / cap) * cap
+        lens = lens.get("out")
+        cap = getattr(self.model.config, "final_logit_softcapping", None)
+        if lens is not None and cap:
+            lens = torch.tanh(lens / cap) * cap
         return logits, lens, out.past_key_values
 
 

@@ -49,12 +49,19 @@ def tokens(run, ids):
     return _head(run, TOKENS) + struct.pack("<I", ids.size) + ids.tobytes()
 
 
-def tensor(run, tap, index, start, array, dtype="f32"):
-    """A tapped tensor whose rows are positions start.. of the sequence."""
+def tensor_parts(run, tap, index, start, array, dtype="f32"):
+    """A tapped tensor whose rows are positions start.. of the sequence, as
+    (header bytes, the values' buffer): sent as two fragments of one message,
+    the values are not copied into a joined message first."""
     code, np_dtype = DTYPES[dtype]
     array = np.ascontiguousarray(array, dtype=np_dtype)
-    head = _head(run, TENSOR) + struct.pack("<BIQBB", tap, index, start, code, array.ndim)
-    return b"".join([head, struct.pack(f"<{array.ndim}I", *array.shape), memoryview(array).cast("B")])
+    head = _head(run, TENSOR) + struct.pack(f"<BIQBB{array.ndim}I", tap, index, start, code, array.ndim, *array.shape)
+    return head, memoryview(array).cast("B")
+
+
+def tensor(run, tap, index, start, array, dtype="f32"):
+    """The same tensor frame as one bytes object."""
+    return b"".join(tensor_parts(run, tap, index, start, array, dtype))
 
 
 def top_k(run, layer, start, rows):

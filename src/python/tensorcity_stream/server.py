@@ -53,10 +53,9 @@ class Run:
         block = index - 1 if tap == P.HIDDEN else index
         if tap != P.LOGITS and block >= 0 and not self.wants_block(block):
             return
-        array = to_numpy(array)
         if tap == P.ATTENTION and want.get("heads") is not None:
             array = array[list(want["heads"])]
-        self.send(P.tensor(self.id, tap, index, start, array, want["dtype"]))
+        self.send(list(P.tensor_parts(self.id, tap, index, start, to_numpy(array, want["dtype"]), want["dtype"])))
 
     def name_tokens(self, ids):
         new = [i for i in dict.fromkeys(int(i) for i in ids) if i not in self.sent_texts]
@@ -65,10 +64,13 @@ class Run:
             self.sent_texts.update(new)
 
 
-def to_numpy(x):
+def to_numpy(x, dtype="f32"):
+    """A tensor as numpy in the transport dtype (converted by torch where it lives: vectorised, and
+    on a GPU before the copy to the host)."""
     if isinstance(x, np.ndarray):
         return x
-    return x.detach().float().cpu().numpy()
+    import torch
+    return x.detach().to(torch.float16 if dtype == "f16" else torch.float32).cpu().numpy()
 
 
 def softmax(logits):
@@ -188,6 +190,7 @@ class Connection:
                     self.error = e
 
     def send(self, message):
+        """One message: bytes, or a list of parts sent as its fragments."""
         if self.error is not None:
             raise self.error
         self.queue.put(message)
