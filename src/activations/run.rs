@@ -329,5 +329,17 @@ mod tests {
         assert_eq!(state.generated, vec![(7, 0.25)]);
         state.apply(&frame(2, FrameData::Failed("boom".into())));
         assert_eq!(state.status, RunStatus::Failed("boom".into()));
+        // A failure (an engine that broke off, say) keeps what arrived.
+        assert_eq!((state.tokens.len(), state.generated.len()), (2, 1));
+    }
+
+    #[test]
+    fn a_remote_runs_prompt_length_comes_from_its_first_tokens() {
+        // A text prompt tokenized by a remote engine: the viewer learns its length from the first tokens frame.
+        let mut state = RunState::default();
+        state.start(1, 0);
+        state.apply(&frame(1, FrameData::Tokens(vec![4, 5, 6])));
+        state.apply(&frame(1, FrameData::Tokens(vec![4, 5, 6, 7])));
+        assert_eq!(state.prompt_len, 3);
     }
 }

@@ -413,6 +413,16 @@ fn every_misbehaving_engine_gets_its_message() {
             Box::new(move |ws, _| send(ws, hello(1))),
             "a second handshake",
         ),
+        (
+            "a message claiming a terabyte",
+            Box::new(move |ws, _| {
+                // A raw binary WebSocket frame header with a 2^40-byte length, and no data.
+                use std::io::Write;
+                let _ = ws.get_mut().write_all(&[0x82, 127, 0, 0, 1, 0, 0, 0, 0, 0]);
+                std::thread::sleep(Duration::from_secs(2));
+            }),
+            "over the limit",
+        ),
     ];
     for (what, act, expected) in cases {
         let url = hostile(act, 1);
