@@ -19,6 +19,8 @@ struct Server {
     child: std::process::Child,
     url: String,
     plain_ms: Option<f64>,
+    /// The engine's own forward times (hooks and streaming included), as it prints them.
+    forwards: std::sync::mpsc::Receiver<f64>,
 }
 
 impl Drop for Server {
@@ -36,19 +38,34 @@ fn start(mode: &str, threads: usize) -> Server {
         .arg(root.join("tests/benches/serve_bench.py"))
         .args([mode, "0", &threads.to_string()])
         .env("PYTHONPATH", root.join("src/python"))
+        .env("TENSORCITY_STREAM_TIMING", "1")
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()
         .expect("python");
     let mut plain_ms = None;
-    let lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
-    for line in lines.map_while(Result::ok) {
+    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+    for line in lines.by_ref().map_while(Result::ok) {
         if let Some(ms) = line.strip_prefix("plain forward: ").and_then(|s| s.strip_suffix(" ms")) {
             plain_ms = ms.parse().ok();
         }
         if let Some(at) = line.find("listening on ") {
             let url = line[at + 13..].trim().to_string();
-            return Server { child, url, plain_ms };
+            let (tx, forwards) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                for line in lines.map_while(Result::ok) {
+                    let ms = line.split("forward ").nth(1).and_then(|s| s.strip_suffix(" ms"));
+                    if let Some(ms) = ms.and_then(|m| m.parse().ok()) {
+                        let _ = tx.send(ms);
+                    }
+                }
+            });
+            return Server {
+                child,
+                url,
+                plain_ms,
+                forwards,
+            };
         }
     }
     let _ = child.kill();
@@ -118,6 +135,9 @@ fn main() {
                 shape = (frames, bytes);
             }
             let t = median(times);
+            // (The first time of a block may be the previous block's or the warm-up's.)
+            let forwards: Vec<f64> = server.forwards.try_iter().skip(1).collect();
+            let engine_forward = if forwards.is_empty() { f64::NAN } else { median(forwards) };
             let (frames, bytes) = shape;
             let what = if viewer { "viewer's request" } else { "every tap" };
             let mut line = format!(
@@ -129,7 +149,8 @@ fn main() {
             );
             if let Some(plain) = server.plain_ms {
                 line += &format!(
-                    "; plain forward {plain:.1} ms, streaming costs {:+.0} %",
+                    "; plain forward {plain:.1} ms; the engine's forward while streaming {engine_forward:.1} ms ({:+.0} %), the run as the viewer sees it {:+.0} %",
+                    (engine_forward / plain - 1.0) * 100.0,
                     (t * 1e3 / plain - 1.0) * 100.0
                 );
             }

@@ -5,9 +5,11 @@ finishes. A send blocks while the viewer is behind (the socket's buffers are
 the bounded queue), so the forward waits for the viewer; a newer request or a
 cancel stops the run at the next tap.
 """
+import os
 import queue
 import sys
 import threading
+import time
 import traceback
 
 import numpy as np
@@ -142,7 +144,11 @@ def execute(run):
             run.send(P.truncated(run.id, context, len(ids) - context))
         run.name_tokens(window)
         run.send(P.tokens(run.id, window))
+        began = time.perf_counter()
         logits, lens, state = engine.forward(window[start:], start, state, run)
+        if TIMING:
+            print(f"tensorcity_stream: run {run.id} pass {step}: forward {1000 * (time.perf_counter() - began):.1f} ms",
+                  file=sys.stderr, flush=True)
         position = len(window) - 1
         k = want.get("top_k", 0)
         if logits is not None and k:
@@ -161,6 +167,9 @@ def execute(run):
         run.send(P.generated(run.id, token, probability))
     run.send(P.done(run.id))
 
+
+# TENSORCITY_STREAM_TIMING=1 prints each pass's forward time (hooks and streaming included).
+TIMING = bool(os.environ.get("TENSORCITY_STREAM_TIMING"))
 
 # Frames an engine may have encoded but not yet written to the socket.
 QUEUE_FRAMES = 4
