@@ -23,6 +23,9 @@ pub struct Cli {
     /// Without a command: open the viewer on the embedded default model.
     #[command(subcommand)]
     pub command: Option<Command>,
+    /// Also print Bevy's and wgpu's INFO log lines (adapter, features).
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -242,6 +245,7 @@ impl ModelArgs {
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
+    crate::set_verbose(cli.verbose);
     match cli.command {
         None => crate::viewer::run(crate::viewer::ViewJob {
             model: ModelRef::Embedded,

@@ -36,6 +36,38 @@ pub mod web;
 
 use bevy::prelude::*;
 
+static VERBOSE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// `-v`: Bevy's and wgpu's INFO lines on stderr (off by default: the command
+/// line prints only what tensorcity has to say, and warnings that matter).
+pub fn set_verbose(verbose: bool) {
+    VERBOSE.store(verbose, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// The log settings every app of this crate uses: warnings and errors only,
+/// without the lines that only say this machine renders in software (the
+/// adapter notice, Xvfb's display size), unless `-v`. `RUST_LOG` still
+/// overrides both.
+pub fn log_plugin() -> bevy::log::LogPlugin {
+    let verbose = VERBOSE.load(std::sync::atomic::Ordering::Relaxed);
+    bevy::log::LogPlugin {
+        level: if verbose {
+            bevy::log::Level::INFO
+        } else {
+            bevy::log::Level::WARN
+        },
+        filter: if verbose {
+            bevy::log::DEFAULT_FILTER.to_string()
+        } else {
+            format!(
+                "{},bevy_render::renderer=error,winit=error,bevy_winit=error",
+                bevy::log::DEFAULT_FILTER
+            )
+        },
+        ..Default::default()
+    }
+}
+
 /// The frame, in order: the stages data passes through each `Update`, from
 /// input to pixels. Every per-frame system of the app's own plugins is in one
 /// of these sets, and the systems inside a set are chained, so the frame has

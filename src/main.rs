@@ -5,12 +5,34 @@
 fn main() -> std::process::ExitCode {
     use clap::Parser;
     let cli = tensorcity::cli::Cli::parse();
+    runtime_dir();
     match tensorcity::cli::run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+/// Without `XDG_RUNTIME_DIR` (containers, CI, ssh without a session) the
+/// Wayland client library the Vulkan driver loads prints "XDG_RUNTIME_DIR is
+/// invalid or not set" several times per command; like Qt, fall back to a
+/// private `/tmp/runtime-UID` (mode 0700) so nothing is printed.
+#[cfg(not(target_arch = "wasm32"))]
+fn runtime_dir() {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+    if std::env::var_os("XDG_RUNTIME_DIR").is_some() {
+        return;
+    }
+    let uid = std::fs::metadata("/proc/self").map(|m| m.uid()).unwrap_or(0);
+    let dir = std::env::temp_dir().join(format!("runtime-{uid}"));
+    let _ = std::fs::DirBuilder::new().mode(0o700).create(&dir);
+    let private =
+        std::fs::metadata(&dir).is_ok_and(|m| m.is_dir() && m.uid() == uid && m.permissions().mode() & 0o077 == 0);
+    if private {
+        // SAFETY: first thing in `main`, before any thread is started.
+        unsafe { std::env::set_var("XDG_RUNTIME_DIR", &dir) };
     }
 }
 

@@ -124,6 +124,7 @@ pub fn windowless_app() -> App {
     let mut app = App::new();
     app.add_plugins(
         DefaultPlugins
+            .set(crate::log_plugin())
             .set(WindowPlugin {
                 primary_window: None,
                 exit_condition: ExitCondition::DontExit,

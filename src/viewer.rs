@@ -60,7 +60,7 @@ pub fn run(job: ViewJob) -> anyhow::Result<()> {
 /// The viewer app in `window`, asked to load `model` (natively and in the browser).
 pub fn app(window: Window, model: ModelRef, options: LoadOptions, layout: LayoutKind) -> App {
     let mut app = App::new();
-    app.add_plugins(DefaultPlugins.set(WindowPlugin {
+    app.add_plugins(DefaultPlugins.set(crate::log_plugin()).set(WindowPlugin {
         primary_window: Some(window),
         ..default()
     }))

@@ -137,7 +137,11 @@ fn main() {
             let t = median(times);
             // (The first time of a block may be the previous block's or the warm-up's.)
             let forwards: Vec<f64> = server.forwards.try_iter().skip(1).collect();
-            let engine_forward = if forwards.is_empty() { f64::NAN } else { median(forwards) };
+            let engine_forward = if forwards.is_empty() {
+                f64::NAN
+            } else {
+                median(forwards)
+            };
             let (frames, bytes) = shape;
             let what = if viewer { "viewer's request" } else { "every tap" };
             let mut line = format!(

@@ -73,9 +73,13 @@ fn headless_render_draws_the_kind_colours() {
             "--out",
         ])
         .arg(&out)
+        .env_remove("XDG_RUNTIME_DIR")
+        .env_remove("RUST_LOG")
         .output()
         .unwrap();
     assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
+    // Quiet unless asked (-v): no XDG_RUNTIME_DIR complaints, no INFO/WARN lines about the adapter.
+    assert_eq!(String::from_utf8_lossy(&status.stderr), "", "render printed on stderr");
     let kinds = [
         TensorKind::Embedding,
         TensorKind::AttentionQkv,
