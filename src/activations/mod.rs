@@ -56,6 +56,7 @@ impl Plugin for ActivationsPlugin {
                     finish_runner,
                     submit_prompts,
                     start_runs,
+                    show_city_for_runs,
                     drain_frames,
                     apply_frames,
                     route_experts,
@@ -372,6 +373,19 @@ fn start_runs(
         let prompt_len = request.0.tokens.len();
         let id = w.request(request.0);
         run.start(id, prompt_len);
+    }
+}
+
+/// Running a prompt shows the city: the layout switches to it (the model
+/// panel switches back). The Layout stage lays it out next frame.
+fn show_city_for_runs(mut runs: MessageReader<RunPrompt>, settings: Option<ResMut<crate::view::ViewSettings>>) {
+    if runs.read().last().is_none() {
+        return;
+    }
+    if let Some(mut settings) = settings
+        && settings.layout != crate::layout::LayoutKind::City
+    {
+        settings.layout = crate::layout::LayoutKind::City;
     }
 }
 

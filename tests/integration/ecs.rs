@@ -247,8 +247,17 @@ mod activations {
                 text: None,
             })
         };
+        let layout = |app: &App| {
+            app.world()
+                .get_resource::<tensorcity::view::ViewSettings>()
+                .map(|s| s.layout)
+        };
+        let before = layout(&app);
         app.world_mut().write_message(request(30));
         app.update();
+        // Running a prompt shows the city.
+        assert_eq!(before, Some(tensorcity::layout::LayoutKind::Trunk));
+        assert_eq!(layout(&app), Some(tensorcity::layout::LayoutKind::City));
         app.world_mut().write_message(request(2));
         for _ in 0..2000 {
             app.update();
