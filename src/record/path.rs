@@ -147,15 +147,12 @@ impl CameraPath {
                 // A constant-speed turn (it loops seamlessly), a little above the horizon.
                 let yaw = 0.6 + s * std::f32::consts::TAU;
                 let mut view = frame_bounds_at(bounds, *aspect, yaw, 0.35);
-                // One distance all the way round: 70% of the mean of what frames
-                // the box at each angle (a box's far corners are mostly empty: a
-                // trunk is thin and arcs bulge only in the middle; measured on
-                // the embedded city and the 405B trunk, nothing leaves the frame).
-                view.radius = (0..16)
-                    .map(|i| frame_bounds_at(bounds, *aspect, i as f32 / 16.0 * std::f32::consts::TAU, 0.35).radius)
-                    .sum::<f32>()
-                    / 16.0
-                    * 0.7;
+                // One distance all the way round: the largest that frames the
+                // box at any angle of the turn, so the whole scene stays in
+                // every frame (the mean of them cut the city a third of the way round).
+                view.radius = (0..32)
+                    .map(|i| frame_bounds_at(bounds, *aspect, i as f32 / 32.0 * std::f32::consts::TAU, 0.35).radius)
+                    .fold(0.0f32, f32::max);
                 let transform = orbit_transform(view);
                 Pose {
                     eye: transform.translation,
@@ -290,6 +287,39 @@ mod tests {
             let y = fly.pose(i as f32 * 0.5, 10.0).look_at.y;
             assert!(y >= last - 1e-4, "rises monotonically");
             last = y;
+        }
+    }
+
+    #[test]
+    fn the_whole_scene_stays_in_every_frame_of_the_orbit() {
+        // A tall thin trunk beside a wide low city (the embedded model's city scene).
+        let bounds = Bounds {
+            min: [-1.0, -0.3, -1.0],
+            max: [66.6, 90.8, 30.5],
+        };
+        let aspect = 16.0 / 9.0;
+        let tan_y = (crate::camera::math::FOV_Y / 2.0).tan();
+        let tan_x = tan_y * aspect;
+        let orbit = CameraPath::orbit(bounds, aspect);
+        for i in 0..48 {
+            let pose = orbit.pose(i as f32 / 48.0 * 6.0, 6.0);
+            let forward = (pose.look_at - pose.eye).normalize();
+            let right = forward.cross(Vec3::Y).normalize();
+            let up = right.cross(forward);
+            for c in 0..8 {
+                let corner = Vec3::new(
+                    if c & 1 == 0 { bounds.min[0] } else { bounds.max[0] },
+                    if c & 2 == 0 { bounds.min[1] } else { bounds.max[1] },
+                    if c & 4 == 0 { bounds.min[2] } else { bounds.max[2] },
+                ) - pose.eye;
+                let depth = corner.dot(forward);
+                assert!(depth > 0.0, "frame {i}: corner {c} behind the camera");
+                let (x, y) = (corner.dot(right) / depth, corner.dot(up) / depth);
+                assert!(
+                    x.abs() <= tan_x && y.abs() <= tan_y,
+                    "frame {i}: corner {c} out of frame ({x}, {y})"
+                );
+            }
         }
     }
 }
