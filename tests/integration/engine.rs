@@ -164,6 +164,34 @@ fn python_engine_equals_transformers_and_the_builtin_engine() {
             generated["tokens"].to_vec1::<i64>().unwrap(),
             "{name}: transformers' own generate picks these"
         );
+        // A request the engine cannot read is answered for its run, and the engine keeps serving.
+        let failed = raw_request(&engine.url, br#"{"run": 7, "tokens": [1, 2], "decoding": "beam"}"#);
+        assert!(failed.contains("decoding 'beam'"), "{failed}");
+        let failed = raw_request(&engine.url, br#"{"run": 8, "tokens": [1, 999]}"#);
+        assert!(failed.contains("token id 999 is outside the vocabulary"), "{failed}");
+    }
+}
+
+/// Sends one RUN body to an engine by hand; the message of the run's `failed` frame.
+fn raw_request(url: &str, body: &[u8]) -> String {
+    let (mut ws, _) = tungstenite::connect(url).unwrap();
+    if let tungstenite::stream::MaybeTlsStream::Plain(s) = ws.get_mut() {
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    }
+    let mut message = vec![protocol::RUN];
+    message.extend_from_slice(body);
+    ws.send(tungstenite::Message::Binary(message.into())).unwrap();
+    loop {
+        let tungstenite::Message::Binary(bytes) = ws.read().unwrap() else {
+            continue;
+        };
+        if let Ok(protocol::EngineMessage::Frame(ActivationFrame {
+            data: FrameData::Failed(m),
+            ..
+        })) = protocol::decode_engine_message(&bytes)
+        {
+            return m;
+        }
     }
 }
 

@@ -32,7 +32,11 @@ DEFAULT_WANT = {
 
 
 class ProtocolError(ValueError):
-    """A request that breaks the protocol."""
+    """A request that breaks the protocol; `run` is its id when it had one."""
+
+    def __init__(self, message, run=0):
+        super().__init__(message)
+        self.run = run
 
 
 def hello(engine, model, dims, can):
@@ -109,20 +113,21 @@ def parse_request(message):
         raise ProtocolError(f"a malformed request ({e})") from None
     if not isinstance(body, dict) or not isinstance(body.get("run"), int):
         raise ProtocolError("a request without a numeric `run` id")
+    run = body["run"]
     if message[0] == CANCEL:
-        return "cancel", body["run"]
+        return "cancel", run
     if message[0] != RUN:
-        raise ProtocolError(f"an unknown request type 0x{message[0]:02x}")
+        raise ProtocolError(f"an unknown request type 0x{message[0]:02x}", run)
     want = dict(DEFAULT_WANT)
     want.update(body.get("want") or {})
     if want["dtype"] not in DTYPES:
-        raise ProtocolError(f"transport dtype `{want['dtype']}` (f32 or f16)")
+        raise ProtocolError(f"transport dtype `{want['dtype']}` (f32 or f16)", run)
     body["want"] = want
     if body.get("tokens") is None and body.get("text") is None:
-        raise ProtocolError("a run request needs `tokens` or `text`")
+        raise ProtocolError("a run request needs `tokens` or `text`", run)
     decoding = body.get("decoding", "greedy")
     if decoding != "greedy" and not (isinstance(decoding, dict) and "top_k" in decoding):
-        raise ProtocolError(f"decoding {decoding!r} (\"greedy\" or {{\"top_k\", \"temperature\", \"seed\"}})")
+        raise ProtocolError(f"decoding {decoding!r} (\"greedy\" or {{\"top_k\", \"temperature\", \"seed\"}})", run)
     body["decoding"] = decoding
     body["generate"] = int(body.get("generate") or 0)
     return "run", body

@@ -239,7 +239,7 @@ def serve(engine, host="127.0.0.1", port=7878, ready=None):
                 try:
                     kind, body = P.parse_request(message)
                 except P.ProtocolError as e:
-                    conn.send(P.failed(0, f"the engine could not read a request: {e}"))
+                    conn.send(P.failed(e.run, f"the engine could not read a request: {e}"))
                     continue
                 if current[0] is not None:
                     current[0].cancelled.set()
