@@ -31,6 +31,42 @@ pub fn load_safetensors_file(path: &Path) -> Result<Architecture, ArchError> {
     Ok(Architecture::from_rows(name, "file", config, rows))
 }
 
+/// A `.gguf` file: its architecture from the header alone (metadata and
+/// tensor infos; the tensor data is never read).
+pub fn load_gguf_file(path: &Path) -> Result<Architecture, ArchError> {
+    use std::io::{Seek, SeekFrom};
+    let io = |source| ArchError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut file = File::open(path).map_err(io)?;
+    let len = file.metadata().map_err(io)?.len();
+    let name = path
+        .file_name()
+        .map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
+    if len == 0 {
+        return Err(ArchError::Empty { what: name });
+    }
+    let header = super::gguf::read(len, &name, |offset, n| {
+        let mut buf = vec![0u8; n.min(len.saturating_sub(offset)) as usize];
+        file.seek(SeekFrom::Start(offset)).map_err(io)?;
+        file.read_exact(&mut buf).map_err(io)?;
+        Ok(buf)
+    })?;
+    let config = ModelConfig::from_value(super::gguf::config(&header), &name)?;
+    let mut arch = Architecture::from_rows(name, "file", Some(config), super::gguf::rows(&header));
+    let mut types: Vec<&str> = header.tensors.iter().map(|t| t.ggml_type).collect();
+    types.sort_unstable();
+    types.dedup();
+    arch.notices.push(format!(
+        "GGUF v{}: {} tensors in {}",
+        header.version,
+        header.tensors.len(),
+        types.join(", ")
+    ));
+    Ok(arch)
+}
+
 /// A model folder as Hugging Face lays it out.
 pub fn load_folder(dir: &Path) -> Result<Architecture, ArchError> {
     let config_path = dir.join("config.json");

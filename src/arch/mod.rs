@@ -9,6 +9,7 @@ mod config;
 mod error;
 mod families;
 mod family;
+pub mod gguf;
 pub mod header;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod hub;
@@ -27,7 +28,7 @@ pub use error::ArchError;
 pub use family::Family;
 pub use header::{HeaderTensor, MAX_HEADER_BYTES, parse_file_bytes, parse_header, parse_header_prefix};
 pub use kind::{TensorKind, classify};
-pub use local::{load_folder, load_safetensors_file, read_index_file};
+pub use local::{load_folder, load_gguf_file, load_safetensors_file, read_index_file};
 pub use names::{clean_name, numeric_segments};
 pub use palette::{KIND_COLORS, hex_to_rgb, kind_color};
 pub use resolve::{

@@ -29,7 +29,7 @@ impl ModelRef {
         let looks_like_path = arg.starts_with(['.', '/', '~'])
             || arg.contains('\\')
             || arg.matches('/').count() > 1
-            || [".safetensors", ".json", ".bin", ".pt", ".pth", ".ckpt"]
+            || [".safetensors", ".gguf", ".json", ".bin", ".pt", ".pth", ".ckpt"]
                 .iter()
                 .any(|x| arg.ends_with(x));
         if path.exists() || looks_like_path {
@@ -110,6 +110,9 @@ fn load_path(path: &Path) -> Result<Architecture, ArchError> {
                 }),
                 super::load_folder,
             );
+        }
+        if path.extension().is_some_and(|x| x.eq_ignore_ascii_case("gguf")) {
+            return super::load_gguf_file(path);
         }
         super::load_safetensors_file(path)
     } else {

@@ -109,3 +109,100 @@ fn unknown_model_type_still_shows_the_header() {
         ]
     );
 }
+
+/// GGUF files written by llama.cpp's `gguf` package (tests/fixtures/gen_gguf_fixtures.py):
+/// the architecture from the header alone, named and classified like the
+/// Hugging Face checkpoint, fused experts drawn as experts, quant types kept.
+#[test]
+fn gguf_headers_become_the_architecture() {
+    let dir = crate::support::fixtures().join("gguf");
+    let open = |name: &str| {
+        arch::load_model(
+            &ModelRef::parse(dir.join(name).to_str().unwrap()),
+            &LoadOptions::default(),
+        )
+        .unwrap()
+    };
+    let llama = open("llama-tiny.gguf");
+    assert_eq!(llama.family, Family::from_model_type("llama"));
+    assert_eq!((llama.num_layers(), llama.total_params()), (2, 86_976));
+    let cfg = llama.config.as_ref().unwrap();
+    assert_eq!(
+        (cfg.hidden_size, cfg.num_heads, cfg.num_kv_heads, cfg.vocab_size),
+        (Some(64), Some(4), Some(2), Some(101))
+    );
+    let q = llama
+        .tensors
+        .iter()
+        .find(|t| t.name == "model.layers.1.self_attn.q_proj.weight")
+        .unwrap();
+    assert_eq!(
+        (q.kind, q.layer, q.dtype.as_str(), q.shape.as_slice()),
+        (TensorKind::AttentionQuery, Some(1), "Q8_0", &[64, 64][..])
+    );
+    let o = llama
+        .tensors
+        .iter()
+        .find(|t| t.name == "model.layers.0.self_attn.o_proj.weight")
+        .unwrap();
+    assert_eq!((o.kind, o.dtype.as_str()), (TensorKind::AttentionOutput, "Q4_0"));
+    assert_eq!(arch::gguf::bytes_per_param("Q4_0"), Some(18.0 / 32.0));
+    assert!(
+        llama
+            .tensors
+            .iter()
+            .any(|t| t.name == "lm_head.weight" && t.kind == TensorKind::LmHead)
+    );
+    assert!(
+        llama
+            .notices
+            .iter()
+            .any(|n| n.contains("GGUF v3") && n.contains("Q4_0")),
+        "{:?}",
+        llama.notices
+    );
+    let moe = open("mixtral-tiny.gguf");
+    assert_eq!(moe.family, Family::from_model_type("mixtral"));
+    let experts: Vec<_> = moe.tensors.iter().filter(|t| t.kind == TensorKind::Expert).collect();
+    assert_eq!(
+        experts.len(),
+        2 * 4 * 3,
+        "each fused expert tensor is one tensor per expert"
+    );
+    assert!(
+        experts
+            .iter()
+            .all(|t| t.expert.is_some_and(|e| e < 4) && t.shape.len() == 2)
+    );
+    assert_eq!(moe.total_params(), 234_944);
+    assert!(moe.tensors.iter().any(|t| t.kind == TensorKind::Router));
+}
+
+#[test]
+fn truncated_and_damaged_gguf_files_are_errors_not_panics() {
+    let src = std::fs::read(crate::support::fixtures().join("gguf/llama-tiny.gguf")).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("x.gguf");
+    let open = |bytes: &[u8]| {
+        std::fs::write(&path, bytes).unwrap();
+        arch::load_model(&ModelRef::Path(path.clone()), &LoadOptions::default())
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    };
+    assert_eq!(open(&src), Ok(()));
+    // (The file ends in alignment padding: the last 40 bytes are inside its last tensor.)
+    for cut in [0, 3, 4, 10, 24, 100, 1000, 3000, 3100, 20_000, src.len() - 40] {
+        let e = open(&src[..cut]).unwrap_err();
+        assert!(
+            e.contains("truncated") || e.contains("empty") || e.contains("not a GGUF"),
+            "cut {cut}: {e}"
+        );
+    }
+    // Every byte of the header flipped in turn: an error or a (different) architecture, never a panic.
+    let header_len = 3168;
+    for i in (0..header_len).step_by(7) {
+        let mut bad = src.clone();
+        bad[i] ^= 0xff;
+        let _ = open(&bad);
+    }
+}
