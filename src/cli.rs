@@ -410,7 +410,7 @@ fn write_tensors(out: &mut impl Write, arch: &Architecture) -> anyhow::Result<()
     let sizes = CubeScale::Relative.sizes(&params);
     writeln!(
         out,
-        "\n  {:>5}  {:<60} {:<22} {:<20} {:>14} {:>5}",
+        "\n  {:>5}  {:<60} {:<22} {:<20} {:>14} {:>5}  dtype",
         "layer", "name", "shape", "kind", "params", "size"
     )?;
     for (&i, size) in order.iter().zip(sizes) {
@@ -419,13 +419,14 @@ fn write_tensors(out: &mut impl Write, arch: &Architecture) -> anyhow::Result<()
         let kind = if t.buffer { "buffer" } else { t.kind.label() };
         writeln!(
             out,
-            "  {:>5}  {:<60} {:<22} {:<20} {:>14} {:>5.2}",
+            "  {:>5}  {:<60} {:<22} {:<20} {:>14} {:>5.2}  {}",
             layer,
             t.name,
             format!("{:?}", t.shape),
             kind,
             group_digits(t.params),
-            size
+            size,
+            crate::arch::gguf::dtype_label(&t.dtype)
         )?;
     }
     Ok(())

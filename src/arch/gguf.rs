@@ -54,12 +54,29 @@ const GGML_TYPES: &[(u32, &str, u64, u64)] = &[
     (39, "MXFP4", 32, 17),
 ];
 
-/// Bytes per parameter of a ggml type name (`Q4_K`: 4.5), for tooltips and listings.
+/// Bytes per parameter of a dtype: a ggml type (`Q4_K`: 144 bytes per 256
+/// = 0.5625) or a safetensors one (`BF16`: 2).
 pub fn bytes_per_param(dtype: &str) -> Option<f64> {
-    GGML_TYPES
-        .iter()
-        .find(|t| t.1 == dtype)
-        .map(|&(_, _, block, bytes)| bytes as f64 / block as f64)
+    if let Some(&(_, _, block, bytes)) = GGML_TYPES.iter().find(|t| t.1 == dtype) {
+        return Some(bytes as f64 / block as f64);
+    }
+    Some(match dtype {
+        "F64" | "I64" | "U64" | "C64" => 8.0,
+        "F32" | "I32" | "U32" => 4.0,
+        "F16" | "BF16" | "I16" | "U16" => 2.0,
+        "F8_E4M3" | "F8_E5M2" | "F8_E8M0" | "I8" | "U8" | "BOOL" => 1.0,
+        "F6_E2M3" | "F6_E3M2" => 0.75,
+        "F4" => 0.5,
+        _ => return None,
+    })
+}
+
+/// A dtype with its size, for tooltips and listings: `Q4_0 (0.5625 B/param)`.
+pub fn dtype_label(dtype: &str) -> String {
+    match bytes_per_param(dtype) {
+        Some(b) => format!("{dtype} ({} B/param)", (b * 10_000.0).round() / 10_000.0),
+        None => dtype.to_string(),
+    }
 }
 
 /// What the header says.

@@ -45,7 +45,11 @@ pub(super) fn show(ctx: &egui::Context, p: &mut OverlayParams, hovered: Option<E
                     t.kind.label()
                 }
             ));
-            ui.label(format!("shape {:?} · {}", t.shape, t.dtype));
+            ui.label(format!(
+                "shape {:?} · {}",
+                t.shape,
+                crate::arch::gguf::dtype_label(&t.dtype)
+            ));
             ui.label(format!(
                 "{} params ({}) · {:.3}% of the model",
                 group_digits(t.params),

@@ -61,7 +61,7 @@ pub(super) fn show(ui: &mut egui::Ui, state: &mut UiState, p: &mut TreeParams) {
                             let label = ui.selectable_label(selected, &t.name).on_hover_text(format!(
                                 "{:?} {} · {} params · {}",
                                 t.shape,
-                                t.dtype,
+                                crate::arch::gguf::dtype_label(&t.dtype),
                                 group_digits(t.params),
                                 t.kind.label()
                             ));

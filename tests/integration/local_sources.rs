@@ -176,6 +176,21 @@ fn gguf_headers_become_the_architecture() {
     );
     assert_eq!(moe.total_params(), 234_944);
     assert!(moe.tensors.iter().any(|t| t.kind == TensorKind::Router));
+    // `info --tensors` lists each tensor's quant type with its bytes per parameter.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tensorcity"))
+        .args(["info", "--tensors"])
+        .arg(dir.join("llama-tiny.gguf"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let o_proj = text
+        .lines()
+        .find(|l| l.contains("layers.0.self_attn.o_proj"))
+        .unwrap_or_default();
+    assert!(
+        out.status.success() && o_proj.ends_with("Q4_0 (0.5625 B/param)"),
+        "{text}"
+    );
 }
 
 #[test]
