@@ -25,6 +25,10 @@ use crate::inference::stream::{ActivationFrame, FrameData, RunRequest, Worker};
 
 /// How long the page waits for a handshake.
 const HELLO_TIMEOUT_MS: i32 = 10_000;
+/// How long a running engine may send nothing before the run is called
+/// stalled (as on the desktop), and how often the page looks.
+const STALL_SECS: u64 = 60;
+const STALL_CHECK_MS: i32 = 1_000;
 
 struct Link {
     url: String,
@@ -39,9 +43,26 @@ struct Link {
     texts: Arc<TokenTexts>,
     /// Why the connection is gone.
     lost: Option<String>,
+    /// When the engine was last heard from (or the last request went out), ms on the page's clock.
+    heard: f64,
+}
+
+fn now_ms() -> f64 {
+    web_sys::window().and_then(|w| w.performance()).map_or(0.0, |p| p.now())
 }
 
 impl Link {
+    /// Gives up on a run the engine has sent nothing for in [`STALL_SECS`].
+    fn check_stall(&mut self) {
+        let Some(session) = &mut self.session else { return };
+        if self.lost.is_some() || !session.running() || now_ms() - self.heard < STALL_SECS as f64 * 1000.0 {
+            return;
+        }
+        let (cancel, failed) = session.stalled(STALL_SECS);
+        let _ = self.ws.send_with_u8_array(&cancel);
+        self.to_app(failed);
+    }
+
     fn woken(&mut self) {
         if let Some(wake) = self.wake.take() {
             let _ = wake.call0(&JsValue::NULL);
@@ -55,6 +76,7 @@ impl Link {
     }
 
     fn message(&mut self, bytes: Option<Vec<u8>>) {
+        self.heard = now_ms();
         if self.hello.is_none() {
             self.hello = Some(match &bytes {
                 Some(bytes) => read_hello(&self.url, bytes),
@@ -106,10 +128,15 @@ struct Socket {
     _on_message: Closure<dyn FnMut(web_sys::MessageEvent)>,
     _on_close: Closure<dyn FnMut(web_sys::CloseEvent)>,
     _on_error: Closure<dyn FnMut(web_sys::Event)>,
+    _stall_check: Closure<dyn FnMut()>,
+    interval: Option<i32>,
 }
 
 impl Drop for Socket {
     fn drop(&mut self) {
+        if let (Some(window), Some(id)) = (web_sys::window(), self.interval) {
+            window.clear_interval_with_handle(id);
+        }
         let _ = self.link.borrow().ws.close();
     }
 }
@@ -133,6 +160,7 @@ fn open_socket(url: &str) -> Result<Rc<RefCell<Link>>, EngineError> {
         tx: None,
         texts: Arc::new(TokenTexts::default()),
         lost: None,
+        heard: now_ms(),
     }));
     let on = link.clone();
     let on_message = Closure::<dyn FnMut(web_sys::MessageEvent)>::new(move |event: web_sys::MessageEvent| {
@@ -151,6 +179,12 @@ fn open_socket(url: &str) -> Result<Rc<RefCell<Link>>, EngineError> {
     let on_error = Closure::<dyn FnMut(web_sys::Event)>::new(move |_: web_sys::Event| {
         on.borrow_mut().closed("the connection failed");
     });
+    let on = link.clone();
+    let stall_check = Closure::<dyn FnMut()>::new(move || on.borrow_mut().check_stall());
+    let interval = web_sys::window().and_then(|w| {
+        w.set_interval_with_callback_and_timeout_and_arguments_0(stall_check.as_ref().unchecked_ref(), STALL_CHECK_MS)
+            .ok()
+    });
     ws.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
     ws.set_onclose(Some(on_close.as_ref().unchecked_ref()));
     ws.set_onerror(Some(on_error.as_ref().unchecked_ref()));
@@ -160,6 +194,8 @@ fn open_socket(url: &str) -> Result<Rc<RefCell<Link>>, EngineError> {
             _on_message: on_message,
             _on_close: on_close,
             _on_error: on_error,
+            _stall_check: stall_check,
+            interval,
         })
     });
     Ok(link)
@@ -239,6 +275,7 @@ fn submit(run: u64, request: RunRequest) {
             });
             return;
         }
+        link.heard = now_ms();
         let Some(session) = &mut link.session else { return };
         match session.request(run, request) {
             Ok(messages) => {
