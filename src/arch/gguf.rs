@@ -17,6 +17,8 @@ const MAX_KEYS: u64 = 1 << 16;
 const MAX_STRING: u64 = 1 << 24;
 const MAX_ARRAY: u64 = 1 << 26;
 const MAX_DIMS: u32 = 4;
+/// The largest header read (a 256k-token vocabulary is ~5 MB).
+pub const MAX_HEADER_BYTES: u64 = 64 << 20;
 
 /// `ggml_type` id -> (name, elements per block, bytes per block).
 const GGML_TYPES: &[(u32, &str, u64, u64)] = &[
@@ -306,19 +308,28 @@ pub fn parse(bytes: &[u8], file_len: u64) -> Result<GgufHeader, GgufProblem> {
 }
 
 /// Reads a header from `read_at(offset, len)` (a file, or Range requests),
-/// growing the prefix until the header is complete.
+/// starting with `first` bytes and growing the prefix until the header is
+/// complete (`file_len`: `u64::MAX` when unknown; then the data offsets are
+/// not checked against it).
 pub fn read(
     file_len: u64,
+    first: u64,
     what: &str,
     mut read_at: impl FnMut(u64, u64) -> Result<Vec<u8>, ArchError>,
-) -> Result<GgufHeader, ArchError> {
+) -> Result<(GgufHeader, Vec<u8>), ArchError> {
     let fail = |detail: String| ArchError::BadHeader {
         what: what.to_string(),
         detail,
     };
     let mut bytes = Vec::new();
-    let mut want = (1u64 << 20).min(file_len);
+    let mut want = first.min(file_len);
     loop {
+        if want > MAX_HEADER_BYTES {
+            return Err(fail(format!(
+                "a header over {} MB; the file is corrupt",
+                MAX_HEADER_BYTES >> 20
+            )));
+        }
         if want > bytes.len() as u64 {
             let more = read_at(bytes.len() as u64, want - bytes.len() as u64)?;
             if more.is_empty() {
@@ -327,7 +338,7 @@ pub fn read(
             bytes.extend(more);
         }
         match parse(&bytes, file_len) {
-            Ok(header) => return Ok(header),
+            Ok(header) => return Ok((header, bytes)),
             Err(GgufProblem::Bad(detail)) => return Err(fail(detail)),
             Err(GgufProblem::NeedMore(n)) if n > file_len || bytes.len() as u64 >= file_len => {
                 return Err(fail("the file ends inside its GGUF header; it is truncated".into()));
@@ -335,6 +346,22 @@ pub fn read(
             Err(GgufProblem::NeedMore(n)) => want = n.min(file_len),
         }
     }
+}
+
+/// The architecture a header describes, with a notice naming its quant types.
+pub fn architecture(header: &GgufHeader, name: String, source: &str) -> Result<super::Architecture, ArchError> {
+    let config = super::ModelConfig::from_value(config(header), &name)?;
+    let mut arch = super::Architecture::from_rows(name, source, Some(config), rows(header));
+    let mut types: Vec<&str> = header.tensors.iter().map(|t| t.ggml_type).collect();
+    types.sort_unstable();
+    types.dedup();
+    arch.notices.push(format!(
+        "GGUF v{}: {} tensors in {}",
+        header.version,
+        header.tensors.len(),
+        types.join(", ")
+    ));
+    Ok(arch)
 }
 
 /// The Hugging Face `model_type` of a GGUF `general.architecture`.

@@ -70,8 +70,14 @@ pub enum HubFailure {
     Invalid(ArchError),
 }
 
-/// Loads a hub model's architecture from its config and shard headers.
+/// Loads a hub model's architecture from its config and shard headers, or
+/// from a GGUF file's header (`owner/name:file.gguf`, else `model.gguf` or the
+/// repo's GGUF files when it publishes no safetensors).
 pub fn load(id: &str, opts: &HubOptions) -> Result<Architecture, HubFailure> {
+    let (id, gguf_file) = match id.split_once(':') {
+        Some((repo, file)) if file.ends_with(".gguf") => (repo, Some(file)),
+        _ => (id, None),
+    };
     let (owner, name) = split_id(id);
     let client = build_client(opts).map_err(|e| HubFailure::Unreachable(e.to_string()))?;
     let header_cache = opts.header_cache_dir.clone().unwrap_or_else(default_header_cache);
@@ -86,6 +92,12 @@ pub fn load(id: &str, opts: &HubOptions) -> Result<Architecture, HubFailure> {
         header_dir: &header_dir,
     };
 
+    if let Some(file) = gguf_file {
+        return match hub.gguf(file)? {
+            Some(arch) => Ok(arch),
+            None => Err(HubFailure::NotFound(format!("no `{file}` in the repository"))),
+        };
+    }
     let config_path = hub.file("config.json")?;
     let config = match config_path {
         Some(p) => Some(read_config(&p).map_err(HubFailure::Invalid)?),
@@ -95,6 +107,15 @@ pub fn load(id: &str, opts: &HubOptions) -> Result<Architecture, HubFailure> {
         Some(index) => shard_names(&read_index(&index).map_err(HubFailure::Invalid)?),
         None => vec![SINGLE_FILE.to_string()],
     };
+    // Offline, a GGUF repo read before is known by its cached GGUF header.
+    if opts.offline
+        && shards.len() == 1
+        && !hub.header_cached(&shards[0])
+        && let Some(file) = hub.cached_gguf()
+        && let Some(arch) = hub.gguf(&file)?
+    {
+        return Ok(arch);
+    }
     let mut rows = Vec::new();
     for shard in &shards {
         match hub.header(shard)? {
@@ -103,7 +124,12 @@ pub fn load(id: &str, opts: &HubOptions) -> Result<Architecture, HubFailure> {
                 r
             })),
             None if shards.len() == 1 => {
-                // No safetensors at all (an old pickle-only repo): lay it out from the config.
+                // No safetensors: a GGUF repo, or an old pickle-only one laid out from its config.
+                for file in hub.gguf_files() {
+                    if let Some(arch) = hub.gguf(&file)? {
+                        return Ok(arch);
+                    }
+                }
                 let Some(cfg) = config else {
                     return Err(HubFailure::NotFound(format!(
                         "no config.json or {SINGLE_FILE} at revision {}",
@@ -248,6 +274,108 @@ impl Remote<'_> {
             let _ = std::fs::write(&cache_path, blob);
         }
         Ok(Some(rows))
+    }
+
+    /// Whether a safetensors shard's header is in our header cache.
+    fn header_cached(&self, shard: &str) -> bool {
+        self.header_dir.join(format!("{}.header", sanitize(shard))).is_file()
+    }
+
+    /// A GGUF file whose header is in our header cache (the first by name).
+    fn cached_gguf(&self) -> Option<String> {
+        let mut names: Vec<String> = std::fs::read_dir(self.header_dir)
+            .ok()?
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter_map(|n| {
+                n.strip_suffix(".header")
+                    .filter(|f| f.ends_with(".gguf"))
+                    .map(str::to_string)
+            })
+            .collect();
+        names.sort();
+        names.into_iter().next()
+    }
+
+    /// The repo's GGUF files to try, best first: `model.gguf`, then a Q4_K_M,
+    /// then the others (from the repo's file list when the Hub gives one).
+    fn gguf_files(&self) -> Vec<String> {
+        let mut files = vec!["model.gguf".to_string()];
+        if self.opts.offline {
+            return files;
+        }
+        if let Ok(info) = self.repo.info().revision(self.opts.revision().to_string()).send() {
+            let mut listed: Vec<String> = info
+                .siblings
+                .unwrap_or_default()
+                .into_iter()
+                .map(|s| s.rfilename)
+                .filter(|f| f.ends_with(".gguf") && f != "model.gguf")
+                .collect();
+            listed.sort_by_key(|f| (!f.to_ascii_lowercase().contains("q4_k_m"), f.clone()));
+            files.extend(listed);
+        }
+        files
+    }
+
+    /// A GGUF file's architecture from its header: a fully cached file, our
+    /// header cache, else Range requests for a growing prefix (never the
+    /// tensor data); `None` when the repo has no such file.
+    fn gguf(&self, file: &str) -> Result<Option<Architecture>, HubFailure> {
+        let what = format!("{}/{file}", self.id);
+        let cache_path = self.header_dir.join(format!("{}.header", sanitize(file)));
+        let cached_file = self
+            .repo
+            .download_file()
+            .filename(file)
+            .revision(self.opts.revision().to_string())
+            .local_files_only(true)
+            .send();
+        let bytes = match cached_file {
+            Ok(path) => return super::load_gguf_file(&path).map(Some).map_err(HubFailure::Invalid),
+            Err(_) if self.opts.offline => match std::fs::read(&cache_path) {
+                Ok(bytes) => bytes,
+                Err(_) => {
+                    return Err(HubFailure::Unreachable(format!(
+                        "offline and the header of `{file}` is not cached (run once online to cache it)"
+                    )));
+                }
+            },
+            Err(_) => Vec::new(),
+        };
+        let mut missing = false;
+        let read = super::gguf::read(u64::MAX, 256 << 10, &what, |offset, n| {
+            if let Some(part) = bytes.get(offset as usize..)
+                && !part.is_empty()
+            {
+                return Ok(part.get(..n as usize).unwrap_or(part).to_vec());
+            }
+            match self.range(file, offset..offset + n) {
+                Ok(b) => Ok(b.to_vec()),
+                Err(HFError::EntryNotFound { .. }) => {
+                    missing = true;
+                    Err(ArchError::Hub {
+                        id: self.id.to_string(),
+                        reason: format!("no `{file}`"),
+                    })
+                }
+                Err(e) => Err(ArchError::Hub {
+                    id: self.id.to_string(),
+                    reason: format!("reading `{file}`'s header: {e}"),
+                }),
+            }
+        });
+        let (header, prefix) = match read {
+            Ok(found) => found,
+            Err(_) if missing => return Ok(None),
+            Err(e) => return Err(HubFailure::Invalid(e)),
+        };
+        if std::fs::create_dir_all(self.header_dir).is_ok() {
+            let _ = std::fs::write(&cache_path, &prefix);
+        }
+        let name = format!("{}:{file}", self.id);
+        super::gguf::architecture(&header, name, "hub (GGUF header)")
+            .map(Some)
+            .map_err(HubFailure::Invalid)
     }
 
     fn range(&self, shard: &str, range: std::ops::Range<u64>) -> Result<bytes::Bytes, HFError> {

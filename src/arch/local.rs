@@ -47,24 +47,13 @@ pub fn load_gguf_file(path: &Path) -> Result<Architecture, ArchError> {
     if len == 0 {
         return Err(ArchError::Empty { what: name });
     }
-    let header = super::gguf::read(len, &name, |offset, n| {
+    let (header, _) = super::gguf::read(len, 1 << 20, &name, |offset, n| {
         let mut buf = vec![0u8; n.min(len.saturating_sub(offset)) as usize];
         file.seek(SeekFrom::Start(offset)).map_err(io)?;
         file.read_exact(&mut buf).map_err(io)?;
         Ok(buf)
     })?;
-    let config = ModelConfig::from_value(super::gguf::config(&header), &name)?;
-    let mut arch = Architecture::from_rows(name, "file", Some(config), super::gguf::rows(&header));
-    let mut types: Vec<&str> = header.tensors.iter().map(|t| t.ggml_type).collect();
-    types.sort_unstable();
-    types.dedup();
-    arch.notices.push(format!(
-        "GGUF v{}: {} tensors in {}",
-        header.version,
-        header.tensors.len(),
-        types.join(", ")
-    ));
-    Ok(arch)
+    super::gguf::architecture(&header, name, "file")
 }
 
 /// A model folder as Hugging Face lays it out.

@@ -26,6 +26,15 @@ impl ModelRef {
             return ModelRef::Engine(arg.to_string());
         }
         let path = Path::new(arg);
+        // `owner/name:file.gguf`: one GGUF file of a Hub repo.
+        if let Some((repo, file)) = arg.split_once(':')
+            && repo.matches('/').count() == 1
+            && !file.contains('/')
+            && file.ends_with(".gguf")
+            && !path.exists()
+        {
+            return ModelRef::Id(arg.to_string());
+        }
         let looks_like_path = arg.starts_with(['.', '/', '~'])
             || arg.contains('\\')
             || arg.matches('/').count() > 1

@@ -99,6 +99,19 @@ fn answer(
             .with_header(header("Access-Control-Allow-Origin", "*"))
             .with_header(header("Access-Control-Allow-Headers", "Range"));
     }
+    // The repo info endpoint: /api/models/{owner}/{name}/revision/{revision}, its file list.
+    if let Some(rest) = url.strip_prefix("/api/models/") {
+        let repo = rest.split("/revision/").next().unwrap_or_default();
+        let Some(files) = repos.get(repo) else {
+            return tiny_http::Response::from_data(b"{\"error\":\"Repository not found\"}".to_vec())
+                .with_status_code(404)
+                .with_header(header("X-Error-Code", "RepoNotFound"));
+        };
+        let siblings: Vec<_> = files.keys().map(|f| serde_json::json!({"rfilename": f})).collect();
+        let body = serde_json::json!({"id": repo, "sha": COMMIT, "siblings": siblings});
+        return tiny_http::Response::from_data(body.to_string().into_bytes())
+            .with_header(header("Content-Type", "application/json"));
+    }
     let Some((repo, rest)) = url.trim_start_matches('/').split_once("/resolve/") else {
         return not_found();
     };
@@ -135,7 +148,7 @@ fn answer(
         }
         None => data.clone(),
     };
-    if file.ends_with(".safetensors") {
+    if file.ends_with(".safetensors") || file.ends_with(".gguf") {
         sent.fetch_add(body.len() as u64, Ordering::SeqCst);
     }
     let status = if range.is_some() { 206 } else { 200 };
@@ -317,4 +330,72 @@ fn missing_repo_is_an_error_not_a_fallback() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("nobody/gpt2-typo") && err.contains("gpt2"), "{err}");
+}
+
+/// A GGUF repo (no safetensors, no config.json): the architecture from the
+/// GGUF header read with Range requests — a growing prefix, never the 4 MB
+/// of tensor data — then offline from the header cache; a named file of a
+/// repo with several (`owner/name:file.gguf`); the repo's file list finds a
+/// GGUF that is not `model.gguf`.
+#[test]
+fn gguf_repos_are_read_from_their_header() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fixtures = crate::support::fixtures().join("gguf");
+    let mut llama = std::fs::read(fixtures.join("llama-tiny.gguf")).unwrap();
+    llama.resize(llama.len() + (4 << 20), 0);
+    let moe = std::fs::read(fixtures.join("mixtral-tiny.gguf")).unwrap();
+    let hub = FakeHub::start(
+        HashMap::from([
+            (
+                "acme/tiny-GGUF".to_string(),
+                HashMap::from([("model.gguf".to_string(), llama.clone())]),
+            ),
+            (
+                "acme/moe-GGUF".to_string(),
+                HashMap::from([
+                    ("moe-Q8_0.gguf".to_string(), moe.clone()),
+                    ("moe-Q4_K_M.gguf".to_string(), moe.clone()),
+                ]),
+            ),
+        ]),
+        vec![],
+    );
+    let opts = options(&hub, tmp.path());
+    let local = arch::load_gguf_file(&fixtures.join("llama-tiny.gguf")).unwrap();
+    let remote = load("acme/tiny-GGUF", &opts).unwrap();
+    assert_eq!(names_and_shapes(&remote), names_and_shapes(&local));
+    assert_eq!(remote.source, "hub (GGUF header)");
+    let sent = hub.weight_bytes_sent.load(Ordering::SeqCst);
+    assert!(
+        sent <= 256 << 10,
+        "{sent} bytes of a {} byte file crossed the wire",
+        llama.len()
+    );
+    let named = load("acme/moe-GGUF:moe-Q8_0.gguf", &opts).unwrap();
+    assert_eq!(named.name, "acme/moe-GGUF:moe-Q8_0.gguf");
+    assert_eq!(
+        named
+            .tensors
+            .iter()
+            .filter(|t| t.kind == arch::TensorKind::Expert)
+            .count(),
+        24
+    );
+    // No model.gguf: the file list (preferring Q4_K_M) names one.
+    let listed = load("acme/moe-GGUF", &opts).unwrap();
+    assert_eq!(listed.name, "acme/moe-GGUF:moe-Q4_K_M.gguf");
+    assert!(matches!(load("acme/tiny-GGUF:nope.gguf", &opts), Err(HubFailure::NotFound(m)) if m.contains("nope.gguf")));
+    assert_eq!(
+        ModelRef::parse("acme/moe-GGUF:moe-Q8_0.gguf"),
+        ModelRef::Id("acme/moe-GGUF:moe-Q8_0.gguf".into())
+    );
+    // Offline afterwards, from the header cache.
+    drop(hub);
+    let offline = HubOptions {
+        offline: true,
+        endpoint: Some("http://127.0.0.1:9".into()),
+        ..opts
+    };
+    let again = load("acme/tiny-GGUF", &offline).unwrap();
+    assert_eq!(names_and_shapes(&again), names_and_shapes(&local));
 }
