@@ -230,14 +230,7 @@ impl Remote<'_> {
     /// A shard's header: from a fully cached file, from our header cache when
     /// offline, else two Range requests (and then cached).
     fn header(&self, shard: &str) -> Result<Option<Vec<HeaderTensor>>, HubFailure> {
-        let cached_file = self
-            .repo
-            .download_file()
-            .filename(shard)
-            .revision(self.opts.revision().to_string())
-            .local_files_only(true)
-            .send();
-        if let Ok(path) = cached_file {
+        if let Some(path) = self.cached_file(shard) {
             return read_header_file(&path).map(Some).map_err(HubFailure::Invalid);
         }
         let cache_path = self.header_dir.join(format!("{}.header", sanitize(shard)));
@@ -274,6 +267,17 @@ impl Remote<'_> {
             let _ = std::fs::write(&cache_path, blob);
         }
         Ok(Some(rows))
+    }
+
+    /// The whole file when it is in the Hugging Face cache (downloaded before).
+    fn cached_file(&self, file: &str) -> Option<PathBuf> {
+        self.repo
+            .download_file()
+            .filename(file)
+            .revision(self.opts.revision().to_string())
+            .local_files_only(true)
+            .send()
+            .ok()
     }
 
     /// Whether a safetensors shard's header is in our header cache.
@@ -323,24 +327,17 @@ impl Remote<'_> {
     fn gguf(&self, file: &str) -> Result<Option<Architecture>, HubFailure> {
         let what = format!("{}/{file}", self.id);
         let cache_path = self.header_dir.join(format!("{}.header", sanitize(file)));
-        let cached_file = self
-            .repo
-            .download_file()
-            .filename(file)
-            .revision(self.opts.revision().to_string())
-            .local_files_only(true)
-            .send();
-        let bytes = match cached_file {
-            Ok(path) => return super::load_gguf_file(&path).map(Some).map_err(HubFailure::Invalid),
-            Err(_) if self.opts.offline => match std::fs::read(&cache_path) {
-                Ok(bytes) => bytes,
-                Err(_) => {
-                    return Err(HubFailure::Unreachable(format!(
-                        "offline and the header of `{file}` is not cached (run once online to cache it)"
-                    )));
-                }
-            },
-            Err(_) => Vec::new(),
+        if let Some(path) = self.cached_file(file) {
+            return super::load_gguf_file(&path).map(Some).map_err(HubFailure::Invalid);
+        }
+        let bytes = if self.opts.offline {
+            std::fs::read(&cache_path).map_err(|_| {
+                HubFailure::Unreachable(format!(
+                    "offline and the header of `{file}` is not cached (run once online to cache it)"
+                ))
+            })?
+        } else {
+            Vec::new()
         };
         let mut missing = false;
         let read = super::gguf::read(u64::MAX, 256 << 10, &what, |offset, n| {
