@@ -16,7 +16,7 @@ use tensorcity::engine::protocol::{self, Dims, Hello, HelloModel, HelloTensor};
 use tensorcity::inference::Tap;
 use tensorcity::inference::stream::{ActivationFrame, Decoding, FrameData, RunRequest};
 
-use crate::support::{fixtures, minilm};
+use crate::support::{fixtures, max_abs_diff, minilm};
 
 /// The Python of the engine's virtual environment (TENSORCITY_PYTHON, or the cache .ci/setup fills).
 fn python() -> PathBuf {
@@ -93,18 +93,11 @@ fn load(path: &Path) -> HashMap<String, Tensor> {
     candle_core::safetensors::load(path, &Device::Cpu).unwrap()
 }
 
-fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-    assert_eq!(a.dims(), b.dims());
-    let a = a.to_dtype(candle_core::DType::F32).unwrap();
-    let b = b.to_dtype(candle_core::DType::F32).unwrap();
-    (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar().unwrap()
-}
-
 /// Every tensor of `expected` is in `got` within `tol` (tokens exactly).
 fn assert_same(what: &str, got: &HashMap<String, Tensor>, expected: &HashMap<String, Tensor>, tol: f32) {
     for (name, want) in expected {
         let have = got.get(name).unwrap_or_else(|| panic!("{what}: `{name}` missing"));
-        let d = max_diff(have, want);
+        let d = max_abs_diff(have, want);
         assert!(d <= tol, "{what}: `{name}` differs by {d}");
     }
 }

@@ -7,24 +7,10 @@ use std::path::Path;
 use candle_core::{Device, Tensor};
 use tensorcity::inference::{Capture, Model};
 
-use crate::support::fixtures;
+use crate::support::{fixtures, max_abs_diff};
 
 fn reference(dir: &Path) -> std::collections::HashMap<String, Tensor> {
     candle_core::safetensors::load(dir.join("reference.safetensors"), &Device::Cpu).unwrap()
-}
-
-fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-    assert_eq!(a.dims(), b.dims());
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
 }
 
 fn reference_tokens(reference: &std::collections::HashMap<String, Tensor>) -> Vec<u32> {

@@ -111,3 +111,18 @@ pub fn minilm() -> std::path::PathBuf {
     );
     std::path::PathBuf::from(String::from_utf8_lossy(&o.stdout).trim())
 }
+
+/// The largest |a - b| of two tensors of one shape (compared in f32, so
+/// token ids compare too).
+pub fn max_abs_diff(a: &candle_core::Tensor, b: &candle_core::Tensor) -> f32 {
+    assert_eq!(a.dims(), b.dims());
+    let f32 = |t: &candle_core::Tensor| t.to_dtype(candle_core::DType::F32).unwrap();
+    (f32(a) - f32(b))
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar()
+        .unwrap()
+}
