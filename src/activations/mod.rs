@@ -165,13 +165,18 @@ impl Runner {
         matches!(self, Runner::Ready(..) | Runner::Remote { .. })
     }
 
+    /// Display texts of tokens, from the tokenizer or the engine (`None`: no model to name them).
+    pub fn token_texts(&self, ids: &[u32]) -> Option<Vec<String>> {
+        match self {
+            Runner::Ready(files, _) => Some(files.token_texts(ids)),
+            Runner::Remote { texts, .. } => Some(texts.texts(ids)),
+            _ => None,
+        }
+    }
+
     /// A token's display text (`#id` when it has none).
     pub fn token_text(&self, id: u32) -> String {
-        match self {
-            Runner::Ready(files, _) => files.token_texts(&[id]).concat(),
-            Runner::Remote { texts, .. } => texts.texts(&[id]).concat(),
-            _ => format!("#{id}"),
-        }
+        self.token_texts(&[id]).map_or_else(|| format!("#{id}"), |t| t.concat())
     }
 }
 
@@ -180,7 +185,7 @@ pub type Connected = (Worker, Arc<crate::engine::TokenTexts>, String);
 
 /// Connects to the engine at `url` and starts its connection thread.
 #[cfg(not(target_arch = "wasm32"))]
-pub fn connect_engine(url: &str) -> Result<Connected, crate::engine::EngineError> {
+fn connect_engine(url: &str) -> Result<Connected, crate::engine::EngineError> {
     use crate::engine::client;
     let connection = client::connect(url)?;
     let engine = connection.hello.engine.clone();
@@ -285,10 +290,7 @@ fn finish_runner(mut commands: Commands, backend: Res<InferenceBackend>, mut run
                 commands.insert_resource(InferenceWorker::new(worker));
                 Runner::Remote { texts, engine }
             }
-            Err(e) => Runner::Unavailable(Arc::new(InferenceError::Model {
-                what: "engine".into(),
-                detail: e.to_string(),
-            })),
+            Err(e) => Runner::Unavailable(Arc::new(InferenceError::Arch(e.into()))),
         };
         return;
     }
@@ -400,12 +402,8 @@ fn apply_frames(mut frames: MessageReader<ActivationMessage>, mut run: ResMut<Cu
     for frame in frames.read() {
         retokenized |= run.apply(&frame.0) && matches!(frame.0.data, FrameData::Tokens(_));
     }
-    if retokenized {
-        match &*runner {
-            Runner::Ready(files, _) => run.texts = files.token_texts(&run.tokens),
-            Runner::Remote { texts, .. } => run.texts = texts.texts(&run.tokens),
-            _ => {}
-        }
+    if retokenized && let Some(texts) = runner.token_texts(&run.tokens) {
+        run.texts = texts;
     }
 }
 
