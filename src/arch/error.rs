@@ -37,6 +37,9 @@ pub enum ArchError {
     #[error("{what}: the header is not valid safetensors JSON ({detail}); the file is corrupt or not safetensors")]
     BadHeader { what: String, detail: String },
 
+    #[error("{what}: not a readable GGUF header: {detail}")]
+    BadGguf { what: String, detail: String },
+
     #[error(
         "{what}: tensor `{tensor}` has unknown dtype `{dtype}`; supported: BOOL, U8, I8, F8_*, I16, U16, F16, BF16, I32, U32, F32, F64, I64, U64, C64, F4, F6_*"
     )]

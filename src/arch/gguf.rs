@@ -317,7 +317,7 @@ pub fn read(
     what: &str,
     mut read_at: impl FnMut(u64, u64) -> Result<Vec<u8>, ArchError>,
 ) -> Result<(GgufHeader, Vec<u8>), ArchError> {
-    let fail = |detail: String| ArchError::BadHeader {
+    let fail = |detail: String| ArchError::BadGguf {
         what: what.to_string(),
         detail,
     };

@@ -1,5 +1,6 @@
 """python -m tensorcity_stream serve MODEL_DIR_OR_ID [--port 7878] [--host 127.0.0.1] [--device cpu]"""
 import argparse
+import os
 import sys
 
 
@@ -16,6 +17,11 @@ def main(argv=None):
     s.add_argument("--adapter", choices=["transformers", "lens"], default="transformers",
                    help="lens: through TransformerLens (its hook points)")
     args = parser.parse_args(argv)
+    looks_local = args.model.startswith((".", "/", "~")) or args.model.count("/") > 1
+    if looks_local and not os.path.isdir(os.path.expanduser(args.model)):
+        print(f"tensorcity_stream: {args.model}: no such model folder (a folder with config.json and weights, "
+              "or a Hugging Face id like gpt2)", file=sys.stderr)
+        return 2
     try:
         if args.adapter == "lens":
             from .lens import load
@@ -23,7 +29,8 @@ def main(argv=None):
             from .hf import load
         engine = load(args.model, device=args.device, dtype=args.dtype)
     except (OSError, ValueError, ImportError) as e:
-        print(f"tensorcity_stream: cannot serve {args.model}: {e}", file=sys.stderr)
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        print(f"tensorcity_stream: cannot serve {args.model}: {first}", file=sys.stderr)
         return 2
     from .server import serve
     try:
