@@ -60,7 +60,7 @@ pub fn log_plugin() -> bevy::log::LogPlugin {
             bevy::log::DEFAULT_FILTER.to_string()
         } else {
             format!(
-                "{},bevy_render::renderer=error,winit=error,bevy_winit=error",
+                "{},bevy_render::renderer=error,bevy_egui::render=error,winit=error,bevy_winit=error",
                 bevy::log::DEFAULT_FILTER
             )
         },
