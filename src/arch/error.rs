@@ -62,11 +62,19 @@ pub enum ArchError {
     DataOutOfRange { what: String, end: u64, len: u64 },
 
     #[error(
-        "{path}: a PyTorch pickle checkpoint; tensorcity never unpickles (loading a pickle can run arbitrary code). Convert it to safetensors first, e.g. `python -c \"import torch, safetensors.torch as st; st.save_file(torch.load('{name}', weights_only=True), 'model.safetensors')\"`",
+        "{path}: a PyTorch checkpoint in the pre-1.6 format (bare pickles, no zip); re-save it with a current torch: `python -c \"import torch; torch.save(torch.load('{name}', weights_only=True), '{name}')\"`, or convert it to safetensors",
         path = path.display(),
         name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
     )]
     Pickle { path: PathBuf },
+
+    #[error("{what}: not a readable PyTorch checkpoint: {detail}")]
+    BadPickle { what: String, detail: String },
+
+    #[error(
+        "{what}: refused: its pickle names the global `{global}`, which is not a tensor; a checkpoint that asks for it wants to run code when loaded — nothing was run; do not torch.load it either"
+    )]
+    PickleGlobal { what: String, global: String },
 
     #[error("{index}: shard `{shard}` is named in the index but missing; download it next to the index or fix the index", index = index.display())]
     MissingShard { index: PathBuf, shard: String },

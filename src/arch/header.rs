@@ -14,7 +14,7 @@ use super::ArchError;
 pub const MAX_HEADER_BYTES: u64 = 100_000_000;
 
 /// One row of a header: what a tensor is called, its shape and dtype.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, Deserialize)]
 pub struct HeaderTensor {
     pub name: String,
     pub shape: Vec<u64>,

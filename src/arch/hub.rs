@@ -17,6 +17,8 @@ use super::{ArchError, Architecture, HeaderTensor};
 
 const INDEX_FILE: &str = "model.safetensors.index.json";
 const SINGLE_FILE: &str = "model.safetensors";
+const TORCH_INDEX_FILE: &str = "pytorch_model.bin.index.json";
+const TORCH_SINGLE_FILE: &str = "pytorch_model.bin";
 
 /// Where and how to reach the Hub. [`HubOptions::from_env`] gives the standard
 /// behaviour; tests point `endpoint` and the caches at loopback and a temp dir.
@@ -116,6 +118,15 @@ pub fn load(id: &str, opts: &HubOptions) -> Result<Architecture, HubFailure> {
     {
         return Ok(arch);
     }
+    // Offline, a PyTorch-checkpoint repo read before is known by its cached tensor table.
+    if opts.offline
+        && shards.len() == 1
+        && !hub.header_cached(&shards[0])
+        && hub.torch_cached()
+        && let Some(rows) = hub.torch_checkpoint()?
+    {
+        return Ok(Architecture::from_rows(id, "hub (PyTorch checkpoint)", config, rows));
+    }
     let mut rows = Vec::new();
     for shard in &shards {
         match hub.header(shard)? {
@@ -124,11 +135,14 @@ pub fn load(id: &str, opts: &HubOptions) -> Result<Architecture, HubFailure> {
                 r
             })),
             None if shards.len() == 1 => {
-                // No safetensors: a GGUF repo, or an old pickle-only one laid out from its config.
+                // No safetensors: a GGUF repo, a PyTorch-checkpoint one, or laid out from its config.
                 for file in hub.gguf_files() {
                     if let Some(arch) = hub.gguf(&file)? {
                         return Ok(arch);
                     }
+                }
+                if let Some(rows) = hub.torch_checkpoint()? {
+                    return Ok(Architecture::from_rows(id, "hub (PyTorch checkpoint)", config, rows));
                 }
                 let Some(cfg) = config else {
                     return Err(HubFailure::NotFound(format!(
@@ -285,6 +299,15 @@ impl Remote<'_> {
         self.header_dir.join(format!("{}.header", sanitize(shard))).is_file()
     }
 
+    /// Whether a PyTorch checkpoint's tensor table is in our header cache.
+    fn torch_cached(&self) -> bool {
+        std::fs::read_dir(self.header_dir).is_ok_and(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .any(|e| e.file_name().to_string_lossy().ends_with(".tensors.json"))
+        })
+    }
+
     /// A GGUF file whose header is in our header cache (the first by name).
     fn cached_gguf(&self) -> Option<String> {
         let mut names: Vec<String> = std::fs::read_dir(self.header_dir)
@@ -373,6 +396,91 @@ impl Remote<'_> {
         super::gguf::architecture(&header, name, "hub (GGUF header)")
             .map(Some)
             .map_err(HubFailure::Invalid)
+    }
+
+    /// A PyTorch checkpoint's tensors (`pytorch_model.bin`, or the shards of
+    /// `pytorch_model.bin.index.json`); `None` when the repo has neither.
+    fn torch_checkpoint(&self) -> Result<Option<Vec<HeaderTensor>>, HubFailure> {
+        let shards = match self.file(TORCH_INDEX_FILE)? {
+            Some(index) => shard_names(&read_index(&index).map_err(HubFailure::Invalid)?),
+            None => vec![TORCH_SINGLE_FILE.to_string()],
+        };
+        let mut rows = Vec::new();
+        for shard in &shards {
+            match self.torch(shard)? {
+                Some(found) => rows.extend(found.into_iter().map(|mut r| {
+                    r.shard = (shards.len() > 1).then(|| shard.clone());
+                    r
+                })),
+                None if shards.len() == 1 => return Ok(None),
+                None => {
+                    return Err(HubFailure::Invalid(ArchError::Hub {
+                        id: self.id.to_string(),
+                        reason: format!("shard `{shard}` named in {TORCH_INDEX_FILE} is missing from the repo"),
+                    }));
+                }
+            }
+        }
+        Ok(Some(rows))
+    }
+
+    /// One PyTorch zip checkpoint's tensors: a fully cached file, our header
+    /// cache, else its size (HEAD) and Range reads of the zip's central
+    /// directory and `data.pkl` only (never the tensor data).
+    fn torch(&self, file: &str) -> Result<Option<Vec<HeaderTensor>>, HubFailure> {
+        if let Some(path) = self.cached_file(file) {
+            return read_header_file(&path).map(Some).map_err(HubFailure::Invalid);
+        }
+        let cache_path = self.header_dir.join(format!("{}.tensors.json", sanitize(file)));
+        if self.opts.offline {
+            let bytes = std::fs::read(&cache_path).map_err(|_| {
+                HubFailure::Unreachable(format!(
+                    "offline and the tensor table of `{file}` is not cached (run once online to cache it)"
+                ))
+            })?;
+            return serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+                HubFailure::Invalid(ArchError::BadHeader {
+                    what: cache_path.display().to_string(),
+                    detail: format!("{e}; delete the cached file"),
+                })
+            });
+        }
+        let size = match self
+            .repo
+            .get_file_metadata()
+            .filepath(file)
+            .revision(self.opts.revision())
+            .send()
+        {
+            Ok(meta) if meta.file_size > 0 => meta.file_size,
+            Ok(_) => {
+                return Err(HubFailure::Invalid(ArchError::Hub {
+                    id: self.id.to_string(),
+                    reason: format!("the server did not say how big `{file}` is (no Content-Length or X-Linked-Size)"),
+                }));
+            }
+            Err(HFError::EntryNotFound { .. }) => return Ok(None),
+            Err(e) => return Err(self.failure(e)),
+        };
+        let what = format!("{}/{file}", self.id);
+        let mut reader = super::ranged::Ranged::new(size, |offset, n| {
+            self.range(file, offset..offset + n).map(|b| b.to_vec()).map_err(|e| ArchError::Hub {
+                id: self.id.to_string(),
+                reason: format!("reading `{file}`: {e}"),
+            })
+        });
+        let read = super::torch::read_tensors(&mut reader, &what);
+        let rows = match (read, reader.error.take()) {
+            (Ok(rows), _) => rows,
+            (Err(_), Some(transport)) => return Err(HubFailure::Invalid(transport)),
+            (Err(e), None) => return Err(HubFailure::Invalid(e)),
+        };
+        if std::fs::create_dir_all(self.header_dir).is_ok()
+            && let Ok(json) = serde_json::to_vec(&rows)
+        {
+            let _ = std::fs::write(&cache_path, json);
+        }
+        Ok(Some(rows))
     }
 
     fn range(&self, shard: &str, range: std::ops::Range<u64>) -> Result<bytes::Bytes, HFError> {

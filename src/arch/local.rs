@@ -13,8 +13,9 @@ use super::{ArchError, Architecture, HeaderTensor, ModelConfig};
 
 const INDEX_FILE: &str = "model.safetensors.index.json";
 const SINGLE_FILE: &str = "model.safetensors";
+const TORCH_INDEX_FILE: &str = "pytorch_model.bin.index.json";
+const TORCH_SINGLE_FILE: &str = "pytorch_model.bin";
 const PICKLE_EXTENSIONS: &[&str] = &["bin", "pt", "pth", "ckpt", "pkl", "pickle"];
-const PICKLE_FILES: &[&str] = &["pytorch_model.bin", "pytorch_model.bin.index.json"];
 
 /// A single `.safetensors` file; a `config.json` beside it is used when present.
 pub fn load_safetensors_file(path: &Path) -> Result<Architecture, ArchError> {
@@ -29,6 +30,15 @@ pub fn load_safetensors_file(path: &Path) -> Result<Architecture, ArchError> {
         .file_name()
         .map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
     Ok(Architecture::from_rows(name, "file", config, rows))
+}
+
+/// A PyTorch checkpoint file (`.bin`, `.pt`, `.pth`, `.ckpt`): its pickle is
+/// read, never executed; a `config.json` beside it is used when present.
+pub fn load_torch_file(path: &Path) -> Result<Architecture, ArchError> {
+    load_safetensors_file(path).map(|mut arch| {
+        arch.source = "file (PyTorch)".into();
+        arch
+    })
 }
 
 /// A `.gguf` file: its architecture from the header alone (metadata and
@@ -66,18 +76,16 @@ pub fn load_folder(dir: &Path) -> Result<Architecture, ArchError> {
         .and_then(|d| d.file_name().map(|n| n.to_string_lossy().into_owned()))
         .unwrap_or_else(|| dir.display().to_string());
 
-    let index = dir.join(INDEX_FILE);
+    let index = [INDEX_FILE, TORCH_INDEX_FILE].map(|f| dir.join(f)).into_iter().find(|p| p.is_file());
+    let single = [SINGLE_FILE, TORCH_SINGLE_FILE].map(|f| dir.join(f)).into_iter().find(|p| p.is_file());
     let mut notices = Vec::new();
-    let rows = if index.is_file() {
+    let rows = if let Some(index) = index {
         read_sharded(dir, &index, &mut notices)?
-    } else if dir.join(SINGLE_FILE).is_file() {
-        read_header_file(&dir.join(SINGLE_FILE))?
+    } else if let Some(single) = single {
+        read_header_file(&single)?
     } else {
         let mut files = safetensors_files(dir)?;
         if files.is_empty() {
-            if let Some(pickle) = PICKLE_FILES.iter().map(|f| dir.join(f)).find(|p| p.is_file()) {
-                return Err(ArchError::Pickle { path: pickle });
-            }
             let Some(cfg) = config else {
                 return Err(ArchError::EmptyFolder {
                     path: dir.to_path_buf(),
@@ -164,7 +172,8 @@ fn read_sharded(dir: &Path, index: &Path, notices: &mut Vec<String>) -> Result<V
         .count();
     if missing > 0 {
         notices.push(format!(
-            "{missing} tensors named in {INDEX_FILE} are not in any shard header"
+            "{missing} tensors named in {} are not in any shard header",
+            index.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()
         ));
     }
     Ok(rows)
@@ -184,17 +193,9 @@ pub(crate) fn read_config(path: &Path) -> Result<ModelConfig, ArchError> {
     ModelConfig::from_json(&bytes, &path.display().to_string())
 }
 
-/// Reads the header of one safetensors file: 8 bytes, then exactly the header.
+/// Reads the tensor table of one weights file: a safetensors header (8 bytes,
+/// then exactly the header), or a PyTorch zip checkpoint's pickle.
 pub(crate) fn read_header_file(path: &Path) -> Result<Vec<HeaderTensor>, ArchError> {
-    if path
-        .extension()
-        .and_then(|e| e.to_str())
-        .is_some_and(|e| PICKLE_EXTENSIONS.contains(&e))
-    {
-        return Err(ArchError::Pickle {
-            path: path.to_path_buf(),
-        });
-    }
     let what = path.display().to_string();
     let mut file = File::open(path).map_err(|e| ArchError::io(path, e))?;
     let len = file.metadata().map_err(|e| ArchError::io(path, e))?.len();
@@ -203,9 +204,25 @@ pub(crate) fn read_header_file(path: &Path) -> Result<Vec<HeaderTensor>, ArchErr
         .take(8)
         .read_to_end(&mut prefix)
         .map_err(|e| ArchError::io(path, e))?;
-    if looks_like_pickle(&prefix) {
+    let pickle_name = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| PICKLE_EXTENSIONS.contains(&e));
+    if super::torch::is_zip(&prefix) {
+        use std::io::Seek;
+        file.rewind().map_err(|e| ArchError::io(path, e))?;
+        return super::torch::read_tensors(std::io::BufReader::new(file), &what);
+    }
+    if super::torch::is_legacy(&prefix) && (pickle_name || looks_like_pickle(&prefix)) {
         return Err(ArchError::Pickle {
             path: path.to_path_buf(),
+        });
+    }
+    if pickle_name && len > 0 {
+        return Err(ArchError::BadPickle {
+            what,
+            detail: "neither a zip archive (torch.save) nor a pickle; the file is corrupt or not a PyTorch checkpoint"
+                .into(),
         });
     }
     let n = parse_header_prefix(&prefix, Some(len), &what)?;
@@ -214,9 +231,6 @@ pub(crate) fn read_header_file(path: &Path) -> Result<Vec<HeaderTensor>, ArchErr
     parse_header(&json, Some(len), &what)
 }
 
-/// PyTorch checkpoints are zip archives (`PK\x03\x04`) or raw pickles (`\x80` +
-/// protocol). Read as a header length, both give an absurd number, so a real
-/// safetensors file can never be mistaken for one.
 fn looks_like_pickle(prefix: &[u8]) -> bool {
     let Ok(first8) = <[u8; 8]>::try_from(prefix) else {
         return false;

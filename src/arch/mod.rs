@@ -17,10 +17,13 @@ mod kind;
 mod local;
 mod names;
 mod palette;
+mod pickle;
+mod ranged;
 mod resolve;
 mod scale;
 mod summary;
 mod synth;
+pub mod torch;
 
 pub use catalogue::{CatalogueEntry, catalogue, catalogue_entry, closest_catalogue_names};
 pub use config::ModelConfig;
@@ -28,7 +31,7 @@ pub use error::ArchError;
 pub use family::Family;
 pub use header::{HeaderTensor, MAX_HEADER_BYTES, parse_file_bytes, parse_header, parse_header_prefix};
 pub use kind::{TensorKind, classify};
-pub use local::{load_folder, load_gguf_file, load_safetensors_file, read_index_file};
+pub use local::{load_folder, load_gguf_file, load_safetensors_file, load_torch_file, read_index_file};
 pub use names::{clean_name, numeric_segments};
 pub use palette::{KIND_COLORS, hex_to_rgb, kind_color};
 pub use resolve::{

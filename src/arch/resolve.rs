@@ -111,7 +111,10 @@ fn load_path(path: &Path) -> Result<Architecture, ArchError> {
         }
         if path
             .file_name()
-            .is_some_and(|n| n.to_string_lossy().ends_with(".safetensors.index.json"))
+            .is_some_and(|n| {
+                let n = n.to_string_lossy();
+                n.ends_with(".safetensors.index.json") || n.ends_with(".bin.index.json")
+            })
         {
             return path.parent().map_or(
                 Err(ArchError::NotFound {
@@ -122,6 +125,13 @@ fn load_path(path: &Path) -> Result<Architecture, ArchError> {
         }
         if path.extension().is_some_and(|x| x.eq_ignore_ascii_case("gguf")) {
             return super::load_gguf_file(path);
+        }
+        if path
+            .extension()
+            .and_then(|x| x.to_str())
+            .is_some_and(|x| ["bin", "pt", "pth", "ckpt"].contains(&x.to_ascii_lowercase().as_str()))
+        {
+            return super::load_torch_file(path);
         }
         super::load_safetensors_file(path)
     } else {

@@ -105,9 +105,13 @@ fn run(url: &str, dtype: &str, viewer: bool) -> (f64, usize, usize) {
                 _ => {}
             }
         }
-        std::thread::sleep(Duration::from_micros(200));
+        // The viewer drains once per rendered frame.
+        std::thread::sleep(Duration::from_millis(DRAIN_MS));
     }
 }
+
+/// How often the consumer drains the worker (the app does once per frame, at 60 fps).
+const DRAIN_MS: u64 = 16;
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
@@ -123,7 +127,11 @@ fn main() {
         .unwrap_or(5usize);
     // torch on both cores, then on one (the other left to the stream, as when
     // the forward runs on a GPU and the CPU only streams).
+    let only = std::env::var("TENSORCITY_BENCH_ONLY").unwrap_or_default();
     for (mode, threads) in [("gpt2", 2), ("gpt2", 1), ("transport", 2)] {
+        if !only.is_empty() && only != format!("{mode}-{threads}") {
+            continue;
+        }
         let server = start(mode, threads);
         run(&server.url, "f32", false);
         for (dtype, viewer) in [("f32", false), ("f16", false), ("f32", true)] {

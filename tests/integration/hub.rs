@@ -133,7 +133,8 @@ fn answer(
             .with_header(header("Accept-Ranges", "bytes"))
     };
     if *method == tiny_http::Method::Head {
-        return base(data.clone(), 200);
+        // The Hub names an LFS file's size in X-Linked-Size.
+        return base(data.clone(), 200).with_header(header("X-Linked-Size", &data.len().to_string()));
     }
     let mut content_range = None;
     let body = match range
@@ -148,7 +149,7 @@ fn answer(
         }
         None => data.clone(),
     };
-    if file.ends_with(".safetensors") || file.ends_with(".gguf") {
+    if file.ends_with(".safetensors") || file.ends_with(".gguf") || file.ends_with(".bin") {
         sent.fetch_add(body.len() as u64, Ordering::SeqCst);
     }
     let status = if range.is_some() { 206 } else { 200 };
@@ -397,5 +398,57 @@ fn gguf_repos_are_read_from_their_header() {
         ..opts
     };
     let again = load("acme/tiny-GGUF", &offline).unwrap();
+    assert_eq!(names_and_shapes(&again), names_and_shapes(&local));
+}
+
+/// A PyTorch checkpoint repo (no safetensors): the zip's central directory
+/// and `data.pkl` through Range requests — not the 8 MB of storages — the
+/// same tensors as the local file, then offline from the cached table.
+#[test]
+fn pytorch_checkpoint_repos_read_only_the_pickle() {
+    use std::io::{Read, Write};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = crate::support::fixtures().join("torch/llama-tiny");
+    // The fixture's members again, the first storage padded to 8 MB, as a big checkpoint's are.
+    let mut source = zip::ZipArchive::new(std::fs::File::open(dir.join("pytorch_model.bin")).unwrap()).unwrap();
+    let mut big = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let stored = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    for i in 0..source.len() {
+        let mut member = source.by_index(i).unwrap();
+        let name = member.name().unwrap().to_string();
+        let mut bytes = Vec::new();
+        member.read_to_end(&mut bytes).unwrap();
+        if name.ends_with("/data/0") {
+            bytes.resize(8 << 20, 0);
+        }
+        big.start_file(name, stored).unwrap();
+        big.write_all(&bytes).unwrap();
+    }
+    let big = big.finish().unwrap().into_inner();
+    let hub = FakeHub::start(
+        HashMap::from([(
+            "acme/old-llama".to_string(),
+            HashMap::from([
+                ("pytorch_model.bin".to_string(), big.clone()),
+                ("config.json".to_string(), std::fs::read(dir.join("config.json")).unwrap()),
+            ]),
+        )]),
+        vec![],
+    );
+    let opts = options(&hub, tmp.path());
+    let local = arch::load_folder(&dir).unwrap();
+    let remote = load("acme/old-llama", &opts).unwrap();
+    assert_eq!(names_and_shapes(&remote), names_and_shapes(&local));
+    assert_eq!((remote.source.as_str(), remote.family.clone()), ("hub (PyTorch checkpoint)", local.family.clone()));
+    let sent = hub.weight_bytes_sent.load(Ordering::SeqCst);
+    eprintln!("PyTorch checkpoint over the fake Hub: {sent} of {} bytes", big.len());
+    assert!(sent <= 3 * (64 << 10), "{sent} bytes of a {} byte file crossed the wire", big.len());
+    drop(hub);
+    let offline = HubOptions {
+        offline: true,
+        endpoint: Some("http://127.0.0.1:9".into()),
+        ..opts
+    };
+    let again = load("acme/old-llama", &offline).unwrap();
     assert_eq!(names_and_shapes(&again), names_and_shapes(&local));
 }

@@ -221,3 +221,98 @@ fn truncated_and_damaged_gguf_files_are_errors_not_panics() {
         let _ = open(&bad);
     }
 }
+
+fn summary(a: &arch::Architecture) -> (Family, u32, u64, Vec<(String, Vec<u64>, TensorKind, Option<u32>)>) {
+    let mut rows: Vec<_> = a
+        .tensors
+        .iter()
+        .map(|t| (t.name.clone(), t.shape.clone(), t.kind, t.layer))
+        .collect();
+    rows.sort_by(|x, y| x.0.cmp(&y.0));
+    (a.family.clone(), a.num_layers(), a.total_params(), rows)
+}
+
+/// PyTorch checkpoints written by torch (tests/fixtures/gen_torch_fixtures.py):
+/// `torch.save(state_dict)` and the sharded `pytorch_model-0000N-of-00002.bin`
+/// layout give the same architecture as their safetensors twins; dtypes,
+/// strided views, parameters and nested dicts are read from the pickle.
+#[test]
+fn pytorch_checkpoints_match_their_safetensors_twins() {
+    let fx = crate::support::fixtures();
+    let open = |p: std::path::PathBuf| {
+        arch::load_model(&ModelRef::parse(p.to_str().unwrap()), &LoadOptions::default()).unwrap()
+    };
+    for (torch, twin) in [
+        ("torch/llama-tiny", "inference/llama-tiny"),
+        ("torch/llama-tiny/pytorch_model.bin", "inference/llama-tiny"),
+        ("torch/gpt2-tiny-sharded", "inference/gpt2-tiny"),
+        ("torch/gpt2-tiny-sharded/pytorch_model.bin.index.json", "inference/gpt2-tiny"),
+    ] {
+        assert_eq!(summary(&open(fx.join(torch))), summary(&open(fx.join(twin))), "{torch}");
+    }
+    let sharded = open(fx.join("torch/gpt2-tiny-sharded"));
+    assert!(sharded.tensors.iter().any(|t| t.shard.as_deref() == Some("pytorch_model-00002-of-00002.bin")));
+    let mixed = open(fx.join("torch/bf16.pt"));
+    let dtype = |n: &str| {
+        let t = mixed.tensors.iter().find(|t| t.name == n).unwrap();
+        (t.dtype.clone(), t.shape.clone())
+    };
+    assert_eq!(dtype("model.embed.weight"), ("BF16".into(), vec![10, 4]));
+    assert_eq!(dtype("model.proj.weight"), ("F16".into(), vec![4, 8]));
+    assert_eq!(dtype("model.proj.weight_t"), ("F32".into(), vec![4, 6]));
+    assert_eq!(dtype("model.rows.tail"), ("F32".into(), vec![4, 4]));
+    assert_eq!(dtype("model.steps"), ("I64".into(), vec![3]));
+    assert_eq!(dtype("model.mask"), ("BOOL".into(), vec![2]));
+    assert_eq!(mixed.tensors.len(), 6, "epoch, lr and notes are not tensors");
+    let param = open(fx.join("torch/param.pt"));
+    assert_eq!(summary(&param).3[0].1, vec![2, 3]);
+}
+
+/// A pickle that names `os.system` is refused by name and nothing runs; the
+/// pre-1.6 format, a zip without data.pkl and damaged archives are one-line
+/// errors (and exit 1 from the CLI), never panics.
+#[test]
+fn hostile_and_broken_pytorch_checkpoints_are_refused() {
+    let fx = crate::support::fixtures().join("torch");
+    let marker = std::path::Path::new("/tmp/tensorcity-pickle-ran");
+    let _ = std::fs::remove_file(marker);
+    let run = |path: &std::path::Path| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_tensorcity"))
+            .arg("info")
+            .arg(path)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).trim().to_string();
+        (out.status.code(), err)
+    };
+    let (code, err) = run(&fx.join("evil.bin"));
+    assert_eq!(code, Some(1));
+    assert!(err.contains("`os.system`") && err.contains("nothing was run") && err.lines().count() == 1, "{err}");
+    assert!(!marker.exists(), "the pickle's command ran");
+    let (code, err) = run(&fx.join("no-pickle.bin"));
+    assert!(code == Some(1) && err.contains("without `data.pkl`"), "{err}");
+    let (code, err) = run(&fx.join("legacy.bin"));
+    assert!(code == Some(1) && err.contains("pre-1.6 format"), "{err}");
+
+    let src = std::fs::read(fx.join("llama-tiny/pytorch_model.bin")).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("x.bin");
+    let open = |bytes: &[u8]| {
+        std::fs::write(&path, bytes).unwrap();
+        arch::load_model(&ModelRef::Path(path.clone()), &LoadOptions::default())
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    };
+    assert_eq!(open(&src), Ok(()));
+    for cut in [0, 2, 4, 30, 100, 1000, src.len() / 2, src.len() - 30] {
+        let e = open(&src[..cut]).unwrap_err();
+        assert!(e.lines().count() == 1 && !e.is_empty(), "cut {cut}: {e}");
+    }
+    // Flipped bytes across the archive (the pickle sits at the front, the directory at the end).
+    let tail = src.len().saturating_sub(3000);
+    for i in (0..3000).step_by(3).chain((tail..src.len()).step_by(5)) {
+        let mut bad = src.clone();
+        bad[i] ^= 0xff;
+        let _ = open(&bad);
+    }
+}
