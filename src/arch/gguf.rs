@@ -463,6 +463,22 @@ fn hf_name(arch: &str, name: &str) -> Option<String> {
     Some(format!("{base}.{layer}.{inner}.{suffix}"))
 }
 
+/// A fused expert tensor (`blk.N.ffn_gate_exps`, `[experts, out, in]`):
+/// its layer, the Mixtral name of its part (`w1`/`w2`/`w3`) and its number of
+/// experts; drawn and loaded as one tensor per expert.
+pub fn fused_experts<'t>(arch: &str, t: &'t GgufTensor) -> Option<(&'t str, &'static str, u64)> {
+    let (_, w) = [("ffn_gate_exps", "w1"), ("ffn_down_exps", "w2"), ("ffn_up_exps", "w3")]
+        .into_iter()
+        .find(|(g, _)| t.name.contains(&format!(".{g}.")))?;
+    let layer = t
+        .name
+        .strip_prefix("blk.")
+        .and_then(|r| r.split('.').next())
+        .filter(|l| l.parse::<u32>().is_ok())?;
+    let n = *t.dims.last()?;
+    (t.dims.len() == 3 && n <= 4096 && arch != "gptneox").then_some((layer, w, n))
+}
+
 /// Rows for [`super::Architecture::from_rows`]: Hugging Face names and
 /// shapes (outermost first), the ggml type as the dtype; a fused expert tensor
 /// (`blk.N.ffn_gate_exps`, `[experts, out, in]`) as one tensor per expert.
@@ -475,18 +491,7 @@ pub fn rows(header: &GgufHeader) -> Vec<HeaderTensor> {
     let mut out = Vec::with_capacity(header.tensors.len());
     for t in &header.tensors {
         let shape: Vec<u64> = t.dims.iter().rev().copied().collect();
-        let experts = [("ffn_gate_exps", "w1"), ("ffn_down_exps", "w2"), ("ffn_up_exps", "w3")]
-            .into_iter()
-            .find(|(g, _)| t.name.contains(&format!(".{g}.")));
-        let layer = t
-            .name
-            .strip_prefix("blk.")
-            .and_then(|r| r.split('.').next())
-            .filter(|l| l.parse::<u32>().is_ok());
-        if let (Some((_, w)), Some(layer), Some((&n, inner))) = (experts, layer, shape.split_first())
-            && n <= 4096
-            && arch != "gptneox"
-        {
+        if let (Some((layer, w, n)), Some((_, inner))) = (fused_experts(arch, t), shape.split_first()) {
             let suffix = t.name.rsplit('.').next().unwrap_or("weight");
             for e in 0..n {
                 out.push(HeaderTensor {

@@ -84,7 +84,7 @@ fn main() -> anyhow::Result<()> {
     let varmap = VarMap::new();
     tensorcity::inference::random::init_weights(&varmap, &config, DType::F32, &device)?;
     let vb = VarBuilder::from_varmap(&varmap, DType::F32, &device);
-    let model = tensorcity::inference::gpt2::load_trainable(&config, vb, "training")?;
+    let model = tensorcity::inference::gpt2::load_trainable(&config, vb.into(), "training")?;
     let params = ParamsAdamW {
         lr: args.lr,
         weight_decay: 0.05,

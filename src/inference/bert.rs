@@ -3,7 +3,7 @@
 //! LayerNorm as `weight`/`bias` or the old `gamma`/`beta`.
 
 use candle_core::{Module, Tensor};
-use candle_nn::VarBuilder;
+use super::vb::VarBuilder;
 use serde::Deserialize;
 
 use super::attention::AttentionShape;

@@ -17,6 +17,9 @@ use crate::arch::{EMBEDDED_TOKENIZER, EMBEDDED_WEIGHTS};
 enum Weights {
     /// Safetensors files, read when the model is loaded.
     Files(Vec<PathBuf>),
+    /// One GGUF file: matrices stay quantized (see `gguf`).
+    #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
+    Gguf(PathBuf),
     /// One safetensors file held in memory, with the `config.json` it came with.
     Bytes {
         config: Vec<u8>,
@@ -61,6 +64,10 @@ impl ModelFiles {
             #[cfg(not(target_arch = "wasm32"))]
             ModelRef::Path(p) if p.file_name().is_some_and(|n| n == "config.json") => {
                 ModelFiles::from_dir(p.parent().unwrap_or(Path::new(".")))
+            }
+            #[cfg(not(target_arch = "wasm32"))]
+            ModelRef::Path(p) if p.extension().is_some_and(|x| x.eq_ignore_ascii_case("gguf")) => {
+                ModelFiles::from_gguf(p)
             }
             #[cfg(not(target_arch = "wasm32"))]
             ModelRef::Path(p) => Err(bad(
@@ -110,7 +117,7 @@ impl ModelFiles {
     pub fn in_memory(&self) -> Option<(&[u8], &[u8])> {
         match &self.weights {
             Weights::Bytes { config, weights } => Some((config, weights)),
-            Weights::Files(_) => None,
+            Weights::Files(_) | Weights::Gguf(_) => None,
         }
     }
 
@@ -161,6 +168,30 @@ impl ModelFiles {
         })
     }
 
+    /// A `.gguf` file: the config from its metadata, the weights read when
+    /// loaded (matrices stay quantized). The tokenizer is `tokenizer.json`
+    /// beside the file (`NAME.tokenizer.json` or `tokenizer.json`); without
+    /// one, token ids still run.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn from_gguf(path: &Path) -> Result<ModelFiles, InferenceError> {
+        let what = path.display().to_string();
+        let header = super::gguf::read_header(path)?;
+        let config = ModelConfig::from_value(super::gguf::config_json(&header), &what)?;
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        let tokenizer = [dir.join(format!("{stem}.tokenizer.json")), dir.join("tokenizer.json")]
+            .into_iter()
+            .find(|p| p.is_file())
+            .map(|p| Tokenizer::from_file(&p).map_err(|e| bad(&p.display().to_string(), e)))
+            .transpose()?;
+        Ok(ModelFiles {
+            what,
+            config,
+            weights: Weights::Gguf(path.to_path_buf()),
+            tokenizer,
+        })
+    }
+
     pub fn has_tokenizer(&self) -> bool {
         self.tokenizer.is_some()
     }
@@ -177,13 +208,24 @@ impl ModelFiles {
                 let dtype = weights.storage_dtype();
                 VarBuilder::from_backend(Box::new(weights), dtype, Device::Cpu)
             }
+            #[cfg(not(target_arch = "wasm32"))]
+            Weights::Gguf(path) => {
+                let header = super::gguf::read_header(path)?;
+                let weights = std::sync::Arc::new(super::gguf::GgufWeights::open(path, &header)?);
+                let dense = VarBuilder::from_backend(Box::new(super::gguf::Dense(weights.clone())), DType::F32, Device::Cpu);
+                return Model::from_config(
+                    &self.config,
+                    super::vb::VarBuilder::with_quantized(dense, weights),
+                    &self.what,
+                );
+            }
             #[cfg(target_arch = "wasm32")]
-            Weights::Files(_) => return Err(bad(&self.what, "the browser reads no weight files")),
+            Weights::Files(_) | Weights::Gguf(_) => return Err(bad(&self.what, "the browser reads no weight files")),
             Weights::Bytes { weights, .. } => {
                 VarBuilder::from_buffered_safetensors(weights.to_vec(), DType::F32, &Device::Cpu)?
             }
         };
-        Model::from_config(&self.config, vb, &self.what)
+        Model::from_config(&self.config, vb.into(), &self.what)
     }
 
     /// Token ids of `text` with the special tokens the tokenizer's post-processor
@@ -264,6 +306,8 @@ impl ModelFiles {
                     scan(&bytes)?;
                 }
             }
+            // Quantized blocks are checked when dequantized, not here.
+            Weights::Gguf(_) => {}
         }
         Ok(found)
     }

@@ -5,7 +5,7 @@
 //! global ones (`layer_types`; without it, even blocks slide).
 
 use candle_core::{Module, Tensor};
-use candle_nn::VarBuilder;
+use super::vb::VarBuilder;
 use serde::Deserialize;
 
 use super::attention::{AttentionShape, block_windows};

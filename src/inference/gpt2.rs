@@ -3,7 +3,7 @@
 //! tensors with or without a `transformer.` prefix.
 
 use candle_core::{Module, Tensor};
-use candle_nn::VarBuilder;
+use super::vb::VarBuilder;
 use serde::Deserialize;
 
 use super::attention::AttentionShape;

@@ -5,7 +5,7 @@
 //! `x + attn(ln1(x)) + mlp(ln2(x))`.
 
 use candle_core::{Module, Tensor};
-use candle_nn::VarBuilder;
+use super::vb::VarBuilder;
 use serde::Deserialize;
 
 use super::attention::AttentionShape;

@@ -8,8 +8,9 @@
 //! Tensors are `[batch, T, ..]` as in candle-transformers; the runner uses a
 //! batch of one and drops that dimension from the taps.
 
+use candle_core::quantized::{QMatMul, QStorage, QTensor};
 use candle_core::{D, DType, Module, Tensor};
-use candle_nn::VarBuilder;
+use super::vb::VarBuilder;
 
 use super::cache::Cache;
 
@@ -102,6 +103,8 @@ pub struct Linear {
 enum Weight {
     InOut(Tensor),
     OutIn(Tensor),
+    /// A GGUF matrix, `[out, in]`, kept in its quantized blocks.
+    Quantized(std::sync::Arc<QMatMul>, std::sync::Arc<QTensor>),
 }
 
 impl Linear {
@@ -134,26 +137,56 @@ impl Linear {
         }
     }
 
-    /// `prefix.weight` (`[out, in]`) and, with `bias`, `prefix.bias`.
+    /// `prefix.weight` (`[out, in]`) and, with `bias`, `prefix.bias`; a
+    /// quantized (GGUF) weight stays quantized.
     pub fn load(vb: VarBuilder, fan_in: usize, fan_out: usize, bias: bool) -> candle_core::Result<Linear> {
-        let weight = vb.get((fan_out, fan_in), "weight")?;
         let bias = if bias {
             Some(vector(&vb, fan_out, "bias")?)
         } else {
             None
         };
+        if let Some(q) = vb.quantized("weight") {
+            let q = q?;
+            if q.shape().dims() != [fan_out, fan_in] {
+                return Err(candle_core::Error::UnexpectedShape {
+                    msg: format!("shape mismatch for {}.weight", vb.prefix()),
+                    expected: (fan_out, fan_in).into(),
+                    got: q.shape().clone(),
+                }
+                .bt());
+            }
+            return Linear::quantized(q, bias);
+        }
+        let weight = vb.get((fan_out, fan_in), "weight")?;
         Linear::new(weight, bias)
+    }
+
+    fn quantized(q: QTensor, bias: Option<Tensor>) -> candle_core::Result<Linear> {
+        let q = std::sync::Arc::new(q);
+        Ok(Linear {
+            weight: Weight::Quantized(std::sync::Arc::new(QMatMul::from_arc(q.clone())?), q),
+            bias,
+        })
     }
 
     /// Outputs `from..from + n` (a fused projection's part).
     pub fn rows(&self, from: usize, n: usize) -> candle_core::Result<Linear> {
-        Ok(Linear {
-            weight: match &self.weight {
-                Weight::InOut(w) => Weight::InOut(w.narrow(1, from, n)?.contiguous()?),
-                Weight::OutIn(w) => Weight::OutIn(w.narrow(0, from, n)?.contiguous()?),
-            },
-            bias: self.bias.as_ref().map(|b| b.narrow(0, from, n)).transpose()?,
-        })
+        let bias = self.bias.as_ref().map(|b| b.narrow(0, from, n)).transpose()?;
+        let weight = match &self.weight {
+            Weight::InOut(w) => Weight::InOut(w.narrow(1, from, n)?.contiguous()?),
+            Weight::OutIn(w) => Weight::OutIn(w.narrow(0, from, n)?.contiguous()?),
+            // Rows are whole blocks in every ggml type: a byte range.
+            Weight::Quantized(_, q) => {
+                let (out, fan_in) = q.shape().dims2()?;
+                let data = q.data()?;
+                let row = data.len() / out.max(1);
+                let end = (from + n).min(out);
+                let part = data.get(from * row..end * row).unwrap_or_default();
+                let storage = QStorage::from_data(std::borrow::Cow::Borrowed(part), &candle_core::Device::Cpu, q.dtype())?;
+                return Linear::quantized(QTensor::new(storage, (end.saturating_sub(from), fan_in))?, bias);
+            }
+        };
+        Ok(Linear { weight, bias })
     }
 }
 
@@ -171,6 +204,7 @@ impl Module for Linear {
         let x2 = x.reshape((rows, fan_in))?;
         let y = match &self.weight {
             Weight::InOut(w) => x2.matmul(w)?,
+            Weight::Quantized(q, _) => q.forward(&x2.contiguous()?)?,
             Weight::OutIn(w) if w.dtype() == DType::F32 || w.elem_count() <= WIDEN_CHUNK => {
                 x2.matmul(&wide(w)?.t()?)?
             }

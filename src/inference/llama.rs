@@ -5,7 +5,7 @@
 //! Mixtral, which differ in a norm, a fused weight or the feed-forward.
 
 use candle_core::{Module, Tensor};
-use candle_nn::VarBuilder;
+use super::vb::VarBuilder;
 use serde::Deserialize;
 
 use super::attention::{AttentionShape, block_windows};

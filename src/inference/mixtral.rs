@@ -6,7 +6,7 @@
 //! transformers' `output_router_logits`).
 
 use candle_core::{DType, Module, Tensor};
-use candle_nn::VarBuilder;
+use super::vb::VarBuilder;
 use serde::Deserialize;
 
 use super::family::{Emit, Transformer, bad_config, family_config};

@@ -15,6 +15,7 @@ mod capture;
 mod family;
 mod files;
 mod gemma2;
+pub mod gguf;
 pub mod gpt2;
 mod gpt_neox;
 pub mod layers;
@@ -28,6 +29,7 @@ mod rope;
 pub mod sample;
 pub mod stream;
 #[cfg(not(target_arch = "wasm32"))]
+pub mod vb;
 mod weights;
 pub mod wire;
 

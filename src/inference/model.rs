@@ -5,7 +5,7 @@
 //! generation steps, saliency).
 
 use candle_core::{D, Tensor};
-use candle_nn::VarBuilder;
+use super::vb::VarBuilder;
 
 use super::cache::Cache;
 pub use super::family::{Emit, Transformer};

@@ -3,7 +3,7 @@
 //! a partial rotary factor, and a sliding window on every block when the
 //! config sets one.
 
-use candle_nn::VarBuilder;
+use super::vb::VarBuilder;
 
 use super::InferenceError;
 use super::family::{Transformer, family_config};

@@ -3,7 +3,7 @@
 //! q/k/v biases. Its `config.json` has Llama's keys (plus `layer_types` for
 //! sliding-window blocks when `use_sliding_window` is set).
 
-use candle_nn::VarBuilder;
+use super::vb::VarBuilder;
 
 use super::InferenceError;
 use super::family::{Transformer, family_config};

@@ -51,5 +51,5 @@ pub fn random_model(config: &ModelConfig, dtype: DType) -> Result<super::Model, 
         .map(|(name, var)| (name, var.as_tensor().detach()))
         .collect();
     let vb = candle_nn::VarBuilder::from_tensors(tensors, dtype, &Device::Cpu);
-    super::Model::from_config(config, vb, &config.model_type)
+    super::Model::from_config(config, vb.into(), &config.model_type)
 }

@@ -948,3 +948,75 @@ fn training_program_runs_end_to_end_on_a_small_corpus() {
     let report = std::fs::read_to_string(out.join("TRAINING.md")).unwrap();
     assert!(report.contains("Validation loss"));
 }
+
+/// GGUF files converted from a tiny Llama the way llama.cpp does
+/// (tests/fixtures/gen_gguf_fixtures.py): F32 equals the safetensors twin's
+/// capture; each quantized file is within its stated tolerance of
+/// transformers' forward over that file's dequantized weights (candle's
+/// kernels quantize the activations to 8 bits per block for the products, as
+/// llama.cpp's do: the only difference left). Greedy generation runs.
+#[test]
+fn gguf_models_run_with_every_tap() {
+    let dir = fixtures().join("gguf");
+    let twin = Model::load(&dir.join("llama64")).unwrap();
+    let reference_f32 = candle_core::safetensors::load(dir.join("llama64/reference-F32.safetensors"), &Device::Cpu).unwrap();
+    assert_capture_matches("llama64 safetensors", &twin, &reference_f32);
+    // (type, tolerance on every hidden state, attention, MLP activation and
+    // logit: absolute for F32/F16; for quantized types relative to the
+    // tensor's largest |value| — the kernels' 8-bit activations cost ~1.1 %
+    // here, and 1e-6 with CANDLE_DEQUANTIZE_ALL=1, which multiplies in f32)
+    for (qtype, tolerance, relative) in [
+        ("F32", 1e-4f32, false),
+        ("F16", 1e-4, false),
+        ("Q8_0", 2.5e-2, true),
+        ("Q4_0", 2.5e-2, true),
+    ] {
+        let files = tensorcity::inference::ModelFiles::open(&tensorcity::arch::ModelRef::Path(
+            dir.join(format!("llama64-{qtype}.gguf")),
+        ))
+        .unwrap();
+        let model = files.load().unwrap();
+        let reference =
+            candle_core::safetensors::load(dir.join(format!("llama64/reference-{qtype}.safetensors")), &Device::Cpu)
+                .unwrap();
+        let tokens = reference_tokens(&reference);
+        let capture = model.capture(&tokens).unwrap();
+        let mut worst = 0f32;
+        for (key, got) in capture
+            .hidden
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (format!("hidden.{i}"), t))
+            .chain(capture.attn.iter().enumerate().map(|(i, t)| (format!("attn.{i}"), t)))
+            .chain(capture.mlp.iter().enumerate().map(|(i, t)| (format!("mlp.{i}"), t)))
+            .chain(capture.logits.iter().map(|t| ("logits".to_string(), t)))
+        {
+            let expected = &reference[&key];
+            let scale = if relative {
+                expected.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap().max(1e-6)
+            } else {
+                1.0
+            };
+            let d = max_abs_diff(got, expected) / scale;
+            worst = worst.max(d);
+            assert!(d < tolerance, "{qtype}: {key} differs by {d} (relative: {relative}; tolerance {tolerance})");
+        }
+        eprintln!("{qtype}: worst difference {worst:e}");
+    }
+    // Greedy generation through the KV cache, from the command line.
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("g.safetensors");
+    let gguf = dir.join("llama64-Q4_0.gguf");
+    let (code, err) = run_capture(&[
+        gguf.to_str().unwrap(),
+        "--token-ids",
+        "5,17,42",
+        "--generate",
+        "8",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    let written = candle_core::safetensors::load(&out, &Device::Cpu).unwrap();
+    assert_eq!(written["tokens"].dims(), &[11]);
+}
