@@ -47,7 +47,8 @@ fn main() {
         .position(|a| a == "--bf16-child")
         .and_then(|i| args.get(i + 1))
     {
-        bf16_child(id);
+        let dtype = args.iter().position(|a| a == "--dtype").and_then(|i| args.get(i + 1));
+        bf16_child(id, dtype.map_or("bf16", String::as_str));
         return;
     }
     let (n_tokens, runs) = (arg("--tokens", 128), arg("--runs", 5));
@@ -103,7 +104,9 @@ fn main() {
         .position(|a| a == "--bf16")
         .and_then(|i| args.get(i + 1))
         .map_or("meta-llama/Llama-3.2-1B", String::as_str);
-    bf16_in_child(shape);
+    for dtype in ["q4k", "bf16", "f32"] {
+        bf16_in_child(shape, dtype);
+    }
 }
 
 /// One request through the worker, every frame kept, until `Done`.
@@ -201,9 +204,12 @@ fn embedded_generation(n: usize) {
 }
 
 /// Runs [`bf16_child`] in a child process and prints its report.
-fn bf16_in_child(id: &str) {
+fn bf16_in_child(id: &str, dtype: &str) {
     let Ok(exe) = std::env::current_exe() else { return };
-    match std::process::Command::new(exe).args(["--bf16-child", id]).output() {
+    match std::process::Command::new(exe)
+        .args(["--bf16-child", id, "--dtype", dtype])
+        .output()
+    {
         Ok(o) if o.status.success() => print!("{}", String::from_utf8_lossy(&o.stdout)),
         Ok(o) => println!(
             "bf16 {id}: failed: {}",
@@ -213,13 +219,23 @@ fn bf16_in_child(id: &str) {
     }
 }
 
-/// A random bf16 model of a catalogue entry's shape: a 16-token prompt and 16
-/// generated tokens with every tap kept; tokens/s and peak RSS.
-fn bf16_child(id: &str) {
+/// A random model of a catalogue entry's shape, its weights in `dtype` (bf16,
+/// f32, or q4k: matrices quantized to Q4_K as a GGUF's are, the rest f32): a
+/// 16-token prompt and 16 generated tokens with every tap kept; tokens/s and
+/// peak RSS.
+fn bf16_child(id: &str, dtype: &str) {
     let entry = tensorcity::arch::catalogue_entry(id).expect("a catalogue id");
     let config = ModelConfig::from_json(entry.config_json.as_bytes(), id).expect("config");
     let start = Instant::now();
-    let model = tensorcity::inference::random::random_model(&config, DType::BF16).expect("model");
+    let model = match dtype {
+        "q4k" => tensorcity::inference::random::random_quantized_model(
+            &config,
+            candle_core::quantized::GgmlDType::Q4K,
+        ),
+        "f32" => tensorcity::inference::random::random_model(&config, DType::F32),
+        _ => tensorcity::inference::random::random_model(&config, DType::BF16),
+    }
+    .expect("model");
     let built = start.elapsed();
     let rss_model = peak_rss_mib();
     let prompt: Vec<u32> = (0..16u32).map(|i| (i * 7919 + 13) % 32000).collect();
@@ -227,7 +243,7 @@ fn bf16_child(id: &str) {
     let capture = model.generate(&prompt, 16, Decoding::Greedy).expect("generate");
     let t = start.elapsed();
     println!(
-        "bf16 {id}-shaped random model ({} blocks, weights kept bf16): 16 prompt + 16 generated tokens in {:.1} s \
+        "{dtype:4} {id}-shaped random model ({} blocks): 16 prompt + 16 generated tokens in {:.1} s \
          ({:.2} tokens/s), peak RSS {:.0} MiB (weights built in {:.0} s, RSS then {:.0} MiB)",
         model.num_layers(),
         t.as_secs_f64(),

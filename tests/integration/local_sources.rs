@@ -316,3 +316,21 @@ fn hostile_and_broken_pytorch_checkpoints_are_refused() {
         let _ = open(&bad);
     }
 }
+
+/// A Llama converted to GGUF as llama.cpp does, in four types: the same
+/// kinds, layers, names, shapes and totals as its safetensors original, and
+/// each file's quant type on its matrices.
+#[test]
+fn gguf_conversions_match_their_safetensors_twin() {
+    let dir = crate::support::fixtures().join("gguf");
+    let open = |p: std::path::PathBuf| {
+        arch::load_model(&ModelRef::parse(p.to_str().unwrap()), &LoadOptions::default()).unwrap()
+    };
+    let twin = open(dir.join("llama64"));
+    for qtype in ["F32", "F16", "Q8_0", "Q4_0"] {
+        let gguf = open(dir.join(format!("llama64-{qtype}.gguf")));
+        assert_eq!(summary(&gguf), summary(&twin), "{qtype}");
+        let q = gguf.tensors.iter().find(|t| t.name == "model.layers.0.mlp.up_proj.weight").unwrap();
+        assert_eq!(q.dtype, qtype);
+    }
+}
