@@ -395,9 +395,33 @@ pub fn config(header: &GgufHeader) -> Value {
         ("rms_norm_eps", "attention.layer_norm_rms_epsilon"),
         ("sliding_window", "attention.sliding_window"),
         ("head_dim", "attention.key_length"),
+        ("layer_norm_eps", "attention.layer_norm_epsilon"),
+        ("use_parallel_residual", "use_parallel_residual"),
+        ("attn_logit_softcapping", "attn_logit_softcapping"),
+        ("final_logit_softcapping", "final_logit_softcapping"),
     ] {
         if let Some(v) = key(gguf) {
             c.insert(hf.into(), v);
+        }
+    }
+    let int = |k: &str| key(k).and_then(|v| v.as_u64()).filter(|&v| v > 0);
+    let (hidden, heads) = (int("embedding_length"), int("attention.head_count"));
+    let head_dim = int("attention.key_length").or_else(|| Some(hidden? / heads?));
+    // Partial rotary embeddings (GPT-NeoX, Phi): the rotated dimensions per head.
+    if let (Some(rotated), Some(hd)) = (key("rope.dimension_count").and_then(|v| v.as_u64()), head_dim)
+        && rotated < hd
+    {
+        c.insert("partial_rotary_factor".into(), json!(rotated as f64 / hd as f64));
+    }
+    // Gemma 2 scales queries by 1/sqrt(head_dim), except the 27B (hidden 4608), by
+    // 1/sqrt(hidden / heads): what llama.cpp does, as GGUF has no key for it.
+    if arch == "gemma2" {
+        let scalar = match (hidden, heads) {
+            (Some(4608), Some(heads)) => Some(4608 / heads),
+            _ => head_dim,
+        };
+        if let Some(q) = scalar {
+            c.insert("query_pre_attn_scalar".into(), json!(q));
         }
     }
     if experts > 0 {

@@ -35,8 +35,19 @@ struct Entry {
     dtype: GgmlDType,
     /// Outermost first (PyTorch order).
     shape: Vec<usize>,
-    /// Heads whose rows llama.cpp interleaved (`attn_q` / `attn_k` of llama).
-    unpermute: Option<usize>,
+    /// How llama.cpp's converter reordered the rows (undone when read).
+    reorder: Option<Reorder>,
+    /// Gemma's norms are stored as `1 + w`; the family adds the 1 itself.
+    minus_one: bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Reorder {
+    /// `attn_q`/`attn_k` of llama: rotary pairs interleaved, per head.
+    RopePairs(usize),
+    /// GPT-NeoX's fused `attn_qkv` (weight and bias): `[q; k; v]` over all
+    /// heads instead of q, k, v per head.
+    QkvBlocks(usize),
 }
 
 /// The tensors of one GGUF file by Hugging Face name, read on demand.
@@ -127,11 +138,13 @@ impl GgufWeights {
             if part * experts != t.bytes {
                 return Err(bad(format!("tensor `{}`: its bytes do not split into {experts} experts", t.name)));
             }
-            let unpermute = match (arch, t.name.rsplit('.').nth(1)) {
-                ("llama", Some("attn_q")) => heads,
-                ("llama", Some("attn_k")) => kv_heads,
+            let reorder = match (arch, t.name.rsplit('.').nth(1)) {
+                ("llama", Some("attn_q")) => heads.map(Reorder::RopePairs),
+                ("llama", Some("attn_k")) => kv_heads.map(Reorder::RopePairs),
+                ("gptneox", Some("attn_qkv")) => heads.map(Reorder::QkvBlocks),
                 _ => None,
             };
+            let minus_one = arch.starts_with("gemma") && t.name.ends_with("norm.weight");
             for e in 0..experts {
                 let Some(r) = row.next() else {
                     return Err(bad("the tensor table and its names disagree".into()));
@@ -149,7 +162,8 @@ impl GgufWeights {
                         bytes: usize::try_from(part).map_err(|_| bad(format!("tensor `{}` is too large", t.name)))?,
                         dtype,
                         shape,
-                        unpermute,
+                        reorder,
+                        minus_one,
                     },
                 );
             }
@@ -181,9 +195,13 @@ impl GgufWeights {
         let mut file = File::open(&self.path).map_err(changed)?;
         file.seek(SeekFrom::Start(entry.offset)).map_err(changed)?;
         file.read_exact(bytes).map_err(changed)?;
-        if let Some(heads) = entry.unpermute {
-            unpermute_rows(bytes, entry.shape.first().copied().unwrap_or(0), heads)
-                .map_err(|e| candle_core::Error::Msg(format!("{}: tensor `{name}`: {e}", self.path.display())))?;
+        if let Some(reorder) = entry.reorder {
+            let rows = entry.shape.first().copied().unwrap_or(0);
+            match reorder {
+                Reorder::RopePairs(heads) => unpermute_rows(bytes, rows, heads),
+                Reorder::QkvBlocks(heads) => interleave_qkv(bytes, rows, heads),
+            }
+            .map_err(|e| candle_core::Error::Msg(format!("{}: tensor `{name}`: {e}", self.path.display())))?;
         }
         let block = entry.dtype.block_size();
         let elems: usize = entry.shape.iter().product();
@@ -216,6 +234,27 @@ fn unpermute_rows(bytes: &mut [u8], rows: usize, heads: usize) -> Result<(), Str
             for j in 0..2 {
                 let (from, to) = (2 * i + j, j * half + i);
                 block[to * row..(to + 1) * row].copy_from_slice(&head[from * row..(from + 1) * row]);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Undoes llama.cpp's GPT-NeoX `query_key_value` reordering: GGUF row
+/// `s * hidden + h * hd + d` (all queries, then keys, then values) is Hugging
+/// Face row `h * 3hd + s * hd + d` (q, k, v of each head in turn).
+fn interleave_qkv(bytes: &mut [u8], rows: usize, heads: usize) -> Result<(), String> {
+    if rows == 0 || heads == 0 || rows % (3 * heads) != 0 || bytes.len() % rows != 0 {
+        return Err(format!("{rows} rows do not split into q, k and v of {heads} heads"));
+    }
+    let (hd, row) = (rows / 3 / heads, bytes.len() / rows);
+    let hidden = heads * hd;
+    let source = bytes.to_vec();
+    for h in 0..heads {
+        for s in 0..3 {
+            for d in 0..hd {
+                let (from, to) = (s * hidden + h * hd + d, h * 3 * hd + s * hd + d);
+                bytes[to * row..(to + 1) * row].copy_from_slice(&source[from * row..(from + 1) * row]);
             }
         }
     }
@@ -263,7 +302,9 @@ impl SimpleBackend for GgufWeights {
     }
 
     fn get_unchecked(&self, name: &str, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
-        self.qtensor(name)?.dequantize(dev)?.to_dtype(dtype)
+        let t = self.qtensor(name)?.dequantize(dev)?;
+        let t = if self.entry(name)?.minus_one { (t - 1.0)? } else { t };
+        t.to_dtype(dtype)
     }
 
     fn contains_tensor(&self, name: &str) -> bool {
@@ -282,5 +323,9 @@ mod tests {
         unpermute_rows(&mut rows, 8, 2).unwrap();
         assert_eq!(rows, vec![0, 1, 2, 3, 4, 5, 6, 7]);
         assert!(unpermute_rows(&mut [0u8; 6], 6, 4).is_err());
+        // 2 heads of 1 row each: GGUF (q0 q1 k0 k1 v0 v1) -> (q0 k0 v0 q1 k1 v1).
+        let mut qkv = vec![10, 11, 20, 21, 30, 31];
+        interleave_qkv(&mut qkv, 6, 2).unwrap();
+        assert_eq!(qkv, vec![10, 20, 30, 11, 21, 31]);
     }
 }

@@ -1020,3 +1020,18 @@ fn gguf_models_run_with_every_tap() {
     let written = candle_core::safetensors::load(&out, &Device::Cpu).unwrap();
     assert_eq!(written["tokens"].dims(), &[11]);
 }
+
+/// Every family's tiny checkpoint converted to F32 GGUF as llama.cpp's
+/// converter does (its names, metadata and tensor edits): the same capture as
+/// the checkpoint's transformers reference, within 1e-4 — the names map, the
+/// metadata becomes the config, and each edit is undone.
+#[test]
+fn gguf_conversions_of_every_family_match_transformers() {
+    for family in ["qwen2", "qwen3", "gemma2", "phi3", "gpt_neox", "mixtral"] {
+        let gguf = fixtures().join(format!("gguf/families/{family}.gguf"));
+        let files = tensorcity::inference::ModelFiles::open(&tensorcity::arch::ModelRef::Path(gguf)).unwrap();
+        let model = files.load().unwrap();
+        let reference = reference(&fixtures().join(format!("inference/{family}-tiny")));
+        assert_capture_matches(&format!("{family} (GGUF)"), &model, &reference);
+    }
+}

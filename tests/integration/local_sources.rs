@@ -333,4 +333,9 @@ fn gguf_conversions_match_their_safetensors_twin() {
         let q = gguf.tensors.iter().find(|t| t.name == "model.layers.0.mlp.up_proj.weight").unwrap();
         assert_eq!(q.dtype, qtype);
     }
+    for family in ["qwen2", "qwen3", "gemma2", "phi3", "gpt_neox", "mixtral"] {
+        let gguf = open(dir.join(format!("families/{family}.gguf")));
+        let twin = open(crate::support::fixtures().join(format!("inference/{family}-tiny")));
+        assert_eq!(summary(&gguf), summary(&twin), "{family}");
+    }
 }
