@@ -205,7 +205,7 @@ impl GgufWeights {
         }
         let block = entry.dtype.block_size();
         let elems: usize = entry.shape.iter().product();
-        if elems % block != 0 || elems / block * entry.dtype.type_size() != entry.bytes {
+        if !elems.is_multiple_of(block) || elems / block * entry.dtype.type_size() != entry.bytes {
             return Err(candle_core::Error::Msg(format!(
                 "{}: tensor `{name}`: {} bytes do not hold {elems} {:?} elements",
                 self.path.display(),
@@ -221,7 +221,7 @@ impl GgufWeights {
 /// Undoes llama.cpp's `permute(w, n_head)`: within each head of `hd` rows,
 /// GGUF row `2i + j` is Hugging Face row `j * hd/2 + i`.
 fn unpermute_rows(bytes: &mut [u8], rows: usize, heads: usize) -> Result<(), String> {
-    if rows == 0 || heads == 0 || rows % heads != 0 || (rows / heads) % 2 != 0 || bytes.len() % rows != 0 {
+    if rows == 0 || heads == 0 || !rows.is_multiple_of(heads) || !(rows / heads).is_multiple_of(2) || !bytes.len().is_multiple_of(rows) {
         return Err(format!("{rows} rows do not split into {heads} heads of rotary pairs"));
     }
     let (hd, row) = (rows / heads, bytes.len() / rows);
@@ -244,7 +244,7 @@ fn unpermute_rows(bytes: &mut [u8], rows: usize, heads: usize) -> Result<(), Str
 /// `s * hidden + h * hd + d` (all queries, then keys, then values) is Hugging
 /// Face row `h * 3hd + s * hd + d` (q, k, v of each head in turn).
 fn interleave_qkv(bytes: &mut [u8], rows: usize, heads: usize) -> Result<(), String> {
-    if rows == 0 || heads == 0 || rows % (3 * heads) != 0 || bytes.len() % rows != 0 {
+    if rows == 0 || heads == 0 || !rows.is_multiple_of(3 * heads) || !bytes.len().is_multiple_of(rows) {
         return Err(format!("{rows} rows do not split into q, k and v of {heads} heads"));
     }
     let (hd, row) = (rows / 3 / heads, bytes.len() / rows);

@@ -81,7 +81,7 @@ pub fn random_quantized_model(
     let mut quantized = std::collections::HashMap::new();
     for row in rows {
         let shape: Vec<usize> = row.shape.iter().map(|&d| d as usize).collect();
-        let matrix = shape.len() == 2 && !row.name.contains("embed") && shape[1] % qtype.block_size() == 0;
+        let matrix = shape.len() == 2 && !row.name.contains("embed") && shape[1].is_multiple_of(qtype.block_size());
         let t = if shape.len() == 1 {
             Tensor::ones(shape, DType::F32, &Device::Cpu)?
         } else {
