@@ -289,6 +289,18 @@ pub fn parse(bytes: &[u8], file_len: u64) -> Result<GgufHeader, GgufProblem> {
         });
     }
     let data_start = (c.at as u64).div_ceil(alignment) * alignment;
+    let mut spans: Vec<(u64, u64, &str)> = infos
+        .iter()
+        .map(|t| (t.offset, t.offset.saturating_add(t.bytes), t.name.as_str()))
+        .collect();
+    spans.sort_unstable();
+    for pair in spans.windows(2) {
+        if let [(_, end, a), (start, _, b)] = pair
+            && start < end
+        {
+            return Err(bad(format!("tensors `{a}` and `{b}` overlap in the data; the file is corrupt")));
+        }
+    }
     for t in &infos {
         let end = data_start.saturating_add(t.offset).saturating_add(t.bytes);
         if end > file_len {
@@ -603,6 +615,23 @@ mod tests {
         let mut counts = header(&[64, 32], 8, 0);
         counts[8..16].copy_from_slice(&u64::MAX.to_le_bytes());
         assert!(matches!(parse(&counts, 1 << 16), Err(GgufProblem::Bad(m)) if m.contains("over the limits")));
+        let mut v1 = header(&[64, 32], 8, 0);
+        v1[4] = 1;
+        assert!(matches!(parse(&v1, 1 << 16), Err(GgufProblem::Bad(m)) if m.contains("version 1")));
+        let mut many = header(&[64, 32], 8, 0);
+        many[8..16].copy_from_slice(&big.to_le_bytes());
+        assert!(matches!(parse(&many, 1 << 16), Err(GgufProblem::Bad(m)) if m.contains("over the limits")));
+        // Two tensors of 64x32 Q8_0 (2,176 bytes each), the second starting inside the first.
+        let mut two = header(&[64, 32], 8, 0);
+        two[8..16].copy_from_slice(&2u64.to_le_bytes());
+        let name = b"blk.0.attn_k.weight";
+        two.extend((name.len() as u64).to_le_bytes());
+        two.extend(name);
+        two.extend(2u32.to_le_bytes());
+        [64u64, 32].iter().for_each(|d| two.extend(d.to_le_bytes()));
+        two.extend(8u32.to_le_bytes());
+        two.extend(1024u64.to_le_bytes());
+        assert!(matches!(parse(&two, 1 << 16), Err(GgufProblem::Bad(m)) if m.contains("overlap")), "{:?}", parse(&two, 1 << 16));
         let mut string = header(&[64, 32], 8, 0);
         string[24..32].copy_from_slice(&big.to_le_bytes());
         assert!(matches!(parse(&string, 1 << 16), Err(GgufProblem::Bad(m)) if m.contains("a string of")));

@@ -213,6 +213,24 @@ fn truncated_and_damaged_gguf_files_are_errors_not_panics() {
             "cut {cut}: {e}"
         );
     }
+    // From the command line: one line on stderr, exit code 1.
+    for (bytes, expected) in [
+        (b"GGML\x03\0\0\0".to_vec(), "not a GGUF"),
+        (src[..100].to_vec(), "truncated"),
+        ([&src[..4], &1u32.to_le_bytes()[..], &src[8..]].concat(), "version 1"),
+    ] {
+        std::fs::write(&path, &bytes).unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_tensorcity"))
+            .arg("info")
+            .arg(&path)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.code() == Some(1) && err.trim().lines().count() == 1 && err.contains(expected),
+            "{expected}: {err}"
+        );
+    }
     // Every byte of the header flipped in turn: an error or a (different) architecture, never a panic.
     let header_len = 3168;
     for i in (0..header_len).step_by(7) {
