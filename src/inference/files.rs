@@ -230,12 +230,18 @@ impl ModelFiles {
 
     /// Token ids of `text` with the special tokens the tokenizer's post-processor
     /// adds (as transformers' `tokenizer(text)` does: no padding, no truncation).
+    ///
+    /// Without a tokenizer, a prompt of token ids (`5, 17, 42` or `#5 #17 #42`)
+    /// runs as those ids, so a model without `tokenizer.json` still runs in the
+    /// viewer; any other text is an error saying so.
     pub fn tokenize(&self, text: &str) -> Result<Vec<u32>, InferenceError> {
         let Some(tokenizer) = &self.tokenizer else {
-            return Err(bad(
-                &self.what,
-                "no tokenizer.json, so a text prompt cannot be tokenized; pass token ids instead (--token-ids)",
-            ));
+            return token_ids(text).ok_or_else(|| {
+                bad(
+                    &self.what,
+                    "no tokenizer.json, so text cannot be tokenized; type token ids (`5, 17, 42`), pass --token-ids, or put the model's tokenizer.json beside it",
+                )
+            });
         };
         let mut tokenizer = tokenizer.clone();
         tokenizer.with_padding(None);
@@ -313,6 +319,17 @@ impl ModelFiles {
     }
 }
 
+/// A prompt that is a list of token ids: numbers separated by commas or
+/// spaces, each optionally written `#N` (as tokens without a text are shown).
+fn token_ids(text: &str) -> Option<Vec<u32>> {
+    let ids: Option<Vec<u32>> = text
+        .split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|s| !s.is_empty())
+        .map(|s| s.strip_prefix('#').unwrap_or(s).parse().ok())
+        .collect();
+    ids.filter(|ids| !ids.is_empty())
+}
+
 /// Whether a raw little-endian float buffer holds only finite values (integer dtypes always do).
 fn all_finite(dtype: safetensors::Dtype, data: &[u8]) -> bool {
     use safetensors::Dtype;
@@ -353,6 +370,15 @@ fn weight_files(dir: &Path) -> Result<Vec<PathBuf>, InferenceError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn prompts_of_token_ids_parse_without_a_tokenizer() {
+        assert_eq!(token_ids("5, 17,42"), Some(vec![5, 17, 42]));
+        assert_eq!(token_ids("#5 #17"), Some(vec![5, 17]));
+        assert_eq!(token_ids("ROMEO: 5"), None);
+        assert_eq!(token_ids(" "), None);
+        assert_eq!(token_ids("99999999999"), None);
+    }
 
     #[test]
     fn finite_checks_each_float_dtype() {
