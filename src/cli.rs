@@ -42,6 +42,45 @@ pub enum Command {
     /// Run a local model on a prompt and save every activation (hidden states,
     /// attention probabilities, logits) as safetensors.
     Capture(CaptureArgs),
+    /// Statistics of every weight tensor: RMS, mean |x|, max |x|, std,
+    /// sparsity, outliers, NaN/Inf, a 64-bin histogram (reads every weight).
+    Stats(StatsArgs),
+    /// Compare two checkpoints tensor by tensor (a finetune against its base,
+    /// a GGUF against its safetensors original).
+    Diff(DiffArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    /// A .safetensors or .gguf file, or a model folder.
+    pub model: std::path::PathBuf,
+    /// Write JSON (`tensors[]` with name, rms, mean_abs, max_abs, std, sparsity,
+    /// outliers, histogram, sampled_fraction, …) instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// What `diff` sorts by and shows first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DiffMetric {
+    /// ‖B − A‖ / ‖A‖.
+    Rms,
+    /// log10 of the largest |B − A|.
+    AbsLog,
+    /// The fraction of elements that changed at all.
+    Exact,
+}
+
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    pub a: std::path::PathBuf,
+    pub b: std::path::PathBuf,
+    #[arg(long, value_enum, default_value_t = DiffMetric::Rms)]
+    pub metric: DiffMetric,
+    /// Write JSON (`tensors[]` with name, rel_delta, max_abs_delta,
+    /// changed_fraction; `only_in_a`, `only_in_b`, `shape_mismatch`).
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -295,7 +334,103 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         .map(|_| ()),
         Some(Command::Info(args)) => info(args),
         Some(Command::Capture(args)) => capture(args),
+        Some(Command::Stats(args)) => stats(args),
+        Some(Command::Diff(args)) => diff(args),
     }
+}
+
+/// Writes a command's whole output; a closed pipe (`| head`) ends it quietly.
+fn emit(text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
+    }
+}
+
+fn stats(args: StatsArgs) -> anyhow::Result<()> {
+    use std::fmt::Write;
+    let tensors = crate::weights::source::open(&args.model)?;
+    let stats = crate::weights::statistics(&tensors);
+    if args.json {
+        let doc = serde_json::json!({ "model": args.model.display().to_string(), "tensors": stats });
+        return emit(&(serde_json::to_string_pretty(&doc)? + "\n"));
+    }
+    let mut text = String::new();
+    writeln!(
+        text,
+        "{:<56} {:>10} {:>10} {:>10} {:>10} {:>9} {:>9}",
+        "tensor", "rms", "mean |x|", "max |x|", "std", "sparsity", "outliers"
+    )?;
+    for s in &stats {
+        match &s.missing {
+            Some(why) => writeln!(text, "{:<56} not computed: {why}", s.name)?,
+            None => writeln!(
+                text,
+                "{:<56} {:>10.4e} {:>10.4e} {:>10.4e} {:>10.4e} {:>8.3}% {:>8.4}%{}",
+                s.name,
+                s.rms,
+                s.mean_abs,
+                s.max_abs,
+                s.std,
+                100.0 * s.sparsity,
+                100.0 * s.outliers,
+                if s.nan + s.inf > 0 { format!("  {} NaN, {} Inf", s.nan, s.inf) } else { String::new() }
+            )?,
+        }
+    }
+    emit(&text)
+}
+
+fn diff(args: DiffArgs) -> anyhow::Result<()> {
+    let a = crate::weights::source::open(&args.a)?;
+    let b = crate::weights::source::open(&args.b)?;
+    let mut report = crate::weights::diff::diff(&a, &b);
+    let key = |d: &crate::weights::diff::TensorDiff| match args.metric {
+        DiffMetric::Rms => d.rel_delta,
+        DiffMetric::AbsLog => d.max_abs_delta.log10(),
+        DiffMetric::Exact => d.changed_fraction,
+    };
+    report.tensors.sort_by(|x, y| key(y).total_cmp(&key(x)).then_with(|| x.name.cmp(&y.name)));
+    if args.json {
+        return emit(&(serde_json::to_string_pretty(&report)? + "\n"));
+    }
+    use std::fmt::Write;
+    let mut text = String::new();
+    let changed = report.tensors.iter().filter(|d| d.changed_fraction > 0.0).count();
+    writeln!(
+        text,
+        "{} tensors compared, {changed} changed; {} only in A, {} only in B, {} with different shapes",
+        report.tensors.len(),
+        report.only_in_a.len(),
+        report.only_in_b.len(),
+        report.shape_mismatch.len()
+    )?;
+    writeln!(text, "{:<56} {:>12} {:>12} {:>9}", "tensor", "‖B−A‖/‖A‖", "max |B−A|", "changed")?;
+    for d in &report.tensors {
+        match &d.missing {
+            Some(why) => writeln!(text, "{:<56} not compared: {why}", d.name)?,
+            None => writeln!(
+                text,
+                "{:<56} {:>12.4e} {:>12.4e} {:>8.3}%",
+                d.name,
+                d.rel_delta,
+                d.max_abs_delta,
+                100.0 * d.changed_fraction
+            )?,
+        }
+    }
+    for name in &report.only_in_a {
+        writeln!(text, "only in A: {name}")?;
+    }
+    for name in &report.only_in_b {
+        writeln!(text, "only in B: {name}")?;
+    }
+    for m in &report.shape_mismatch {
+        writeln!(text, "different shapes: {} {:?} vs {:?}", m.name, m.a, m.b)?;
+    }
+    emit(&text)
 }
 
 fn capture(args: CaptureArgs) -> anyhow::Result<()> {

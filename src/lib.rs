@@ -33,6 +33,8 @@ pub mod view;
 pub mod viewer;
 #[cfg(target_arch = "wasm32")]
 pub mod web;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod weights;
 
 use bevy::prelude::*;
 

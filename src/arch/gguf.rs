@@ -450,7 +450,7 @@ pub fn config(header: &GgufHeader) -> Value {
 }
 
 /// The Hugging Face name of a GGUF tensor name (`None`: keep the GGUF name).
-fn hf_name(arch: &str, name: &str) -> Option<String> {
+pub fn hf_name(arch: &str, name: &str) -> Option<String> {
     let (stem, suffix) = name.rsplit_once('.').filter(|(_, s)| *s == "weight" || *s == "bias")?;
     let neox = arch == "gptneox";
     let top = match (stem, neox) {

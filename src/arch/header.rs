@@ -63,6 +63,25 @@ pub fn parse_header_prefix(prefix: &[u8], file_len: Option<u64>, what: &str) -> 
 /// Returns tensors in file order (by data offset). With `file_len`, also checks
 /// that every tensor's data lies inside the file.
 pub fn parse_header(json: &[u8], file_len: Option<u64>, what: &str) -> Result<Vec<HeaderTensor>, ArchError> {
+    let located = parse_located(json, what)?;
+    if let Some(len) = file_len {
+        let data_start = 8 + json.len() as u64;
+        let needed = data_start + located.last().map_or(0, |(_, (_, end))| *end);
+        if needed > len {
+            return Err(ArchError::DataOutOfRange {
+                what: what.to_string(),
+                end: needed,
+                len,
+            });
+        }
+    }
+    Ok(located.into_iter().map(|(row, _)| row).collect())
+}
+
+/// [`parse_header`] without the file-length check, each row with its
+/// `data_offsets` (relative to the end of the header): the weights lens
+/// reads what a truncated file still holds.
+pub fn parse_located(json: &[u8], what: &str) -> Result<Vec<(HeaderTensor, (u64, u64))>, ArchError> {
     let entries = parse_entries(json).map_err(|e| ArchError::BadHeader {
         what: what.to_string(),
         detail: e.to_string(),
@@ -117,24 +136,18 @@ pub fn parse_header(json: &[u8], file_len: Option<u64>, what: &str) -> Result<Ve
         }
         expected_start = end;
     }
-    if let Some(len) = file_len {
-        let data_start = 8 + json.len() as u64;
-        let needed = data_start + expected_start;
-        if needed > len {
-            return Err(ArchError::DataOutOfRange {
-                what: what.to_string(),
-                end: needed,
-                len,
-            });
-        }
-    }
     Ok(rows
         .into_iter()
-        .map(|(name, raw, _)| HeaderTensor {
-            name,
-            shape: raw.shape,
-            dtype: raw.dtype,
-            shard: None,
+        .map(|(name, raw, _)| {
+            (
+                HeaderTensor {
+                    name,
+                    shape: raw.shape,
+                    dtype: raw.dtype,
+                    shard: None,
+                },
+                raw.data_offsets,
+            )
         })
         .collect())
 }

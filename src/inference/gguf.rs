@@ -33,6 +33,8 @@ struct Entry {
     offset: u64,
     bytes: usize,
     dtype: GgmlDType,
+    /// The ggml type as GGUF names it (`Q4_K`).
+    type_name: &'static str,
     /// Outermost first (PyTorch order).
     shape: Vec<usize>,
     /// How llama.cpp's converter reordered the rows (undone when read).
@@ -161,6 +163,7 @@ impl GgufWeights {
                         offset: start.saturating_add(e * part),
                         bytes: usize::try_from(part).map_err(|_| bad(format!("tensor `{}` is too large", t.name)))?,
                         dtype,
+                        type_name: t.ggml_type,
                         shape,
                         reorder,
                         minus_one,
@@ -174,6 +177,42 @@ impl GgufWeights {
         })
     }
 
+    /// Every tensor: its Hugging Face name, shape and ggml type name.
+    pub fn tensors(&self) -> Vec<(String, Vec<usize>, String)> {
+        let mut out: Vec<_> = self
+            .tensors
+            .iter()
+            .map(|(n, e)| (n.clone(), e.shape.clone(), e.type_name.to_string()))
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// Rows `from..from + n` of a tensor (outermost dimension) dequantized to
+    /// f32, in Hugging Face order; a tensor whose rows were reordered is read
+    /// whole first (these are at most a layer's attention projection).
+    pub fn read_rows(&self, name: &str, from: usize, n: usize) -> candle_core::Result<Vec<f32>> {
+        let entry = self.entry(name)?;
+        // Rows: all but the innermost dimension (a vector is one row).
+        let cols = entry.shape.last().copied().unwrap_or(1).max(1);
+        let rows = (entry.shape.iter().product::<usize>() / cols).max(1);
+        let end = from.saturating_add(n).min(rows);
+        let per_row = entry.bytes / rows;
+        let minus = |v: Vec<f32>| if entry.minus_one { v.into_iter().map(|x| x - 1.0).collect() } else { v };
+        if entry.reorder.is_some() || entry.shape.len() != 2 {
+            let all = self.qtensor(name)?.dequantize(&Device::Cpu)?.flatten_all()?.to_vec1::<f32>()?;
+            return Ok(minus(all.get(from * cols..end * cols).unwrap_or_default().to_vec()));
+        }
+        let part = Entry {
+            offset: entry.offset.saturating_add((from * per_row) as u64),
+            bytes: (end - from) * per_row,
+            shape: std::iter::once(end - from).chain(entry.shape[1..].iter().copied()).collect(),
+            ..entry.clone()
+        };
+        let q = self.read_entry(name, &part)?;
+        Ok(minus(q.dequantize(&Device::Cpu)?.flatten_all()?.to_vec1::<f32>()?))
+    }
+
     fn entry(&self, name: &str) -> candle_core::Result<&Entry> {
         self.tensors
             .get(name)
@@ -182,7 +221,10 @@ impl GgufWeights {
 
     /// One tensor's blocks, its rows in Hugging Face order.
     fn qtensor(&self, name: &str) -> candle_core::Result<QTensor> {
-        let entry = self.entry(name)?;
+        self.read_entry(name, self.entry(name)?)
+    }
+
+    fn read_entry(&self, name: &str, entry: &Entry) -> candle_core::Result<QTensor> {
         let changed = |e: std::io::Error| {
             candle_core::Error::Msg(format!(
                 "{}: reading tensor `{name}` failed ({e}); the file changed while tensorcity was reading it — open the model again",

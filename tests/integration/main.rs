@@ -11,3 +11,4 @@ mod record;
 mod rendering;
 mod support;
 mod web;
+mod weights;

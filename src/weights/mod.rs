@@ -1,0 +1,50 @@
+//! The weights lens (no Bevy types): per-tensor statistics and the diff of
+//! two checkpoints, streamed over the weight files in bounded chunks and
+//! computed in parallel (rayon: tensors, and the chunks of each).
+
+pub mod diff;
+pub mod source;
+pub mod stats;
+
+use rayon::prelude::*;
+
+use source::Tensor;
+use stats::{Bins, Moments, Shape, TensorStats};
+
+/// Statistics of every tensor, in the order given.
+pub fn statistics(tensors: &[Tensor]) -> Vec<TensorStats> {
+    tensors.par_iter().map(tensor_stats).collect()
+}
+
+fn tensor_stats(t: &Tensor) -> TensorStats {
+    let missing = |why: String| TensorStats::missing(t.name.clone(), t.shape.clone(), t.dtype.clone(), why);
+    if let Some(why) = t.missing() {
+        return missing(why.to_string());
+    }
+    let chunks = t.chunks();
+    let first = chunks
+        .par_iter()
+        .map(|r| {
+            let mut m = Moments::default();
+            m.add(&t.read(r.clone())?);
+            Ok(m)
+        })
+        .try_reduce(Moments::default, |a, b| Ok(a.merge(b)));
+    let m: Moments = match first {
+        Ok(m) => m,
+        Err(why) => return missing(why),
+    };
+    let bins = Bins::new(m.max_abs);
+    let second = chunks
+        .par_iter()
+        .map(|r| {
+            let mut s = Shape::new();
+            s.add(&t.read(r.clone())?, &m, &bins);
+            Ok(s)
+        })
+        .try_reduce(Shape::new, |a, b| Ok(a.merge(b)));
+    match second {
+        Ok(s) => TensorStats::from_passes(t.name.clone(), t.shape.clone(), t.dtype.clone(), &m, &bins, &s),
+        Err(why) => missing(why),
+    }
+}

@@ -1,0 +1,248 @@
+//! Where each tensor's values are, for the weights lens: safetensors files
+//! (a file, a folder, sharded), read in bounded chunks at their offsets, and
+//! GGUF files, dequantized a block of rows at a time. A tensor whose bytes lie
+//! past the end of a truncated file is listed with the reason it cannot be
+//! read; the rest still are.
+
+use std::fs::File;
+use std::io::Read;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::arch::{ArchError, parse_header_prefix};
+use crate::inference::gguf::GgufWeights;
+
+/// Elements decoded at a time per worker (16 MB as f32).
+pub const CHUNK: usize = 1 << 22;
+
+/// A tensor's element type, as far as the lens reads it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Element {
+    F32,
+    F16,
+    BF16,
+    F64,
+    /// Integers and booleans, as their values (exact up to 2^24).
+    Int { width: usize, signed: bool },
+}
+
+impl Element {
+    fn of(dtype: &str) -> Option<Element> {
+        Some(match dtype {
+            "F32" => Element::F32,
+            "F16" => Element::F16,
+            "BF16" => Element::BF16,
+            "F64" => Element::F64,
+            "I64" => Element::Int { width: 8, signed: true },
+            "I32" => Element::Int { width: 4, signed: true },
+            "I16" => Element::Int { width: 2, signed: true },
+            "I8" => Element::Int { width: 1, signed: true },
+            "U64" => Element::Int { width: 8, signed: false },
+            "U32" => Element::Int { width: 4, signed: false },
+            "U16" => Element::Int { width: 2, signed: false },
+            "U8" | "BOOL" => Element::Int { width: 1, signed: false },
+            _ => return None,
+        })
+    }
+
+    fn width(self) -> usize {
+        match self {
+            Element::F32 => 4,
+            Element::F16 | Element::BF16 => 2,
+            Element::F64 => 8,
+            Element::Int { width, .. } => width,
+        }
+    }
+}
+
+#[derive(Clone)]
+enum Location {
+    Raw { file: Arc<PathBuf>, offset: u64, element: Element },
+    Gguf(Arc<GgufWeights>),
+    /// Why its values cannot be read (integer dtype, data past the end, …).
+    Missing(String),
+}
+
+/// One tensor of a checkpoint and where to read it.
+#[derive(Clone)]
+pub struct Tensor {
+    pub name: String,
+    pub shape: Vec<u64>,
+    pub dtype: String,
+    location: Location,
+}
+
+impl Tensor {
+    pub fn elements(&self) -> u64 {
+        self.shape.iter().product()
+    }
+
+    /// Why the values cannot be read, if they cannot.
+    pub fn missing(&self) -> Option<&str> {
+        match &self.location {
+            Location::Missing(why) => Some(why),
+            _ => None,
+        }
+    }
+
+    /// Element ranges of at most about [`CHUNK`] elements, whole rows each
+    /// (a GGUF tensor is dequantized by rows).
+    pub fn chunks(&self) -> Vec<std::ops::Range<u64>> {
+        let n = self.elements();
+        let row = self.shape.last().copied().unwrap_or(1).max(1);
+        let rows_per = (CHUNK as u64 / row).max(1);
+        let step = rows_per * row;
+        (0..n.div_ceil(step)).map(|i| i * step..((i + 1) * step).min(n)).collect()
+    }
+
+    /// The values of elements `range` (a range [`Tensor::chunks`] gave) as f32.
+    pub fn read(&self, range: std::ops::Range<u64>) -> Result<Vec<f32>, String> {
+        match &self.location {
+            Location::Missing(why) => Err(why.clone()),
+            Location::Raw { file, offset, element } => {
+                let width = element.width() as u64;
+                let n = usize::try_from(range.end - range.start).map_err(|e| e.to_string())?;
+                let mut bytes = vec![0u8; n * element.width()];
+                File::open(file.as_path())
+                    .and_then(|f| f.read_exact_at(&mut bytes, offset + range.start * width))
+                    .map_err(|e| format!("{}: reading `{}` failed ({e})", file.display(), self.name))?;
+                Ok(decode(*element, &bytes))
+            }
+            Location::Gguf(weights) => {
+                let row = self.shape.last().copied().unwrap_or(1).max(1);
+                let (from, n) = ((range.start / row) as usize, ((range.end - range.start) / row) as usize);
+                weights.read_rows(&self.name, from, n.max(1)).map_err(|e| e.to_string())
+            }
+        }
+    }
+}
+
+fn decode(element: Element, bytes: &[u8]) -> Vec<f32> {
+    match element {
+        Element::F32 => bytes
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect(),
+        Element::F16 => bytes
+            .chunks_exact(2)
+            .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
+            .collect(),
+        Element::BF16 => bytes
+            .chunks_exact(2)
+            .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
+            .collect(),
+        Element::F64 => bytes
+            .chunks_exact(8)
+            .map(|c| f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f32)
+            .collect(),
+        Element::Int { width, signed } => bytes
+            .chunks_exact(width)
+            .map(|c| {
+                let mut b = [0u8; 8];
+                b[..width].copy_from_slice(c);
+                if signed && c[width - 1] & 0x80 != 0 {
+                    b[width..].fill(0xff);
+                }
+                if signed { i64::from_le_bytes(b) as f32 } else { u64::from_le_bytes(b) as f32 }
+            })
+            .collect(),
+    }
+}
+
+/// The tensors of a local checkpoint: a `.safetensors` file, a `.gguf` file,
+/// or a model folder (one file, an index with shards, or every
+/// `.safetensors` in it).
+pub fn open(path: &Path) -> Result<Vec<Tensor>, ArchError> {
+    if !path.exists() {
+        return Err(ArchError::NotFound { path: path.to_path_buf() });
+    }
+    if path.is_dir() {
+        let index = path.join("model.safetensors.index.json");
+        let files = if index.is_file() {
+            crate::arch::read_index_file(&index)?
+                .into_iter()
+                .map(|s| path.join(s))
+                .collect::<Vec<_>>()
+        } else if path.join("model.safetensors").is_file() {
+            vec![path.join("model.safetensors")]
+        } else {
+            let mut files: Vec<PathBuf> = std::fs::read_dir(path)
+                .map_err(|e| ArchError::io(path, e))?
+                .filter_map(|e| Some(e.ok()?.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "safetensors" || x == "gguf"))
+                .collect();
+            files.sort();
+            files
+        };
+        if files.is_empty() {
+            return Err(ArchError::EmptyFolder { path: path.to_path_buf() });
+        }
+        let mut all = Vec::new();
+        for f in files {
+            all.extend(open_file(&f)?);
+        }
+        return Ok(all);
+    }
+    open_file(path)
+}
+
+fn open_file(path: &Path) -> Result<Vec<Tensor>, ArchError> {
+    if path.extension().is_some_and(|x| x.eq_ignore_ascii_case("gguf")) {
+        let header = crate::inference::gguf::read_header(path).map_err(|e| ArchError::BadGguf {
+            what: path.display().to_string(),
+            detail: e.to_string(),
+        })?;
+        let weights = Arc::new(GgufWeights::open(path, &header).map_err(|e| ArchError::BadGguf {
+            what: path.display().to_string(),
+            detail: e.to_string(),
+        })?);
+        return Ok(weights
+            .tensors()
+            .into_iter()
+            .map(|(name, shape, dtype)| Tensor {
+                name,
+                shape: shape.iter().map(|&d| d as u64).collect(),
+                dtype,
+                location: Location::Gguf(weights.clone()),
+            })
+            .collect());
+    }
+    let what = path.display().to_string();
+    let mut file = File::open(path).map_err(|e| ArchError::io(path, e))?;
+    let len = file.metadata().map_err(|e| ArchError::io(path, e))?.len();
+    let mut prefix = Vec::with_capacity(8);
+    file.by_ref()
+        .take(8)
+        .read_to_end(&mut prefix)
+        .map_err(|e| ArchError::io(path, e))?;
+    let n = parse_header_prefix(&prefix, Some(len), &what)?;
+    let mut json = vec![0u8; n as usize];
+    file.read_exact(&mut json).map_err(|e| ArchError::io(path, e))?;
+    let rows = crate::arch::header::parse_located(&json, &what)?;
+    let data_start = 8 + n;
+    let file = Arc::new(path.to_path_buf());
+    Ok(rows
+        .into_iter()
+        .map(|(row, (start, end))| {
+            let location = match Element::of(&row.dtype) {
+                _ if data_start + end > len => Location::Missing(format!(
+                    "its data ends at byte {} but the file has {len} (truncated)",
+                    data_start + end
+                )),
+                Some(element) => Location::Raw {
+                    file: file.clone(),
+                    offset: data_start + start,
+                    element,
+                },
+                None => Location::Missing(format!("{} values are not read by the lens", row.dtype)),
+            };
+            Tensor {
+                name: row.name,
+                shape: row.shape,
+                dtype: row.dtype,
+                location,
+            }
+        })
+        .collect())
+}
