@@ -103,10 +103,17 @@ impl Tensor {
             Location::Raw { file, offset, element } => {
                 let width = element.width() as u64;
                 let n = usize::try_from(range.end - range.start).map_err(|e| e.to_string())?;
+                let at = offset + range.start * width;
+                let fail = |e: std::io::Error| format!("{}: reading `{}` failed ({e})", file.display(), self.name);
+                let f = File::open(file.as_path()).map_err(fail)?;
+                if *element == Element::F32 && cfg!(target_endian = "little") {
+                    // Straight into the values: no byte buffer to decode.
+                    let mut values = vec![0f32; n];
+                    f.read_exact_at(bytemuck::cast_slice_mut(&mut values), at).map_err(fail)?;
+                    return Ok(values);
+                }
                 let mut bytes = vec![0u8; n * element.width()];
-                File::open(file.as_path())
-                    .and_then(|f| f.read_exact_at(&mut bytes, offset + range.start * width))
-                    .map_err(|e| format!("{}: reading `{}` failed ({e})", file.display(), self.name))?;
+                f.read_exact_at(&mut bytes, at).map_err(fail)?;
                 Ok(decode(*element, &bytes))
             }
             Location::Gguf(weights) => {

@@ -26,42 +26,34 @@ pub struct Moments {
     pub sum_sq: f64,
     pub sum_abs: f64,
     pub max_abs: f64,
-    /// Welford's running mean and sum of squared deviations (stable for
-    /// tensors like norm gains, all close to one value).
-    pub running_mean: f64,
-    pub m2: f64,
 }
 
 impl Moments {
     pub fn add(&mut self, values: &[f32]) {
+        let (mut sum, mut sum_sq, mut sum_abs, mut max_abs) = (0f64, 0f64, 0f64, 0f64);
+        let mut finite = 0u64;
         for &v in values {
-            if v.is_nan() {
-                self.nan += 1;
-            } else if v.is_infinite() {
-                self.inf += 1;
-            } else {
+            if v.is_finite() {
                 let x = f64::from(v);
-                self.count += 1;
-                let delta = x - self.running_mean;
-                self.running_mean += delta / self.count as f64;
-                self.m2 += delta * (x - self.running_mean);
-                self.sum += x;
-                self.sum_sq += x * x;
-                self.sum_abs += x.abs();
-                self.max_abs = self.max_abs.max(x.abs());
+                finite += 1;
+                sum += x;
+                sum_sq += x * x;
+                sum_abs += x.abs();
+                max_abs = max_abs.max(x.abs());
+            } else if v.is_nan() {
+                self.nan += 1;
+            } else {
+                self.inf += 1;
             }
         }
+        self.count += finite;
+        self.sum += sum;
+        self.sum_sq += sum_sq;
+        self.sum_abs += sum_abs;
+        self.max_abs = self.max_abs.max(max_abs);
     }
 
     pub fn merge(mut self, o: Moments) -> Moments {
-        // Chan et al.'s combination of two partial (count, mean, m2).
-        let n = self.count + o.count;
-        if n > 0 {
-            let delta = o.running_mean - self.running_mean;
-            let (a, b) = (self.count as f64, o.count as f64);
-            self.running_mean += delta * b / n as f64;
-            self.m2 += o.m2 + delta * delta * a * b / n as f64;
-        }
         self.count += o.count;
         self.nan += o.nan;
         self.inf += o.inf;
@@ -76,12 +68,13 @@ impl Moments {
         if self.count == 0 { 0.0 } else { self.sum / self.count as f64 }
     }
 
-    /// Population standard deviation (numpy's `std`, ddof 0).
-    pub fn std(&self) -> f64 {
+    /// The standard deviation from the moments alone (the outlier threshold;
+    /// the reported one is the second pass's exact two-pass value).
+    pub fn rough_std(&self) -> f64 {
         if self.count == 0 {
             return 0.0;
         }
-        (self.m2 / self.count as f64).max(0.0).sqrt()
+        (self.sum_sq / self.count as f64 - self.mean().powi(2)).max(0.0).sqrt()
     }
 }
 
@@ -89,16 +82,25 @@ impl Moments {
 /// f64 (`linspace` edges; an empty range widened by 0.5 each side, as numpy does).
 #[derive(Debug, Clone)]
 pub struct Bins {
-    edges: Vec<f64>,
+    edges: [f64; BINS + 1],
+    lo: f64,
+    norm: f64,
 }
 
 impl Bins {
     pub fn new(max_abs: f64) -> Bins {
         let (lo, hi) = if max_abs > 0.0 { (-max_abs, max_abs) } else { (-0.5, 0.5) };
         let step = (hi - lo) / BINS as f64;
-        let mut edges: Vec<f64> = (0..=BINS).map(|i| lo + i as f64 * step).collect();
+        let mut edges = [0f64; BINS + 1];
+        for (i, e) in edges.iter_mut().enumerate() {
+            *e = lo + i as f64 * step;
+        }
         edges[BINS] = hi;
-        Bins { edges }
+        Bins {
+            edges,
+            lo,
+            norm: BINS as f64 / (hi - lo),
+        }
     }
 
     pub fn range(&self) -> (f64, f64) {
@@ -107,16 +109,16 @@ impl Bins {
 
     /// The bin of `x` (inside the range), numpy's way: scaled index, then
     /// corrected against the edges; the top edge belongs to the last bin.
+    #[inline]
     fn index(&self, x: f64) -> usize {
-        let (lo, hi) = self.range();
-        let norm = BINS as f64 / (hi - lo);
-        let mut i = (((x - lo) * norm) as usize).min(BINS - 1);
+        let i = (((x - self.lo) * self.norm) as usize).min(BINS - 1);
         if x < self.edges[i] {
-            i = i.saturating_sub(1);
-        } else if x >= self.edges[i + 1] && i != BINS - 1 {
-            i += 1;
+            i.saturating_sub(1)
+        } else if i < BINS - 1 && x >= self.edges[i + 1] {
+            i + 1
+        } else {
+            i
         }
-        i
     }
 }
 
@@ -126,6 +128,8 @@ pub struct Shape {
     pub histogram: Vec<u64>,
     pub sparse: u64,
     pub outliers: u64,
+    /// Σ (x − mean)²: the exact (two-pass) variance, as numpy computes it.
+    pub m2: f64,
 }
 
 impl Shape {
@@ -134,20 +138,32 @@ impl Shape {
             histogram: vec![0; BINS],
             sparse: 0,
             outliers: 0,
+            m2: 0.0,
         }
     }
 
     pub fn add(&mut self, values: &[f32], m: &Moments, bins: &Bins) {
-        let (zero, far, mean) = (SPARSE * m.max_abs, OUTLIER * m.std(), m.mean());
+        let (zero, mean) = (SPARSE * m.max_abs, m.mean());
+        // No outliers in a constant tensor (its deviations are rounding).
+        let far = match OUTLIER * m.rough_std() {
+            f if f > 0.0 => f,
+            _ => f64::INFINITY,
+        };
+        let (mut sparse, mut outliers, mut m2) = (0u64, 0u64, 0f64);
         for &v in values {
             if !v.is_finite() {
                 continue;
             }
             let x = f64::from(v);
+            let d = x - mean;
             self.histogram[bins.index(x)] += 1;
-            self.sparse += u64::from(x.abs() <= zero);
-            self.outliers += u64::from((x - mean).abs() > far);
+            sparse += u64::from(x.abs() <= zero);
+            outliers += u64::from(d.abs() > far);
+            m2 += d * d;
         }
+        self.sparse += sparse;
+        self.outliers += outliers;
+        self.m2 += m2;
     }
 
     pub fn merge(mut self, o: Shape) -> Shape {
@@ -156,6 +172,7 @@ impl Shape {
         }
         self.sparse += o.sparse;
         self.outliers += o.outliers;
+        self.m2 += o.m2;
         self
     }
 }
@@ -207,7 +224,7 @@ impl TensorStats {
             mean: m.mean(),
             mean_abs: m.sum_abs / n,
             max_abs: m.max_abs,
-            std: m.std(),
+            std: (s.m2 / n).sqrt(),
             sparsity: s.sparse as f64 / n,
             outliers: s.outliers as f64 / n,
             nan: m.nan,

@@ -1,0 +1,118 @@
+//! The weights lens's throughput (`cargo bench --profile dev --bench weights`):
+//! `stats` over a 1.07 GB safetensors file (16 f32 matrices of 4096 x 4096,
+//! random) and `diff` of that file against itself (2.15 GB read), from the
+//! page cache, median of 3 after a warm-up, 2 threads; the process's peak RSS;
+//! and numpy doing the same statistics over a memory map of the same file in
+//! the same run (`tests/benches/weights_numpy.py`; `TENSORCITY_PYTHON`, else
+//! the cached venv).
+
+use std::io::Write;
+use std::time::Instant;
+
+const TENSORS: usize = 16;
+const SIDE: usize = 4096;
+
+fn write_file(path: &std::path::Path) -> u64 {
+    let mut header = String::from("{");
+    let bytes = (SIDE * SIDE * 4) as u64;
+    for i in 0..TENSORS {
+        let (a, b) = (i as u64 * bytes, (i as u64 + 1) * bytes);
+        header += &format!(
+            "{}\"layers.{i}.weight\":{{\"dtype\":\"F32\",\"shape\":[{SIDE},{SIDE}],\"data_offsets\":[{a},{b}]}}",
+            if i > 0 { "," } else { "" }
+        );
+    }
+    header += "}";
+    while header.len() % 8 != 0 {
+        header.push(' ');
+    }
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path).expect("create"));
+    f.write_all(&(header.len() as u64).to_le_bytes()).expect("write");
+    f.write_all(header.as_bytes()).expect("write");
+    // A cheap normal-ish generator (sum of uniforms), one row at a time.
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut row = vec![0u8; SIDE * 4];
+    for _ in 0..TENSORS * SIDE {
+        for c in row.chunks_exact_mut(4) {
+            let mut s = 0f32;
+            for _ in 0..4 {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                s += (state >> 40) as f32 / (1u64 << 24) as f32;
+            }
+            c.copy_from_slice(&((s - 2.0) * 0.03).to_le_bytes());
+        }
+        f.write_all(&row).expect("write");
+    }
+    f.flush().expect("flush");
+    8 + header.len() as u64 + TENSORS as u64 * bytes
+}
+
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        })
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+fn median(mut f: impl FnMut() -> f64) -> f64 {
+    f();
+    let mut t: Vec<f64> = (0..3).map(|_| f()).collect();
+    t.sort_by(f64::total_cmp);
+    t[1]
+}
+
+fn main() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("big.safetensors");
+    let size = write_file(&path);
+    let gb = size as f64 / 1e9;
+    let rss_before = peak_rss_mib();
+    let tensors = tensorcity::weights::source::open(&path).expect("open");
+    let stats_s = median(|| {
+        let t = Instant::now();
+        let s = tensorcity::weights::statistics(&tensors);
+        assert_eq!(s.len(), TENSORS);
+        t.elapsed().as_secs_f64()
+    });
+    println!(
+        "stats: {gb:.2} GB in {:.2} s = {:.2} GB/s on {} threads; peak RSS {:.0} MiB (before: {rss_before:.0} MiB)",
+        stats_s,
+        gb / stats_s,
+        rayon::current_num_threads(),
+        peak_rss_mib()
+    );
+    let diff_s = median(|| {
+        let t = Instant::now();
+        let d = tensorcity::weights::diff::diff(&tensors, &tensors);
+        assert_eq!(d.tensors.len(), TENSORS);
+        t.elapsed().as_secs_f64()
+    });
+    println!(
+        "diff (the file against itself): {:.2} GB read in {diff_s:.2} s = {:.2} GB/s; peak RSS {:.0} MiB",
+        2.0 * gb,
+        2.0 * gb / diff_s,
+        peak_rss_mib()
+    );
+    let home = std::env::var("HOME").unwrap_or_default();
+    let python = std::env::var("TENSORCITY_PYTHON").unwrap_or(format!("{home}/.cache/tensorcity/venv/bin/python"));
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/benches/weights_numpy.py");
+    match std::process::Command::new(python).arg(script).arg(&path).output() {
+        Ok(o) if o.status.success() => {
+            let text = String::from_utf8_lossy(&o.stdout);
+            let secs: f64 = text.trim().parse().unwrap_or(f64::NAN);
+            println!(
+                "numpy, the same statistics over a memory map: {secs:.2} s = {:.2} GB/s (tensorcity {:.1}x faster)",
+                gb / secs,
+                secs / stats_s
+            );
+        }
+        Ok(o) => println!("numpy: failed ({})", String::from_utf8_lossy(&o.stderr).lines().last().unwrap_or("")),
+        Err(e) => println!("numpy: not measured ({e})"),
+    }
+}
