@@ -52,8 +52,8 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct StatsArgs {
-    /// A .safetensors or .gguf file, or a model folder.
-    pub model: std::path::PathBuf,
+    /// A .safetensors or .gguf file, or a model folder. Default: the embedded model.
+    pub model: Option<std::path::PathBuf>,
     /// Write JSON (`tensors[]` with name, rms, mean_abs, max_abs, std, sparsity,
     /// outliers, histogram, sampled_fraction, …) instead of a table.
     #[arg(long)]
@@ -351,10 +351,12 @@ fn emit(text: &str) -> anyhow::Result<()> {
 
 fn stats(args: StatsArgs) -> anyhow::Result<()> {
     use std::fmt::Write;
-    let tensors = crate::weights::source::open(&args.model)?;
+    let model = args.model.clone().map_or(ModelRef::Embedded, ModelRef::Path);
+    let tensors = crate::weights::source::open_model(&model)?;
     let stats = crate::weights::statistics(&tensors);
     if args.json {
-        let doc = serde_json::json!({ "model": args.model.display().to_string(), "tensors": stats });
+        let name = args.model.as_ref().map_or(crate::arch::EMBEDDED_NAME.to_string(), |p| p.display().to_string());
+        let doc = serde_json::json!({ "model": name, "tensors": stats });
         return emit(&(serde_json::to_string_pretty(&doc)? + "\n"));
     }
     let mut text = String::new();

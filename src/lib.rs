@@ -33,7 +33,7 @@ pub mod view;
 pub mod viewer;
 #[cfg(target_arch = "wasm32")]
 pub mod web;
-#[cfg(not(target_arch = "wasm32"))]
+pub mod weight_stats;
 pub mod weights;
 
 use bevy::prelude::*;
@@ -101,7 +101,8 @@ pub enum AppSystems {
     /// On `ModelLoaded` opens the weights on a task and starts the worker;
     /// tokenizes `Prompt`s, starts runs, folds the worker's frames into
     /// `CurrentRun`; starts and collects analysis tasks (logit lens of other
-    /// positions, saliency, PCA) into `Analyses`.
+    /// positions, saliency, PCA) into `Analyses`; computes the weight
+    /// statistics (`WeightStats`) on a task when the trunk is coloured by one.
     Inference,
     /// Derives the one `CityScene` (grid, cells, filtered arcs, heatmaps) from
     /// `CurrentRun`, the layout, `CityView` and the playhead, and mirrors it
@@ -153,7 +154,14 @@ impl Plugin for ScenePlugin {
                 )
                     .chain(),
             )
-            .add_plugins((view::plugin, model::plugin, spawn::plugin, lod::plugin, render::plugin));
+            .add_plugins((
+                view::plugin,
+                model::plugin,
+                spawn::plugin,
+                lod::plugin,
+                weight_stats::plugin,
+                render::plugin,
+            ));
     }
 }
 

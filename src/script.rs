@@ -51,6 +51,10 @@ pub enum Step {
     Zoom(f32),
     Focus(String),
     Layout(LayoutKind),
+    /// `color kind|rms|mean-abs|max-abs|std|sparsity|outliers`.
+    Color(crate::weights::color::ColorBy),
+    /// Until the weight statistics are computed (or failed).
+    WaitStats,
     Hide(TensorKind),
     Screenshot(PathBuf),
     Prompt { text: String, new_tokens: usize },
@@ -79,6 +83,7 @@ pub(crate) struct RunParams<'w> {
     pca: ResMut<'w, crate::city::pca3d::PcaScene>,
     toggles: MessageWriter<'w, crate::record::live::ToggleRecording>,
     shots: MessageWriter<'w, crate::record::live::TakeScreenshot>,
+    weight_stats: Res<'w, crate::weight_stats::WeightStats>,
 }
 
 #[derive(Resource, Debug)]
@@ -162,6 +167,14 @@ pub fn parse(text: &str) -> Result<Vec<Step>, String> {
                 }
             }
             "wait-run" => Step::WaitRun,
+            "color" => Step::Color(match rest {
+                "kind" => crate::weights::color::ColorBy::Kind,
+                other => crate::weights::color::ColorBy::Stat(
+                    crate::weights::color::Stat::parse(other)
+                        .ok_or_else(|| err("expected kind, rms, mean-abs, max-abs, std, sparsity or outliers"))?,
+                ),
+            }),
+            "wait-stats" => Step::WaitStats,
             "speed" => Step::Speed(num(rest)?.max(0.01)),
             "select" => Step::Select(rest.parse().map_err(|_| err("expected a token position"))?),
             "playhead" => Step::Playhead(num(rest)?.max(0.0)),
@@ -264,6 +277,13 @@ fn run_script(
             }
         },
         Step::Layout(kind) => settings.layout = kind,
+        Step::Color(color) => settings.color = color,
+        Step::WaitStats => {
+            use crate::weight_stats::WeightStats;
+            if matches!(*inference.weight_stats, WeightStats::Idle | WeightStats::Computing { .. }) {
+                return;
+            }
+        }
         Step::Hide(kind) => {
             settings.hidden_kinds.insert(kind);
         }

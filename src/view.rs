@@ -25,6 +25,8 @@ pub struct ViewSettings {
     pub hidden_kinds: HashSet<TensorKind>,
     /// Collapse far layers into blocks (default on).
     pub lod: bool,
+    /// Cube colours: the component kind (default) or a weight statistic.
+    pub color: crate::weights::color::ColorBy,
 }
 
 impl Default for ViewSettings {
@@ -34,6 +36,7 @@ impl Default for ViewSettings {
             scale: CubeScale::Relative,
             hidden_kinds: HashSet::new(),
             lod: true,
+            color: Default::default(),
         }
     }
 }

@@ -85,6 +85,9 @@ pub struct TensorDraw {
     /// busiest expert: share of tokens, or its weight for the selected
     /// token): drawn from dim to glowing, the busiest with a bright edge.
     pub glow: Option<f32>,
+    /// A colour that replaces the kind's (linear RGB): the weight statistic
+    /// the trunk is coloured by.
+    pub color: Option<[f32; 3]>,
 }
 
 /// One layer's block.
@@ -107,16 +110,22 @@ pub fn build_instances(
     let lod_of: std::collections::HashMap<Entity, LodState> = blocks.iter().map(|b| (b.entity, b.lod)).collect();
     // Per layer: parameters of each visible kind.
     let mut mix: std::collections::HashMap<Entity, std::collections::HashMap<TensorKind, u64>> = Default::default();
+    // Coloured by a statistic: a block takes its largest tensor's colour.
+    let mut largest: std::collections::HashMap<Entity, (u64, [f32; 3])> = Default::default();
     let mut out = Vec::with_capacity(tensors.len() + blocks.len());
     for t in tensors.iter().filter(|t| !hidden.contains(&t.kind)) {
+        let base = t.color.unwrap_or_else(|| kind_linear(t.kind));
         let (color, highlight) = match t.glow {
-            Some(g) => (
-                kind_linear(t.kind).map(|c| c * (0.2 + 1.6 * g)),
-                t.highlight.max(0.45 * g * g),
-            ),
-            None => (kind_linear(t.kind), t.highlight),
+            Some(g) => (base.map(|c| c * (0.2 + 1.6 * g)), t.highlight.max(0.45 * g * g)),
+            None => (base, t.highlight),
         };
         *mix.entry(t.group).or_default().entry(t.kind).or_default() += t.params.max(1);
+        if let Some(c) = t.color {
+            let entry = largest.entry(t.group).or_insert((0, c));
+            if t.params >= entry.0 {
+                *entry = (t.params, c);
+            }
+        }
         let scale = lod_of.get(&t.group).map_or(1.0, LodState::tensor_scale);
         if scale <= 1e-3 {
             continue;
@@ -135,7 +144,10 @@ pub fn build_instances(
         if scale <= 1e-3 {
             continue;
         }
-        let c = kind_linear(kind).map(|v| v * 0.8);
+        let c = largest
+            .get(&b.entity)
+            .map_or_else(|| kind_linear(kind), |(_, c)| *c)
+            .map(|v| v * 0.8);
         out.push(CubeInstance {
             pos_size: [b.center.x, b.center.y, b.center.z, b.size * scale],
             color: [c[0], c[1], c[2], 0.0],
@@ -151,6 +163,7 @@ fn rebuild_instances(
     routing: Option<Res<crate::activations::ExpertRouting>>,
     selected: Option<Res<crate::activations::SelectedToken>>,
     current: Option<Res<crate::model::CurrentModel>>,
+    weight_stats: Res<crate::weight_stats::WeightStats>,
     tensors: Query<(Entity, &Tensor, &Cube, &ChildOf)>,
     layers: Query<(Entity, &Layer, &LayerLod)>,
     changed: Query<(), Or<(Changed<LayerLod>, Added<Cube>)>>,
@@ -162,6 +175,7 @@ fn rebuild_instances(
             .as_ref()
             .is_some_and(|s| s.is_changed() && routing.as_ref().is_some_and(|r| !r.blocks.is_empty()));
     let dirty = settings.is_changed()
+        || weight_stats.is_changed()
         || highlight.is_changed()
         || routing_changed
         || !changed.is_empty()
@@ -170,9 +184,11 @@ fn rebuild_instances(
         return;
     }
     let Ok(mut instances) = batch.single_mut() else { return };
+    let colors = stat_colors(&settings, &weight_stats, tensors.iter().map(|(_, t, _, _)| t));
     let draws: Vec<TensorDraw> = tensors
         .iter()
         .map(|(e, t, c, parent)| TensorDraw {
+            color: colors.as_ref().map(|f| f(t)),
             glow: expert_glow(t, routing.as_deref(), selected.as_deref(), current.as_deref()),
             center: c.center,
             size: c.size,
@@ -198,6 +214,34 @@ fn rebuild_instances(
         })
         .collect();
     instances.set(build_instances(&draws, &blocks, &settings.hidden_kinds));
+}
+
+/// The colour of each tensor under the statistic the trunk is coloured by
+/// (`None` while colouring by kind or before the statistics are ready): its
+/// place on the statistic's scale over the model's tensors, in viridis.
+fn stat_colors<'a>(
+    settings: &ViewSettings,
+    weight_stats: &crate::weight_stats::WeightStats,
+    tensors: impl Iterator<Item = &'a Tensor>,
+) -> Option<impl Fn(&Tensor) -> [f32; 3]> {
+    use crate::weights::color::{ColorBy, NO_VALUE, Scale, viridis};
+    let ColorBy::Stat(stat) = settings.color else { return None };
+    let stats = weight_stats.ready()?.clone();
+    let scale = Scale::for_tensors(
+        tensors.filter_map(|t| Some((stats.get(&t.name).and_then(|s| stat.value(s))?, t.shape.len() >= 2))),
+        stat.logarithmic(),
+    );
+    let linear = |srgb: [f32; 3]| {
+        let c = LinearRgba::from(Color::srgb_from_array(srgb));
+        [c.red, c.green, c.blue]
+    };
+    Some(move |t: &Tensor| {
+        let value = stats.get(&t.name).and_then(|s| stat.value(s));
+        match (value, scale) {
+            (Some(v), Some(scale)) => linear(viridis(scale.position(v))),
+            _ => linear(NO_VALUE),
+        }
+    })
 }
 
 /// How much a routed expert's cube glows in the current run (`None` for
@@ -232,6 +276,7 @@ mod tests {
             group: g,
             highlight: 0.0,
             glow: None,
+            color: None,
         };
         let tensors = [t(TensorKind::Norm), t(TensorKind::MlpUp)];
         let open = BlockDraw {

@@ -7,6 +7,7 @@ mod city_panel;
 mod model_panel;
 mod overlays;
 mod prompt_panel;
+mod stats_panel;
 mod tree;
 
 pub use prompt_panel::PromptUi;

@@ -21,6 +21,7 @@ pub(super) struct PanelParams<'w> {
     recent: Res<'w, RecentModels>,
     fly: Res<'w, FlyMode>,
     load: MessageWriter<'w, LoadModel>,
+    weight_stats: Res<'w, crate::weight_stats::WeightStats>,
 }
 
 pub(super) fn show(ui: &mut egui::Ui, state: &mut UiState, p: &mut PanelParams) {
@@ -33,6 +34,12 @@ pub(super) fn show(ui: &mut egui::Ui, state: &mut UiState, p: &mut PanelParams) 
             ui.separator();
             params_chart(ui, &current.summary);
             ui.separator();
+            super::stats_panel::color_by(
+                ui,
+                &mut p.settings,
+                &p.weight_stats,
+                current.arch.tensors.iter().map(|t| (t.name.as_str(), t.shape.len() >= 2)),
+            );
             legend(ui, &current.summary, &mut p.settings);
         }
         ui.separator();

@@ -16,6 +16,7 @@ pub(super) struct OverlayParams<'w, 's> {
     current: Option<Res<'w, CurrentModel>>,
     loading: Option<Res<'w, Loading>>,
     error: Option<Res<'w, LoadError>>,
+    weight_stats: Res<'w, crate::weight_stats::WeightStats>,
     commands: Commands<'w, 's>,
 }
 
@@ -56,6 +57,9 @@ pub(super) fn show(ctx: &egui::Context, p: &mut OverlayParams, hovered: Option<E
                 human(t.params),
                 100.0 * t.params as f64 / total as f64
             ));
+            if let Some(s) = p.weight_stats.ready().and_then(|stats| stats.get(&t.name)) {
+                super::stats_panel::tensor_stats(ui, s);
+            }
         });
     }
     if let Some(loading) = &p.loading {

@@ -116,10 +116,12 @@ fn compare(a: &Tensor, b: &Tensor) -> TensorDiff {
         Ok(acc) => (acc, None),
         Err(why) => (Acc::default(), Some(why)),
     };
-    let rel_delta = match (acc.d2, acc.a2) {
-        (d, _) if d == 0.0 => 0.0,
-        (_, a) if a == 0.0 => f64::INFINITY,
-        (d, a) => (d / a).sqrt(),
+    let rel_delta = if acc.d2 == 0.0 {
+        0.0
+    } else if acc.a2 == 0.0 {
+        f64::INFINITY
+    } else {
+        (acc.d2 / acc.a2).sqrt()
     };
     TensorDiff {
         name: a.name.clone(),

@@ -2,20 +2,28 @@
 //! two checkpoints, streamed over the weight files in bounded chunks and
 //! computed in parallel (rayon: tensors, and the chunks of each).
 
+pub mod color;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod diff;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod source;
 pub mod stats;
 
+#[cfg(not(target_arch = "wasm32"))]
 use rayon::prelude::*;
 
+#[cfg(not(target_arch = "wasm32"))]
 use source::Tensor;
+#[cfg(not(target_arch = "wasm32"))]
 use stats::{Bins, Moments, Shape, TensorStats};
 
 /// Statistics of every tensor, in the order given.
+#[cfg(not(target_arch = "wasm32"))]
 pub fn statistics(tensors: &[Tensor]) -> Vec<TensorStats> {
     tensors.par_iter().map(tensor_stats).collect()
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 fn tensor_stats(t: &Tensor) -> TensorStats {
     let missing = |why: String| TensorStats::missing(t.name.clone(), t.shape.clone(), t.dtype.clone(), why);
     if let Some(why) = t.missing() {

@@ -59,6 +59,8 @@ impl Element {
 #[derive(Clone)]
 enum Location {
     Raw { file: Arc<PathBuf>, offset: u64, element: Element },
+    /// Weights compiled into the binary (the embedded model).
+    Memory { bytes: &'static [u8], offset: u64, element: Element },
     Gguf(Arc<GgufWeights>),
     /// Why its values cannot be read (integer dtype, data past the end, …).
     Missing(String),
@@ -116,6 +118,16 @@ impl Tensor {
                 f.read_exact_at(&mut bytes, at).map_err(fail)?;
                 Ok(decode(*element, &bytes))
             }
+            Location::Memory { bytes, offset, element } => {
+                let width = element.width() as u64;
+                let (a, b) = (offset + range.start * width, offset + range.end * width);
+                let part = usize::try_from(a)
+                    .ok()
+                    .zip(usize::try_from(b).ok())
+                    .and_then(|(a, b)| bytes.get(a..b))
+                    .ok_or_else(|| format!("`{}` lies outside the weights", self.name))?;
+                Ok(decode(*element, part))
+            }
             Location::Gguf(weights) => {
                 let row = self.shape.last().copied().unwrap_or(1).max(1);
                 let (from, n) = ((range.start / row) as usize, ((range.end - range.start) / row) as usize);
@@ -155,6 +167,45 @@ fn decode(element: Element, bytes: &[u8]) -> Vec<f32> {
             })
             .collect(),
     }
+}
+
+/// The tensors of the model a viewer or CLI request names: the embedded
+/// model's compiled-in weights, or a local file or folder.
+pub fn open_model(model: &crate::arch::ModelRef) -> Result<Vec<Tensor>, ArchError> {
+    use crate::arch::ModelRef;
+    match model {
+        ModelRef::Embedded => open_static(crate::arch::EMBEDDED_WEIGHTS, crate::arch::EMBEDDED_NAME),
+        ModelRef::Path(p) => open(p),
+        ModelRef::Id(id) | ModelRef::Engine(id) => Err(ArchError::UnsupportedConfig {
+            what: id.clone(),
+            detail: "weight statistics need the weights: only the headers of a Hub model (or an engine's tensor list) are here; download it and open the folder".into(),
+        }),
+    }
+}
+
+/// A safetensors file held in memory for the program's lifetime.
+fn open_static(bytes: &'static [u8], what: &str) -> Result<Vec<Tensor>, ArchError> {
+    let n = parse_header_prefix(bytes.get(..8).unwrap_or_default(), Some(bytes.len() as u64), what)?;
+    let json = bytes
+        .get(8..8 + n as usize)
+        .ok_or_else(|| ArchError::TooShort { what: what.to_string(), len: bytes.len() as u64 })?;
+    let rows = crate::arch::header::parse_located(json, what)?;
+    Ok(rows
+        .into_iter()
+        .map(|(row, (start, _))| Tensor {
+            location: match Element::of(&row.dtype) {
+                Some(element) => Location::Memory {
+                    bytes,
+                    offset: 8 + n + start,
+                    element,
+                },
+                None => Location::Missing(format!("{} values are not read by the lens", row.dtype)),
+            },
+            name: row.name,
+            shape: row.shape,
+            dtype: row.dtype,
+        })
+        .collect())
 }
 
 /// The tensors of a local checkpoint: a `.safetensors` file, a `.gguf` file,

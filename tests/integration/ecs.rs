@@ -184,6 +184,65 @@ fn instance_buffer_follows_visibility() {
     assert_eq!(drawn(&mut app), 160 - 50);
 }
 
+/// Colouring by a weight statistic: the statistics are computed on a task for
+/// a local model and the cubes take viridis colours (the highest-RMS matrix
+/// the top of the map); a Hub/catalogue model, whose weights are not here,
+/// gets a message instead and keeps its kind colours.
+#[test]
+fn colouring_by_a_statistic_reads_the_weights_on_a_task() {
+    use tensorcity::weight_stats::WeightStats;
+    use tensorcity::weights::color::{ColorBy, Stat, viridis};
+    let mut app = app();
+    let dir = crate::support::fixtures().join("gguf/llama64");
+    load(&mut app, dir.to_str().unwrap());
+    let colours = |app: &mut App| -> Vec<[f32; 3]> {
+        app.world_mut()
+            .query_filtered::<&CubeInstances, With<CubeBatch>>()
+            .single(app.world())
+            .unwrap()
+            .data()
+            .iter()
+            .map(|i| [i.color[0], i.color[1], i.color[2]])
+            .collect()
+    };
+    app.update();
+    let by_kind = colours(&mut app);
+    app.world_mut().resource_mut::<ViewSettings>().color = ColorBy::Stat(Stat::Rms);
+    for _ in 0..2000 {
+        app.update();
+        if app.world().resource::<WeightStats>().ready().is_some() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    let stats = app.world().resource::<WeightStats>().ready().cloned().expect("statistics computed");
+    assert_eq!(stats.len(), 21);
+    app.update();
+    let by_rms = colours(&mut app);
+    assert_eq!(by_rms.len(), by_kind.len());
+    assert_ne!(by_rms, by_kind);
+    let top = LinearRgba::from(Color::srgb_from_array(viridis(1.0)));
+    let near = |c: &[f32; 3]| (c[0] - top.red).abs() + (c[1] - top.green).abs() + (c[2] - top.blue).abs() < 1e-4;
+    assert!(by_rms.iter().any(near), "the highest-RMS matrix is yellow");
+    // Back to kinds.
+    app.world_mut().resource_mut::<ViewSettings>().color = ColorBy::Kind;
+    app.update();
+    assert_eq!(colours(&mut app), by_kind);
+    // A catalogue model: no weights here, a message, kind colours.
+    load(&mut app, "gpt2");
+    app.world_mut().resource_mut::<ViewSettings>().color = ColorBy::Stat(Stat::Rms);
+    for _ in 0..200 {
+        app.update();
+        if matches!(*app.world().resource::<WeightStats>(), WeightStats::Failed { .. }) {
+            break;
+        }
+    }
+    match &*app.world().resource::<WeightStats>() {
+        WeightStats::Failed { message, .. } => assert!(message.contains("download it"), "{message}"),
+        _ => panic!("a catalogue model's statistics should fail with a message"),
+    }
+}
+
 mod activations {
     use bevy::prelude::*;
     use tensorcity::activations::{
