@@ -355,7 +355,10 @@ fn stats(args: StatsArgs) -> anyhow::Result<()> {
     let tensors = crate::weights::source::open_model(&model)?;
     let stats = crate::weights::statistics(&tensors);
     if args.json {
-        let name = args.model.as_ref().map_or(crate::arch::EMBEDDED_NAME.to_string(), |p| p.display().to_string());
+        let name = args
+            .model
+            .as_ref()
+            .map_or(crate::arch::EMBEDDED_NAME.to_string(), |p| p.display().to_string());
         let doc = serde_json::json!({ "model": name, "tensors": stats });
         return emit(&(serde_json::to_string_pretty(&doc)? + "\n"));
     }
@@ -378,7 +381,11 @@ fn stats(args: StatsArgs) -> anyhow::Result<()> {
                 s.std,
                 100.0 * s.sparsity,
                 100.0 * s.outliers,
-                if s.nan + s.inf > 0 { format!("  {} NaN, {} Inf", s.nan, s.inf) } else { String::new() }
+                if s.nan + s.inf > 0 {
+                    format!("  {} NaN, {} Inf", s.nan, s.inf)
+                } else {
+                    String::new()
+                }
             )?,
         }
     }
@@ -394,7 +401,9 @@ fn diff(args: DiffArgs) -> anyhow::Result<()> {
         DiffMetric::AbsLog => d.max_abs_delta.log10(),
         DiffMetric::Exact => d.changed_fraction,
     };
-    report.tensors.sort_by(|x, y| key(y).total_cmp(&key(x)).then_with(|| x.name.cmp(&y.name)));
+    report
+        .tensors
+        .sort_by(|x, y| key(y).total_cmp(&key(x)).then_with(|| x.name.cmp(&y.name)));
     if args.json {
         return emit(&(serde_json::to_string_pretty(&report)? + "\n"));
     }
@@ -409,7 +418,11 @@ fn diff(args: DiffArgs) -> anyhow::Result<()> {
         report.only_in_b.len(),
         report.shape_mismatch.len()
     )?;
-    writeln!(text, "{:<56} {:>12} {:>12} {:>9}", "tensor", "‖B−A‖/‖A‖", "max |B−A|", "changed")?;
+    writeln!(
+        text,
+        "{:<56} {:>12} {:>12} {:>9}",
+        "tensor", "‖B−A‖/‖A‖", "max |B−A|", "changed"
+    )?;
     for d in &report.tensors {
         match &d.missing {
             Some(why) => writeln!(text, "{:<56} not compared: {why}", d.name)?,

@@ -47,7 +47,10 @@ use crate::{AppState, AppSystems};
 pub enum Step {
     WaitReady,
     Frames(u32),
-    Orbit { yaw: f32, pitch: f32 },
+    Orbit {
+        yaw: f32,
+        pitch: f32,
+    },
     Zoom(f32),
     Focus(String),
     Layout(LayoutKind),
@@ -57,7 +60,10 @@ pub enum Step {
     WaitStats,
     Hide(TensorKind),
     Screenshot(PathBuf),
-    Prompt { text: String, new_tokens: usize },
+    Prompt {
+        text: String,
+        new_tokens: usize,
+    },
     WaitRun,
     Select(usize),
     Speed(f32),
@@ -280,7 +286,10 @@ fn run_script(
         Step::Color(color) => settings.color = color,
         Step::WaitStats => {
             use crate::weight_stats::WeightStats;
-            if matches!(*inference.weight_stats, WeightStats::Idle | WeightStats::Computing { .. }) {
+            if matches!(
+                *inference.weight_stats,
+                WeightStats::Idle | WeightStats::Computing { .. }
+            ) {
                 return;
             }
         }

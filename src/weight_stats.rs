@@ -42,9 +42,9 @@ impl WeightStats {
     fn model(&self) -> Option<&ModelRef> {
         match self {
             WeightStats::Idle => None,
-            WeightStats::Computing { model, .. } | WeightStats::Ready { model, .. } | WeightStats::Failed { model, .. } => {
-                Some(model)
-            }
+            WeightStats::Computing { model, .. }
+            | WeightStats::Ready { model, .. }
+            | WeightStats::Failed { model, .. } => Some(model),
         }
     }
 

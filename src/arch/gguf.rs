@@ -298,7 +298,9 @@ pub fn parse(bytes: &[u8], file_len: u64) -> Result<GgufHeader, GgufProblem> {
         if let [(_, end, a), (start, _, b)] = pair
             && start < end
         {
-            return Err(bad(format!("tensors `{a}` and `{b}` overlap in the data; the file is corrupt")));
+            return Err(bad(format!(
+                "tensors `{a}` and `{b}` overlap in the data; the file is corrupt"
+            )));
         }
     }
     for t in &infos {
@@ -631,7 +633,11 @@ mod tests {
         [64u64, 32].iter().for_each(|d| two.extend(d.to_le_bytes()));
         two.extend(8u32.to_le_bytes());
         two.extend(1024u64.to_le_bytes());
-        assert!(matches!(parse(&two, 1 << 16), Err(GgufProblem::Bad(m)) if m.contains("overlap")), "{:?}", parse(&two, 1 << 16));
+        assert!(
+            matches!(parse(&two, 1 << 16), Err(GgufProblem::Bad(m)) if m.contains("overlap")),
+            "{:?}",
+            parse(&two, 1 << 16)
+        );
         let mut string = header(&[64, 32], 8, 0);
         string[24..32].copy_from_slice(&big.to_le_bytes());
         assert!(matches!(parse(&string, 1 << 16), Err(GgufProblem::Bad(m)) if m.contains("a string of")));

@@ -464,10 +464,12 @@ impl Remote<'_> {
         };
         let what = format!("{}/{file}", self.id);
         let mut reader = super::ranged::Ranged::new(size, |offset, n| {
-            self.range(file, offset..offset + n).map(|b| b.to_vec()).map_err(|e| ArchError::Hub {
-                id: self.id.to_string(),
-                reason: format!("reading `{file}`: {e}"),
-            })
+            self.range(file, offset..offset + n)
+                .map(|b| b.to_vec())
+                .map_err(|e| ArchError::Hub {
+                    id: self.id.to_string(),
+                    reason: format!("reading `{file}`: {e}"),
+                })
         });
         let read = super::torch::read_tensors(&mut reader, &what);
         let rows = match (read, reader.error.take()) {

@@ -76,8 +76,14 @@ pub fn load_folder(dir: &Path) -> Result<Architecture, ArchError> {
         .and_then(|d| d.file_name().map(|n| n.to_string_lossy().into_owned()))
         .unwrap_or_else(|| dir.display().to_string());
 
-    let index = [INDEX_FILE, TORCH_INDEX_FILE].map(|f| dir.join(f)).into_iter().find(|p| p.is_file());
-    let single = [SINGLE_FILE, TORCH_SINGLE_FILE].map(|f| dir.join(f)).into_iter().find(|p| p.is_file());
+    let index = [INDEX_FILE, TORCH_INDEX_FILE]
+        .map(|f| dir.join(f))
+        .into_iter()
+        .find(|p| p.is_file());
+    let single = [SINGLE_FILE, TORCH_SINGLE_FILE]
+        .map(|f| dir.join(f))
+        .into_iter()
+        .find(|p| p.is_file());
     let mut notices = Vec::new();
     let rows = if let Some(index) = index {
         read_sharded(dir, &index, &mut notices)?

@@ -18,6 +18,7 @@ mod local;
 mod names;
 mod palette;
 mod pickle;
+#[cfg(not(target_arch = "wasm32"))]
 mod ranged;
 mod resolve;
 mod scale;

@@ -148,7 +148,11 @@ impl Machine<'_> {
     }
 
     fn uint(&mut self, n: usize) -> Result<u64, PickleError> {
-        Ok(self.take(n)?.iter().rev().fold(0u64, |acc, &b| (acc << 8) | u64::from(b)))
+        Ok(self
+            .take(n)?
+            .iter()
+            .rev()
+            .fold(0u64, |acc, &b| (acc << 8) | u64::from(b)))
     }
 
     fn len(&mut self, n: usize) -> Result<usize, PickleError> {
@@ -182,15 +186,22 @@ impl Machine<'_> {
         if self.marks.last().is_some_and(|&m| m >= self.stack.len()) {
             return Err(bad("an opcode takes a value from below a MARK"));
         }
-        self.stack.pop().ok_or_else(|| bad("an opcode takes a value from an empty stack"))
+        self.stack
+            .pop()
+            .ok_or_else(|| bad("an opcode takes a value from an empty stack"))
     }
 
     fn top(&mut self) -> Result<&mut Value, PickleError> {
-        self.stack.last_mut().ok_or_else(|| bad("an opcode needs a value on an empty stack"))
+        self.stack
+            .last_mut()
+            .ok_or_else(|| bad("an opcode needs a value on an empty stack"))
     }
 
     fn pop_mark(&mut self) -> Result<Vec<Value>, PickleError> {
-        let mark = self.marks.pop().ok_or_else(|| bad("an opcode needs a MARK that is not there"))?;
+        let mark = self
+            .marks
+            .pop()
+            .ok_or_else(|| bad("an opcode needs a MARK that is not there"))?;
         Ok(self.stack.split_off(mark))
     }
 
@@ -207,7 +218,11 @@ impl Machine<'_> {
 
     fn memo_put(&mut self, key: u64) -> Result<(), PickleError> {
         let key = u32::try_from(key).map_err(|_| bad("a memo key over 2^32"))?;
-        let value = self.stack.last().cloned().ok_or_else(|| bad("memoizes an empty stack"))?;
+        let value = self
+            .stack
+            .last()
+            .cloned()
+            .ok_or_else(|| bad("memoizes an empty stack"))?;
         self.spend(weight(&value))?;
         self.memo.insert(key, value);
         Ok(())
@@ -217,7 +232,11 @@ impl Machine<'_> {
         loop {
             self.spend(1)?;
             let at = self.at;
-            let op = *self.take(1).map_err(|_| bad("ends without a STOP opcode; the pickle is truncated"))?.first().unwrap_or(&0);
+            let op = *self
+                .take(1)
+                .map_err(|_| bad("ends without a STOP opcode; the pickle is truncated"))?
+                .first()
+                .unwrap_or(&0);
             match op {
                 0x80 => {
                     let version = self.uint(1)?;
@@ -424,7 +443,10 @@ fn pairs(items: Vec<Value>) -> Result<Vec<(Value, Value)>, PickleError> {
 /// LONG1/LONG4: little-endian two's complement, up to 8 bytes here.
 fn long(raw: &[u8]) -> Result<i64, PickleError> {
     if raw.len() > 8 {
-        return Err(bad(format!("an integer of {} bytes; a state dict's fit in 8", raw.len())));
+        return Err(bad(format!(
+            "an integer of {} bytes; a state dict's fit in 8",
+            raw.len()
+        )));
     }
     let Some(&last) = raw.last() else { return Ok(0) };
     let fill = if last & 0x80 != 0 { 0xff } else { 0 };
@@ -464,16 +486,20 @@ fn persistent(id: Value) -> Result<Value, PickleError> {
         return Err(bad(format!("a persistent id that is {}", describe(&id))));
     };
     match items.as_slice() {
-        [Value::Str(tag), Value::Global(Global::StorageType(dtype)), Value::Str(key), _location, numel]
-            if tag == "storage" =>
-        {
-            Ok(Value::Storage(Storage {
-                dtype,
-                key: key.clone(),
-                numel: int(numel, "a storage's size")?,
-            }))
-        }
-        _ => Err(bad("a persistent id that is not torch's ('storage', type, key, location, size)")),
+        [
+            Value::Str(tag),
+            Value::Global(Global::StorageType(dtype)),
+            Value::Str(key),
+            _location,
+            numel,
+        ] if tag == "storage" => Ok(Value::Storage(Storage {
+            dtype,
+            key: key.clone(),
+            numel: int(numel, "a storage's size")?,
+        })),
+        _ => Err(bad(
+            "a persistent id that is not torch's ('storage', type, key, location, size)",
+        )),
     }
 }
 
@@ -491,12 +517,19 @@ fn reduce(callable: Value, args: Value) -> Result<Value, PickleError> {
                 return Err(bad("_rebuild_tensor with fewer than 4 arguments"));
             };
             let Value::Storage(storage) = storage else {
-                return Err(bad(format!("a tensor built on {} instead of a storage", describe(storage))));
+                return Err(bad(format!(
+                    "a tensor built on {} instead of a storage",
+                    describe(storage)
+                )));
             };
             let shape = ints(shape, "a tensor's size")?;
             let stride = ints(stride, "a tensor's stride")?;
             if shape.len() != stride.len() {
-                return Err(bad(format!("a tensor of rank {} with {} strides", shape.len(), stride.len())));
+                return Err(bad(format!(
+                    "a tensor of rank {} with {} strides",
+                    shape.len(),
+                    stride.len()
+                )));
             }
             Ok(Value::Tensor(TensorRef {
                 storage: storage.clone(),
@@ -526,7 +559,11 @@ pub fn tensors(value: &Value) -> Vec<(String, &TensorRef)> {
                         Value::Int(i) => i.to_string(),
                         _ => continue,
                     };
-                    let path = if prefix.is_empty() { key } else { format!("{prefix}.{key}") };
+                    let path = if prefix.is_empty() {
+                        key
+                    } else {
+                        format!("{prefix}.{key}")
+                    };
                     walk(v, &path, out);
                 }
             }
@@ -553,7 +590,13 @@ mod tests {
     #[test]
     fn hostile_lengths_and_truncation_are_errors() {
         // BINUNICODE claiming 4 GB, a memo read before it is written, no STOP.
-        for input in [&b"\x80\x02X\xff\xff\xff\xff"[..], b"\x80\x02h\x07.", b"\x80\x02}", b"(((((t", b""] {
+        for input in [
+            &b"\x80\x02X\xff\xff\xff\xff"[..],
+            b"\x80\x02h\x07.",
+            b"\x80\x02}",
+            b"(((((t",
+            b"",
+        ] {
             assert!(matches!(load(input), Err(PickleError::Malformed(_))), "{input:?}");
         }
     }

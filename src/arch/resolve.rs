@@ -109,13 +109,10 @@ fn load_path(path: &Path) -> Result<Architecture, ArchError> {
                 super::load_folder,
             );
         }
-        if path
-            .file_name()
-            .is_some_and(|n| {
-                let n = n.to_string_lossy();
-                n.ends_with(".safetensors.index.json") || n.ends_with(".bin.index.json")
-            })
-        {
+        if path.file_name().is_some_and(|n| {
+            let n = n.to_string_lossy();
+            n.ends_with(".safetensors.index.json") || n.ends_with(".bin.index.json")
+        }) {
             return path.parent().map_or(
                 Err(ArchError::NotFound {
                     path: path.to_path_buf(),

@@ -22,7 +22,11 @@ pub fn read_tensors<R: Read + Seek>(reader: R, what: &str) -> Result<Vec<HeaderT
             "not a zip archive ({other}); PyTorch checkpoints since 1.6 are zip files — re-save it with a current torch"
         )),
     })?;
-    let names: Vec<String> = zip.file_names().filter_map(Result::ok).map(|n| n.into_owned()).collect();
+    let names: Vec<String> = zip
+        .file_names()
+        .filter_map(Result::ok)
+        .map(|n| n.into_owned())
+        .collect();
     let pkl = names
         .iter()
         .find(|n| n.ends_with("/data.pkl") && n.matches('/').count() == 1)
@@ -30,7 +34,9 @@ pub fn read_tensors<R: Read + Seek>(reader: R, what: &str) -> Result<Vec<HeaderT
         .ok_or_else(|| fail("a zip archive without `data.pkl`; not a torch.save checkpoint".into()))?;
     let root = pkl.trim_end_matches("data.pkl").to_string();
     let bytes = {
-        let member = zip.by_name(&pkl).map_err(|e| fail(format!("cannot open data.pkl ({e})")))?;
+        let member = zip
+            .by_name(&pkl)
+            .map_err(|e| fail(format!("cannot open data.pkl ({e})")))?;
         let size = member.size();
         if size > pickle::MAX_PICKLE_BYTES as u64 {
             return Err(fail(format!(
@@ -93,7 +99,10 @@ fn check_extent(name: &str, t: &pickle::TensorRef, stored: u64) -> Result<(), St
         let step = (n - 1).checked_mul(s).ok_or_else(overflow)?;
         last = last.checked_add(step).ok_or_else(overflow)?;
     }
-    let end = last.checked_add(1).and_then(|e| e.checked_mul(width)).ok_or_else(overflow)?;
+    let end = last
+        .checked_add(1)
+        .and_then(|e| e.checked_mul(width))
+        .ok_or_else(overflow)?;
     if end > stored {
         return Err(format!(
             "tensor `{name}` reaches byte {end} of its storage, which has {stored}; the checkpoint is corrupt"

@@ -2,8 +2,8 @@
 //! bidirectional attention. Tensor names with or without a `bert.` prefix,
 //! LayerNorm as `weight`/`bias` or the old `gamma`/`beta`.
 
-use candle_core::{Module, Tensor};
 use super::vb::VarBuilder;
+use candle_core::{Module, Tensor};
 use serde::Deserialize;
 
 use super::attention::AttentionShape;

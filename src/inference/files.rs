@@ -178,7 +178,10 @@ impl ModelFiles {
         let header = super::gguf::read_header(path)?;
         let config = ModelConfig::from_value(super::gguf::config_json(&header), &what)?;
         let dir = path.parent().unwrap_or(Path::new("."));
-        let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        let stem = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let tokenizer = [dir.join(format!("{stem}.tokenizer.json")), dir.join("tokenizer.json")]
             .into_iter()
             .find(|p| p.is_file())
@@ -212,7 +215,8 @@ impl ModelFiles {
             Weights::Gguf(path) => {
                 let header = super::gguf::read_header(path)?;
                 let weights = std::sync::Arc::new(super::gguf::GgufWeights::open(path, &header)?);
-                let dense = VarBuilder::from_backend(Box::new(super::gguf::Dense(weights.clone())), DType::F32, Device::Cpu);
+                let dense =
+                    VarBuilder::from_backend(Box::new(super::gguf::Dense(weights.clone())), DType::F32, Device::Cpu);
                 return Model::from_config(
                     &self.config,
                     super::vb::VarBuilder::with_quantized(dense, weights),

@@ -4,8 +4,8 @@
 //! soft-capped final logits, and sliding-window blocks alternating with
 //! global ones (`layer_types`; without it, even blocks slide).
 
-use candle_core::{Module, Tensor};
 use super::vb::VarBuilder;
+use candle_core::{Module, Tensor};
 use serde::Deserialize;
 
 use super::attention::{AttentionShape, block_windows};

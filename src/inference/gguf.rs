@@ -138,7 +138,10 @@ impl GgufWeights {
             let experts = gguf::fused_experts(arch, t).map_or(1, |(_, _, n)| n.max(1));
             let part = t.bytes / experts;
             if part * experts != t.bytes {
-                return Err(bad(format!("tensor `{}`: its bytes do not split into {experts} experts", t.name)));
+                return Err(bad(format!(
+                    "tensor `{}`: its bytes do not split into {experts} experts",
+                    t.name
+                )));
             }
             let reorder = match (arch, t.name.rsplit('.').nth(1)) {
                 ("llama", Some("attn_q")) => heads.map(Reorder::RopePairs),
@@ -198,15 +201,27 @@ impl GgufWeights {
         let rows = (entry.shape.iter().product::<usize>() / cols).max(1);
         let end = from.saturating_add(n).min(rows);
         let per_row = entry.bytes / rows;
-        let minus = |v: Vec<f32>| if entry.minus_one { v.into_iter().map(|x| x - 1.0).collect() } else { v };
+        let minus = |v: Vec<f32>| {
+            if entry.minus_one {
+                v.into_iter().map(|x| x - 1.0).collect()
+            } else {
+                v
+            }
+        };
         if entry.reorder.is_some() || entry.shape.len() != 2 {
-            let all = self.qtensor(name)?.dequantize(&Device::Cpu)?.flatten_all()?.to_vec1::<f32>()?;
+            let all = self
+                .qtensor(name)?
+                .dequantize(&Device::Cpu)?
+                .flatten_all()?
+                .to_vec1::<f32>()?;
             return Ok(minus(all.get(from * cols..end * cols).unwrap_or_default().to_vec()));
         }
         let part = Entry {
             offset: entry.offset.saturating_add((from * per_row) as u64),
             bytes: (end - from) * per_row,
-            shape: std::iter::once(end - from).chain(entry.shape[1..].iter().copied()).collect(),
+            shape: std::iter::once(end - from)
+                .chain(entry.shape[1..].iter().copied())
+                .collect(),
             ..entry.clone()
         };
         let q = self.read_entry(name, &part)?;
@@ -263,7 +278,12 @@ impl GgufWeights {
 /// Undoes llama.cpp's `permute(w, n_head)`: within each head of `hd` rows,
 /// GGUF row `2i + j` is Hugging Face row `j * hd/2 + i`.
 fn unpermute_rows(bytes: &mut [u8], rows: usize, heads: usize) -> Result<(), String> {
-    if rows == 0 || heads == 0 || !rows.is_multiple_of(heads) || !(rows / heads).is_multiple_of(2) || !bytes.len().is_multiple_of(rows) {
+    if rows == 0
+        || heads == 0
+        || !rows.is_multiple_of(heads)
+        || !(rows / heads).is_multiple_of(2)
+        || !bytes.len().is_multiple_of(rows)
+    {
         return Err(format!("{rows} rows do not split into {heads} heads of rotary pairs"));
     }
     let (hd, row) = (rows / heads, bytes.len() / rows);
@@ -316,7 +336,14 @@ impl super::vb::Quantized for GgufWeights {
 pub struct Dense(pub std::sync::Arc<GgufWeights>);
 
 impl SimpleBackend for Dense {
-    fn get(&self, s: Shape, name: &str, init: candle_nn::Init, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
+    fn get(
+        &self,
+        s: Shape,
+        name: &str,
+        init: candle_nn::Init,
+        dtype: DType,
+        dev: &Device,
+    ) -> candle_core::Result<Tensor> {
         self.0.get(s, name, init, dtype, dev)
     }
 

@@ -2,8 +2,8 @@
 //! head. Its `Conv1D` weights are stored `[in, out]`; published files name
 //! tensors with or without a `transformer.` prefix.
 
-use candle_core::{Module, Tensor};
 use super::vb::VarBuilder;
+use candle_core::{Module, Tensor};
 use serde::Deserialize;
 
 use super::attention::AttentionShape;

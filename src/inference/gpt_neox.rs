@@ -4,8 +4,8 @@
 //! biases, a GELU MLP, and — by default — the parallel residual
 //! `x + attn(ln1(x)) + mlp(ln2(x))`.
 
-use candle_core::{Module, Tensor};
 use super::vb::VarBuilder;
+use candle_core::{Module, Tensor};
 use serde::Deserialize;
 
 use super::attention::AttentionShape;

@@ -8,9 +8,9 @@
 //! Tensors are `[batch, T, ..]` as in candle-transformers; the runner uses a
 //! batch of one and drops that dimension from the taps.
 
+use super::vb::VarBuilder;
 use candle_core::quantized::{QMatMul, QStorage, QTensor};
 use candle_core::{D, DType, Module, Tensor};
-use super::vb::VarBuilder;
 
 use super::cache::Cache;
 
@@ -182,7 +182,8 @@ impl Linear {
                 let row = data.len() / out.max(1);
                 let end = (from + n).min(out);
                 let part = data.get(from * row..end * row).unwrap_or_default();
-                let storage = QStorage::from_data(std::borrow::Cow::Borrowed(part), &candle_core::Device::Cpu, q.dtype())?;
+                let storage =
+                    QStorage::from_data(std::borrow::Cow::Borrowed(part), &candle_core::Device::Cpu, q.dtype())?;
                 return Linear::quantized(QTensor::new(storage, (end.saturating_sub(from), fan_in))?, bias);
             }
         };

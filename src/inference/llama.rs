@@ -4,8 +4,8 @@
 //! (`Attention`, `Mlp`, `Block`, `Decoder`) also build Qwen3, Phi-3 and
 //! Mixtral, which differ in a norm, a fused weight or the feed-forward.
 
-use candle_core::{Module, Tensor};
 use super::vb::VarBuilder;
+use candle_core::{Module, Tensor};
 use serde::Deserialize;
 
 use super::attention::{AttentionShape, block_windows};

@@ -5,8 +5,8 @@
 //! weights. The router's logits are tapped as `router.{i}` (`[T, experts]`,
 //! transformers' `output_router_logits`).
 
-use candle_core::{DType, Module, Tensor};
 use super::vb::VarBuilder;
+use candle_core::{DType, Module, Tensor};
 use serde::Deserialize;
 
 use super::family::{Emit, Transformer, bad_config, family_config};

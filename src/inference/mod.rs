@@ -28,8 +28,8 @@ pub mod random;
 mod rope;
 pub mod sample;
 pub mod stream;
-#[cfg(not(target_arch = "wasm32"))]
 pub mod vb;
+#[cfg(not(target_arch = "wasm32"))]
 mod weights;
 pub mod wire;
 

@@ -4,8 +4,8 @@
 //! (input checks, non-finite detection, the head and the lens, cached
 //! generation steps, saliency).
 
-use candle_core::{D, Tensor};
 use super::vb::VarBuilder;
+use candle_core::{D, Tensor};
 
 use super::cache::Cache;
 pub use super::family::{Emit, Transformer};

@@ -225,7 +225,9 @@ fn stat_colors<'a>(
     tensors: impl Iterator<Item = &'a Tensor>,
 ) -> Option<impl Fn(&Tensor) -> [f32; 3]> {
     use crate::weights::color::{ColorBy, NO_VALUE, Scale, viridis};
-    let ColorBy::Stat(stat) = settings.color else { return None };
+    let ColorBy::Stat(stat) = settings.color else {
+        return None;
+    };
     let stats = weight_stats.ready()?.clone();
     let scale = Scale::for_tensors(
         tensors.filter_map(|t| Some((stats.get(&t.name).and_then(|s| stat.value(s))?, t.shape.len() >= 2))),

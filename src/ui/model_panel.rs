@@ -38,7 +38,11 @@ pub(super) fn show(ui: &mut egui::Ui, state: &mut UiState, p: &mut PanelParams) 
                 ui,
                 &mut p.settings,
                 &p.weight_stats,
-                current.arch.tensors.iter().map(|t| (t.name.as_str(), t.shape.len() >= 2)),
+                current
+                    .arch
+                    .tensors
+                    .iter()
+                    .map(|t| (t.name.as_str(), t.shape.len() >= 2)),
             );
             legend(ui, &current.summary, &mut p.settings);
         }

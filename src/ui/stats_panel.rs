@@ -141,5 +141,7 @@ pub(super) fn tensor_stats(ui: &mut egui::Ui, s: &TensorStats) {
         .allow_drag(false)
         .allow_zoom(false)
         .allow_scroll(false)
-        .show(ui, |plot| plot.bar_chart(BarChart::new("values", bars).color(egui::Color32::from_rgb(120, 170, 230))));
+        .show(ui, |plot| {
+            plot.bar_chart(BarChart::new("values", bars).color(egui::Color32::from_rgb(120, 170, 230)))
+        });
 }

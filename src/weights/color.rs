@@ -25,7 +25,14 @@ pub enum Stat {
 }
 
 impl Stat {
-    pub const ALL: [Stat; 6] = [Stat::Rms, Stat::MeanAbs, Stat::MaxAbs, Stat::Std, Stat::Sparsity, Stat::Outliers];
+    pub const ALL: [Stat; 6] = [
+        Stat::Rms,
+        Stat::MeanAbs,
+        Stat::MaxAbs,
+        Stat::Std,
+        Stat::Sparsity,
+        Stat::Outliers,
+    ];
 
     pub fn label(self) -> &'static str {
         match self {
@@ -137,7 +144,11 @@ pub fn viridis(t: f32) -> [f32; 3] {
     let i = (x.floor() as usize).min(VIRIDIS.len() - 2);
     let f = x - i as f32;
     let (a, b) = (VIRIDIS[i], VIRIDIS[i + 1]);
-    [a[0] + (b[0] - a[0]) * f, a[1] + (b[1] - a[1]) * f, a[2] + (b[2] - a[2]) * f]
+    [
+        a[0] + (b[0] - a[0]) * f,
+        a[1] + (b[1] - a[1]) * f,
+        a[2] + (b[2] - a[2]) * f,
+    ]
 }
 
 /// Neutral grey for a tensor without the statistic (not read, not float).
@@ -160,6 +171,9 @@ mod tests {
         let m = Scale::for_tensors([(1.0, false), (0.02, true), (0.08, true)], true).unwrap();
         assert_eq!((m.lo, m.hi), (0.02, 0.08));
         assert_eq!(m.position(1.0), 1.0);
-        assert_eq!(Scale::for_tensors([(1.0, false), (2.0, false)], false).map(|s| s.hi), Some(2.0));
+        assert_eq!(
+            Scale::for_tensors([(1.0, false), (2.0, false)], false).map(|s| s.hi),
+            Some(2.0)
+        );
     }
 }

@@ -24,7 +24,10 @@ pub enum Element {
     BF16,
     F64,
     /// Integers and booleans, as their values (exact up to 2^24).
-    Int { width: usize, signed: bool },
+    Int {
+        width: usize,
+        signed: bool,
+    },
 }
 
 impl Element {
@@ -38,10 +41,22 @@ impl Element {
             "I32" => Element::Int { width: 4, signed: true },
             "I16" => Element::Int { width: 2, signed: true },
             "I8" => Element::Int { width: 1, signed: true },
-            "U64" => Element::Int { width: 8, signed: false },
-            "U32" => Element::Int { width: 4, signed: false },
-            "U16" => Element::Int { width: 2, signed: false },
-            "U8" | "BOOL" => Element::Int { width: 1, signed: false },
+            "U64" => Element::Int {
+                width: 8,
+                signed: false,
+            },
+            "U32" => Element::Int {
+                width: 4,
+                signed: false,
+            },
+            "U16" => Element::Int {
+                width: 2,
+                signed: false,
+            },
+            "U8" | "BOOL" => Element::Int {
+                width: 1,
+                signed: false,
+            },
             _ => return None,
         })
     }
@@ -58,9 +73,17 @@ impl Element {
 
 #[derive(Clone)]
 enum Location {
-    Raw { file: Arc<PathBuf>, offset: u64, element: Element },
+    Raw {
+        file: Arc<PathBuf>,
+        offset: u64,
+        element: Element,
+    },
     /// Weights compiled into the binary (the embedded model).
-    Memory { bytes: &'static [u8], offset: u64, element: Element },
+    Memory {
+        bytes: &'static [u8],
+        offset: u64,
+        element: Element,
+    },
     Gguf(Arc<GgufWeights>),
     /// Why its values cannot be read (integer dtype, data past the end, …).
     Missing(String),
@@ -95,7 +118,9 @@ impl Tensor {
         let row = self.shape.last().copied().unwrap_or(1).max(1);
         let rows_per = (CHUNK as u64 / row).max(1);
         let step = rows_per * row;
-        (0..n.div_ceil(step)).map(|i| i * step..((i + 1) * step).min(n)).collect()
+        (0..n.div_ceil(step))
+            .map(|i| i * step..((i + 1) * step).min(n))
+            .collect()
     }
 
     /// The values of elements `range` (a range [`Tensor::chunks`] gave) as f32.
@@ -111,7 +136,8 @@ impl Tensor {
                 if *element == Element::F32 && cfg!(target_endian = "little") {
                     // Straight into the values: no byte buffer to decode.
                     let mut values = vec![0f32; n];
-                    f.read_exact_at(bytemuck::cast_slice_mut(&mut values), at).map_err(fail)?;
+                    f.read_exact_at(bytemuck::cast_slice_mut(&mut values), at)
+                        .map_err(fail)?;
                     return Ok(values);
                 }
                 let mut bytes = vec![0u8; n * element.width()];
@@ -163,7 +189,11 @@ fn decode(element: Element, bytes: &[u8]) -> Vec<f32> {
                 if signed && c[width - 1] & 0x80 != 0 {
                     b[width..].fill(0xff);
                 }
-                if signed { i64::from_le_bytes(b) as f32 } else { u64::from_le_bytes(b) as f32 }
+                if signed {
+                    i64::from_le_bytes(b) as f32
+                } else {
+                    u64::from_le_bytes(b) as f32
+                }
             })
             .collect(),
     }
@@ -186,9 +216,10 @@ pub fn open_model(model: &crate::arch::ModelRef) -> Result<Vec<Tensor>, ArchErro
 /// A safetensors file held in memory for the program's lifetime.
 fn open_static(bytes: &'static [u8], what: &str) -> Result<Vec<Tensor>, ArchError> {
     let n = parse_header_prefix(bytes.get(..8).unwrap_or_default(), Some(bytes.len() as u64), what)?;
-    let json = bytes
-        .get(8..8 + n as usize)
-        .ok_or_else(|| ArchError::TooShort { what: what.to_string(), len: bytes.len() as u64 })?;
+    let json = bytes.get(8..8 + n as usize).ok_or_else(|| ArchError::TooShort {
+        what: what.to_string(),
+        len: bytes.len() as u64,
+    })?;
     let rows = crate::arch::header::parse_located(json, what)?;
     Ok(rows
         .into_iter()
@@ -213,7 +244,9 @@ fn open_static(bytes: &'static [u8], what: &str) -> Result<Vec<Tensor>, ArchErro
 /// `.safetensors` in it).
 pub fn open(path: &Path) -> Result<Vec<Tensor>, ArchError> {
     if !path.exists() {
-        return Err(ArchError::NotFound { path: path.to_path_buf() });
+        return Err(ArchError::NotFound {
+            path: path.to_path_buf(),
+        });
     }
     if path.is_dir() {
         let index = path.join("model.safetensors.index.json");
@@ -234,7 +267,9 @@ pub fn open(path: &Path) -> Result<Vec<Tensor>, ArchError> {
             files
         };
         if files.is_empty() {
-            return Err(ArchError::EmptyFolder { path: path.to_path_buf() });
+            return Err(ArchError::EmptyFolder {
+                path: path.to_path_buf(),
+            });
         }
         let mut all = Vec::new();
         for f in files {

@@ -65,7 +65,11 @@ impl Moments {
     }
 
     pub fn mean(&self) -> f64 {
-        if self.count == 0 { 0.0 } else { self.sum / self.count as f64 }
+        if self.count == 0 {
+            0.0
+        } else {
+            self.sum / self.count as f64
+        }
     }
 
     /// The standard deviation from the moments alone (the outlier threshold;
@@ -89,7 +93,11 @@ pub struct Bins {
 
 impl Bins {
     pub fn new(max_abs: f64) -> Bins {
-        let (lo, hi) = if max_abs > 0.0 { (-max_abs, max_abs) } else { (-0.5, 0.5) };
+        let (lo, hi) = if max_abs > 0.0 {
+            (-max_abs, max_abs)
+        } else {
+            (-0.5, 0.5)
+        };
         let step = (hi - lo) / BINS as f64;
         let mut edges = [0f64; BINS + 1];
         for (i, e) in edges.iter_mut().enumerate() {

@@ -228,10 +228,7 @@ fn bf16_child(id: &str, dtype: &str) {
     let config = ModelConfig::from_json(entry.config_json.as_bytes(), id).expect("config");
     let start = Instant::now();
     let model = match dtype {
-        "q4k" => tensorcity::inference::random::random_quantized_model(
-            &config,
-            candle_core::quantized::GgmlDType::Q4K,
-        ),
+        "q4k" => tensorcity::inference::random::random_quantized_model(&config, candle_core::quantized::GgmlDType::Q4K),
         "f32" => tensorcity::inference::random::random_model(&config, DType::F32),
         _ => tensorcity::inference::random::random_model(&config, DType::BF16),
     }

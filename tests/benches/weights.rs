@@ -112,7 +112,10 @@ fn main() {
                 secs / stats_s
             );
         }
-        Ok(o) => println!("numpy: failed ({})", String::from_utf8_lossy(&o.stderr).lines().last().unwrap_or("")),
+        Ok(o) => println!(
+            "numpy: failed ({})",
+            String::from_utf8_lossy(&o.stderr).lines().last().unwrap_or("")
+        ),
         Err(e) => println!("numpy: not measured ({e})"),
     }
 }

@@ -215,7 +215,12 @@ fn colouring_by_a_statistic_reads_the_weights_on_a_task() {
         }
         std::thread::sleep(std::time::Duration::from_millis(2));
     }
-    let stats = app.world().resource::<WeightStats>().ready().cloned().expect("statistics computed");
+    let stats = app
+        .world()
+        .resource::<WeightStats>()
+        .ready()
+        .cloned()
+        .expect("statistics computed");
     assert_eq!(stats.len(), 21);
     app.update();
     let by_rms = colours(&mut app);
@@ -237,7 +242,7 @@ fn colouring_by_a_statistic_reads_the_weights_on_a_task() {
             break;
         }
     }
-    match &*app.world().resource::<WeightStats>() {
+    match app.world().resource::<WeightStats>() {
         WeightStats::Failed { message, .. } => assert!(message.contains("download it"), "{message}"),
         _ => panic!("a catalogue model's statistics should fail with a message"),
     }

@@ -430,7 +430,10 @@ fn pytorch_checkpoint_repos_read_only_the_pickle() {
             "acme/old-llama".to_string(),
             HashMap::from([
                 ("pytorch_model.bin".to_string(), big.clone()),
-                ("config.json".to_string(), std::fs::read(dir.join("config.json")).unwrap()),
+                (
+                    "config.json".to_string(),
+                    std::fs::read(dir.join("config.json")).unwrap(),
+                ),
             ]),
         )]),
         vec![],
@@ -439,10 +442,17 @@ fn pytorch_checkpoint_repos_read_only_the_pickle() {
     let local = arch::load_folder(&dir).unwrap();
     let remote = load("acme/old-llama", &opts).unwrap();
     assert_eq!(names_and_shapes(&remote), names_and_shapes(&local));
-    assert_eq!((remote.source.as_str(), remote.family.clone()), ("hub (PyTorch checkpoint)", local.family.clone()));
+    assert_eq!(
+        (remote.source.as_str(), remote.family.clone()),
+        ("hub (PyTorch checkpoint)", local.family.clone())
+    );
     let sent = hub.weight_bytes_sent.load(Ordering::SeqCst);
     eprintln!("PyTorch checkpoint over the fake Hub: {sent} of {} bytes", big.len());
-    assert!(sent <= 3 * (64 << 10), "{sent} bytes of a {} byte file crossed the wire", big.len());
+    assert!(
+        sent <= 3 * (64 << 10),
+        "{sent} bytes of a {} byte file crossed the wire",
+        big.len()
+    );
     drop(hub);
     let offline = HubOptions {
         offline: true,

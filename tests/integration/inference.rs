@@ -959,7 +959,8 @@ fn training_program_runs_end_to_end_on_a_small_corpus() {
 fn gguf_models_run_with_every_tap() {
     let dir = fixtures().join("gguf");
     let twin = Model::load(&dir.join("llama64")).unwrap();
-    let reference_f32 = candle_core::safetensors::load(dir.join("llama64/reference-F32.safetensors"), &Device::Cpu).unwrap();
+    let reference_f32 =
+        candle_core::safetensors::load(dir.join("llama64/reference-F32.safetensors"), &Device::Cpu).unwrap();
     assert_capture_matches("llama64 safetensors", &twin, &reference_f32);
     // (type, tolerance on every hidden state, attention, MLP activation and
     // logit: absolute for F32/F16; for quantized types relative to the
@@ -993,13 +994,23 @@ fn gguf_models_run_with_every_tap() {
         {
             let expected = &reference[&key];
             let scale = if relative {
-                expected.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap().max(1e-6)
+                expected
+                    .abs()
+                    .unwrap()
+                    .max_all()
+                    .unwrap()
+                    .to_scalar::<f32>()
+                    .unwrap()
+                    .max(1e-6)
             } else {
                 1.0
             };
             let d = max_abs_diff(got, expected) / scale;
             worst = worst.max(d);
-            assert!(d < tolerance, "{qtype}: {key} differs by {d} (relative: {relative}; tolerance {tolerance})");
+            assert!(
+                d < tolerance,
+                "{qtype}: {key} differs by {d} (relative: {relative}; tolerance {tolerance})"
+            );
         }
         eprintln!("{qtype}: worst difference {worst:e}");
     }

@@ -264,12 +264,20 @@ fn pytorch_checkpoints_match_their_safetensors_twins() {
         ("torch/llama-tiny", "inference/llama-tiny"),
         ("torch/llama-tiny/pytorch_model.bin", "inference/llama-tiny"),
         ("torch/gpt2-tiny-sharded", "inference/gpt2-tiny"),
-        ("torch/gpt2-tiny-sharded/pytorch_model.bin.index.json", "inference/gpt2-tiny"),
+        (
+            "torch/gpt2-tiny-sharded/pytorch_model.bin.index.json",
+            "inference/gpt2-tiny",
+        ),
     ] {
         assert_eq!(summary(&open(fx.join(torch))), summary(&open(fx.join(twin))), "{torch}");
     }
     let sharded = open(fx.join("torch/gpt2-tiny-sharded"));
-    assert!(sharded.tensors.iter().any(|t| t.shard.as_deref() == Some("pytorch_model-00002-of-00002.bin")));
+    assert!(
+        sharded
+            .tensors
+            .iter()
+            .any(|t| t.shard.as_deref() == Some("pytorch_model-00002-of-00002.bin"))
+    );
     let mixed = open(fx.join("torch/bf16.pt"));
     let dtype = |n: &str| {
         let t = mixed.tensors.iter().find(|t| t.name == n).unwrap();
@@ -305,7 +313,10 @@ fn hostile_and_broken_pytorch_checkpoints_are_refused() {
     };
     let (code, err) = run(&fx.join("evil.bin"));
     assert_eq!(code, Some(1));
-    assert!(err.contains("`os.system`") && err.contains("nothing was run") && err.lines().count() == 1, "{err}");
+    assert!(
+        err.contains("`os.system`") && err.contains("nothing was run") && err.lines().count() == 1,
+        "{err}"
+    );
     assert!(!marker.exists(), "the pickle's command ran");
     let (code, err) = run(&fx.join("no-pickle.bin"));
     assert!(code == Some(1) && err.contains("without `data.pkl`"), "{err}");
@@ -348,7 +359,11 @@ fn gguf_conversions_match_their_safetensors_twin() {
     for qtype in ["F32", "F16", "Q8_0", "Q4_0"] {
         let gguf = open(dir.join(format!("llama64-{qtype}.gguf")));
         assert_eq!(summary(&gguf), summary(&twin), "{qtype}");
-        let q = gguf.tensors.iter().find(|t| t.name == "model.layers.0.mlp.up_proj.weight").unwrap();
+        let q = gguf
+            .tensors
+            .iter()
+            .find(|t| t.name == "model.layers.0.mlp.up_proj.weight")
+            .unwrap();
         assert_eq!(q.dtype, qtype);
     }
     for family in ["qwen2", "qwen3", "gemma2", "phi3", "gpt_neox", "mixtral"] {

@@ -45,14 +45,21 @@ fn assert_matches_numpy(file: &Path, reference: &Value, rename: impl Fn(&str) ->
     assert_eq!(got.len(), reference.len(), "{}: tensor count", file.display());
     for (name, want) in reference {
         let name = rename(name);
-        let t = got.get(&name).unwrap_or_else(|| panic!("{}: no `{name}`", file.display()));
+        let t = got
+            .get(&name)
+            .unwrap_or_else(|| panic!("{}: no `{name}`", file.display()));
         for key in ["rms", "mean_abs", "max_abs", "std", "sparsity", "outliers"] {
             let (g, w) = (t[key].as_f64().unwrap(), want[key].as_f64().unwrap());
             assert!(close(g, w), "{} `{name}` {key}: {g} vs numpy's {w}", file.display());
         }
         assert_eq!(t["nan"], want["nan"], "{name} NaN");
         assert_eq!(t["inf"], want["inf"], "{name} Inf");
-        assert_eq!(t["histogram"], want["histogram"], "{} `{name}` histogram", file.display());
+        assert_eq!(
+            t["histogram"],
+            want["histogram"],
+            "{} `{name}` histogram",
+            file.display()
+        );
         assert_eq!(t["sampled_fraction"].as_f64(), Some(1.0));
     }
 }
@@ -76,9 +83,11 @@ fn statistics_equal_numpys() {
         &r["inference/gpt2-tiny/model.safetensors"],
         str::to_string,
     );
-    assert_matches_numpy(&fixtures().join("gguf/llama64-Q8_0.gguf"), &r["gguf/llama64-Q8_0.gguf"], |n| {
-        tensorcity::arch::gguf::hf_name("llama", n).unwrap_or_else(|| n.to_string())
-    });
+    assert_matches_numpy(
+        &fixtures().join("gguf/llama64-Q8_0.gguf"),
+        &r["gguf/llama64-Q8_0.gguf"],
+        |n| tensorcity::arch::gguf::hf_name("llama", n).unwrap_or_else(|| n.to_string()),
+    );
     // The NaN/Inf tensor is reported as such, not a crash; the table says so too.
     let (code, table, _) = run(&["stats", fixtures().join("weights/mixed.safetensors").to_str().unwrap()]);
     let line = table.lines().find(|l| l.starts_with("nan_inf")).unwrap_or_default();
@@ -91,7 +100,10 @@ fn statistics_equal_numpys() {
 fn real_minilm_statistics_equal_numpys() {
     let r = reference();
     let dir = crate::support::minilm();
-    assert!(r.get("minilm").is_some(), "regenerate stats-reference.json with MiniLM fetched");
+    assert!(
+        r.get("minilm").is_some(),
+        "regenerate stats-reference.json with MiniLM fetched"
+    );
     assert_matches_numpy(&dir.join("model.safetensors"), &r["minilm"], str::to_string);
     diff_finds_exactly_the_perturbed_tensors(&dir.join("model.safetensors"));
 }
@@ -163,7 +175,12 @@ fn diff_finds_exactly_the_perturbed_tensors(original: &Path) {
     let b = tmp.path().join("b.safetensors");
     let views: Vec<(String, safetensors::tensor::TensorView)> = out
         .iter()
-        .map(|(n, dtype, s, d)| (n.clone(), safetensors::tensor::TensorView::new(*dtype, s.clone(), d).unwrap()))
+        .map(|(n, dtype, s, d)| {
+            (
+                n.clone(),
+                safetensors::tensor::TensorView::new(*dtype, s.clone(), d).unwrap(),
+            )
+        })
         .collect();
     safetensors::serialize_to_file(views, None, &b).unwrap();
 
@@ -185,7 +202,10 @@ fn diff_finds_exactly_the_perturbed_tensors(original: &Path) {
         assert!((t["changed_fraction"].as_f64().unwrap() - fraction).abs() < 1e-12);
         let k = perturbed.iter().position(|p| *p == name).unwrap();
         let step = (k + 1) as f64 * 1e-3;
-        assert!((t["max_abs_delta"].as_f64().unwrap() - step).abs() < 1e-5 * step.max(1e-3) + 1e-7, "{t}");
+        assert!(
+            (t["max_abs_delta"].as_f64().unwrap() - step).abs() < 1e-5 * step.max(1e-3) + 1e-7,
+            "{t}"
+        );
     }
     assert_eq!(report["only_in_a"], serde_json::json!([renamed]));
     assert_eq!(report["only_in_b"], serde_json::json!([format!("{renamed}.renamed")]));
@@ -193,9 +213,13 @@ fn diff_finds_exactly_the_perturbed_tensors(original: &Path) {
     // The same file twice: zero everywhere.
     let (_, json, _) = run(&["diff", "--json", original.to_str().unwrap(), original.to_str().unwrap()]);
     let same: Value = serde_json::from_str(&json).unwrap();
-    assert!(same["tensors"].as_array().unwrap().iter().all(|t| t["rel_delta"] == 0.0
-        && t["max_abs_delta"] == 0.0
-        && t["changed_fraction"] == 0.0));
+    assert!(
+        same["tensors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["rel_delta"] == 0.0 && t["max_abs_delta"] == 0.0 && t["changed_fraction"] == 0.0)
+    );
 }
 
 #[test]
@@ -217,7 +241,14 @@ fn diff_across_formats_and_broken_inputs() {
     assert_eq!(code, Some(0), "{err}");
     let same: Value = serde_json::from_str(&json).unwrap();
     assert_eq!(same["tensors"].as_array().unwrap().len(), 21);
-    assert!(same["tensors"].as_array().unwrap().iter().all(|t| t["rel_delta"] == 0.0), "{json}");
+    assert!(
+        same["tensors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["rel_delta"] == 0.0),
+        "{json}"
+    );
     // Q8_0 against the original: every matrix changed by about 2^-8 of its size, the norms (F32) not at all.
     let (_, json, _) = run(&[
         "diff",
@@ -241,7 +272,9 @@ fn diff_across_formats_and_broken_inputs() {
         fixtures().join("inference/gpt2-tiny").to_str().unwrap(),
     ]);
     assert!(code == Some(0) && text.starts_with("0 tensors compared"), "{text}");
-    assert!(text.contains("only in A: model.embed_tokens.weight") && text.contains("only in B: transformer.wte.weight"));
+    assert!(
+        text.contains("only in A: model.embed_tokens.weight") && text.contains("only in B: transformer.wte.weight")
+    );
 
     // Truncated in its data: what can be read is, the rest is marked with the reason.
     let src = std::fs::read(fixtures().join("weights/mixed.safetensors")).unwrap();
@@ -256,5 +289,8 @@ fn diff_across_formats_and_broken_inputs() {
         assert!(why.contains("truncated"), "{why}");
     }
     let (code, _, err) = run(&["stats", tmp.path().join("nope").to_str().unwrap()]);
-    assert!(code == Some(1) && err.trim().lines().count() == 1 && err.contains("no such file"), "{err}");
+    assert!(
+        code == Some(1) && err.trim().lines().count() == 1 && err.contains("no such file"),
+        "{err}"
+    );
 }
