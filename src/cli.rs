@@ -58,6 +58,18 @@ pub struct StatsArgs {
     /// outliers, histogram, sampled_fraction, …) instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// For a mixture-of-experts model: the layers x experts map of a statistic
+    /// per expert weight and the router (dead or outlier experts marked).
+    #[arg(long)]
+    pub moe: bool,
+    /// The statistic of the --moe map: rms, mean-abs, max-abs, std, sparsity, outliers.
+    #[arg(long, default_value = "rms", value_parser = parse_stat)]
+    pub stat: crate::weights::color::Stat,
+}
+
+fn parse_stat(s: &str) -> Result<crate::weights::color::Stat, String> {
+    crate::weights::color::Stat::parse(s)
+        .ok_or_else(|| format!("`{s}`: expected rms, mean-abs, max-abs, std, sparsity or outliers"))
 }
 
 /// What `diff` sorts by and shows first.
@@ -160,6 +172,10 @@ pub struct ViewArgs {
     /// hide, screenshot, exit) — for demos and tests; see README.
     #[arg(long)]
     pub script: Option<std::path::PathBuf>,
+    /// Colour the trunk by each tensor's difference from this checkpoint
+    /// (a .safetensors/.gguf file or folder): ‖B − A‖ / ‖A‖, matched by name.
+    #[arg(long, value_name = "B")]
+    pub diff: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -292,6 +308,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             layout: LayoutKind::Trunk,
             size: (1600, 900),
             script: None,
+            diff: None,
         }),
         Some(Command::View(args)) => crate::viewer::run(crate::viewer::ViewJob {
             model: args.model.model_ref(),
@@ -299,6 +316,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             layout: args.layout.into(),
             size: args.size,
             script: args.script,
+            diff: args.diff.map(ModelRef::Path),
         }),
         Some(Command::Render(args)) => crate::headless::render(RenderJob {
             model: args.model.model_ref(),
@@ -354,11 +372,20 @@ fn stats(args: StatsArgs) -> anyhow::Result<()> {
     let model = args.model.clone().map_or(ModelRef::Embedded, ModelRef::Path);
     let tensors = crate::weights::source::open_model(&model)?;
     let stats = crate::weights::statistics(&tensors);
+    let name = args
+        .model
+        .as_ref()
+        .map_or(crate::arch::EMBEDDED_NAME.to_string(), |p| p.display().to_string());
+    if args.moe {
+        let map = crate::weights::expert_map(&tensors, &stats, args.stat)
+            .ok_or_else(|| anyhow::anyhow!("{name}: not a mixture-of-experts model (no `experts.N` tensors)"))?;
+        if args.json {
+            let doc = serde_json::json!({ "model": name, "moe": map });
+            return emit(&(serde_json::to_string_pretty(&doc)? + "\n"));
+        }
+        return emit(&moe_table(&map));
+    }
     if args.json {
-        let name = args
-            .model
-            .as_ref()
-            .map_or(crate::arch::EMBEDDED_NAME.to_string(), |p| p.display().to_string());
         let doc = serde_json::json!({ "model": name, "tensors": stats });
         return emit(&(serde_json::to_string_pretty(&doc)? + "\n"));
     }
@@ -390,6 +417,34 @@ fn stats(args: StatsArgs) -> anyhow::Result<()> {
         }
     }
     emit(&text)
+}
+
+/// The expert map as text: one grid per part, `*` on far-off cells.
+fn moe_table(map: &crate::weights::moe::ExpertMap) -> String {
+    use std::fmt::Write;
+    let mut text = format!(
+        "{} per expert ({} experts); * = under a quarter or over four times the part's median\n",
+        map.stat, map.experts
+    );
+    for grid in &map.grids {
+        let far = grid.outliers();
+        let _ = write!(text, "\n{:<8}", grid.part);
+        for e in 0..map.experts {
+            let _ = write!(text, "{:>11}", format!("e{e}"));
+        }
+        text.push('\n');
+        for (li, row) in grid.cells.iter().enumerate() {
+            let layer = grid.layers[li];
+            let _ = write!(text, "{:<8}", format!("layer {layer}"));
+            for (e, v) in row.iter().enumerate() {
+                let mark = if far.contains(&(layer, e)) { "*" } else { " " };
+                let cell = v.map_or("-".to_string(), |v| format!("{v:.3e}{mark}"));
+                let _ = write!(text, "{cell:>11}");
+            }
+            text.push('\n');
+        }
+    }
+    text
 }
 
 fn diff(args: DiffArgs) -> anyhow::Result<()> {

@@ -56,7 +56,7 @@ pub enum Step {
     Layout(LayoutKind),
     /// `color kind|rms|mean-abs|max-abs|std|sparsity|outliers`.
     Color(crate::weights::color::ColorBy),
-    /// Until the weight statistics are computed (or failed).
+    /// Until the weight statistics (or, coloured by `delta`, the difference) are computed or failed.
     WaitStats,
     Hide(TensorKind),
     Screenshot(PathBuf),
@@ -90,6 +90,7 @@ pub(crate) struct RunParams<'w> {
     toggles: MessageWriter<'w, crate::record::live::ToggleRecording>,
     shots: MessageWriter<'w, crate::record::live::TakeScreenshot>,
     weight_stats: Res<'w, crate::weight_stats::WeightStats>,
+    weight_diff: Res<'w, crate::weight_stats::WeightDiff>,
 }
 
 #[derive(Resource, Debug)]
@@ -175,10 +176,12 @@ pub fn parse(text: &str) -> Result<Vec<Step>, String> {
             "wait-run" => Step::WaitRun,
             "color" => Step::Color(match rest {
                 "kind" => crate::weights::color::ColorBy::Kind,
-                other => crate::weights::color::ColorBy::Stat(
-                    crate::weights::color::Stat::parse(other)
-                        .ok_or_else(|| err("expected kind, rms, mean-abs, max-abs, std, sparsity or outliers"))?,
-                ),
+                "delta" => crate::weights::color::ColorBy::Delta,
+                other => {
+                    crate::weights::color::ColorBy::Stat(crate::weights::color::Stat::parse(other).ok_or_else(
+                        || err("expected kind, delta, rms, mean-abs, max-abs, std, sparsity or outliers"),
+                    )?)
+                }
             }),
             "wait-stats" => Step::WaitStats,
             "speed" => Step::Speed(num(rest)?.max(0.01)),
@@ -285,11 +288,17 @@ fn run_script(
         Step::Layout(kind) => settings.layout = kind,
         Step::Color(color) => settings.color = color,
         Step::WaitStats => {
-            use crate::weight_stats::WeightStats;
-            if matches!(
-                *inference.weight_stats,
-                WeightStats::Idle | WeightStats::Computing { .. }
-            ) {
+            use crate::weight_stats::{WeightDiff, WeightStats};
+            let waiting = match settings.color {
+                crate::weights::color::ColorBy::Delta => {
+                    matches!(*inference.weight_diff, WeightDiff::Idle | WeightDiff::Computing { .. })
+                }
+                _ => matches!(
+                    *inference.weight_stats,
+                    WeightStats::Idle | WeightStats::Computing { .. }
+                ),
+            };
+            if waiting {
                 return;
             }
         }

@@ -31,6 +31,9 @@ pub struct ViewJob {
     pub size: (u32, u32),
     /// A frame script to run (demos, tests).
     pub script: Option<std::path::PathBuf>,
+    /// A checkpoint to compare the model's weights with (`--diff B`): the
+    /// trunk is coloured by the difference.
+    pub diff: Option<ModelRef>,
 }
 
 #[cfg(not(target_arch = "wasm32"))]
@@ -48,6 +51,10 @@ pub fn run(job: ViewJob) -> anyhow::Result<()> {
         ..default()
     };
     let mut app = app(window, model, job.options, job.layout);
+    if let Some(b) = job.diff {
+        app.insert_resource(crate::weight_stats::DiffTarget(b));
+        app.world_mut().resource_mut::<ViewSettings>().color = crate::weights::color::ColorBy::Delta;
+    }
     if let Some(script) = script {
         app.add_plugins(crate::script::plugin).insert_resource(script);
     }

@@ -164,6 +164,7 @@ fn rebuild_instances(
     selected: Option<Res<crate::activations::SelectedToken>>,
     current: Option<Res<crate::model::CurrentModel>>,
     weight_stats: Res<crate::weight_stats::WeightStats>,
+    weight_diff: Res<crate::weight_stats::WeightDiff>,
     tensors: Query<(Entity, &Tensor, &Cube, &ChildOf)>,
     layers: Query<(Entity, &Layer, &LayerLod)>,
     changed: Query<(), Or<(Changed<LayerLod>, Added<Cube>)>>,
@@ -176,6 +177,7 @@ fn rebuild_instances(
             .is_some_and(|s| s.is_changed() && routing.as_ref().is_some_and(|r| !r.blocks.is_empty()));
     let dirty = settings.is_changed()
         || weight_stats.is_changed()
+        || weight_diff.is_changed()
         || highlight.is_changed()
         || routing_changed
         || !changed.is_empty()
@@ -184,7 +186,12 @@ fn rebuild_instances(
         return;
     }
     let Ok(mut instances) = batch.single_mut() else { return };
-    let colors = stat_colors(&settings, &weight_stats, tensors.iter().map(|(_, t, _, _)| t));
+    let colors = stat_colors(
+        &settings,
+        &weight_stats,
+        &weight_diff,
+        tensors.iter().map(|(_, t, _, _)| t),
+    );
     let draws: Vec<TensorDraw> = tensors
         .iter()
         .map(|(e, t, c, parent)| TensorDraw {
@@ -216,33 +223,42 @@ fn rebuild_instances(
     instances.set(build_instances(&draws, &blocks, &settings.hidden_kinds));
 }
 
-/// The colour of each tensor under the statistic the trunk is coloured by
-/// (`None` while colouring by kind or before the statistics are ready): its
-/// place on the statistic's scale over the model's tensors, in viridis.
+/// The colour of each tensor under the statistic (or the difference) the
+/// trunk is coloured by (`None` while colouring by kind or before the numbers
+/// are ready): its place on the scale over the model's matrices, in viridis.
 fn stat_colors<'a>(
     settings: &ViewSettings,
-    weight_stats: &crate::weight_stats::WeightStats,
+    weights: &crate::weight_stats::WeightStats,
+    diff: &crate::weight_stats::WeightDiff,
     tensors: impl Iterator<Item = &'a Tensor>,
 ) -> Option<impl Fn(&Tensor) -> [f32; 3]> {
     use crate::weights::color::{ColorBy, NO_VALUE, Scale, viridis};
-    let ColorBy::Stat(stat) = settings.color else {
-        return None;
+    let values: std::collections::HashMap<String, f64> = match settings.color {
+        ColorBy::Kind => return None,
+        ColorBy::Stat(stat) => weights
+            .ready()?
+            .iter()
+            .filter_map(|(n, s)| Some((n.clone(), stat.value(s)?)))
+            .collect(),
+        ColorBy::Delta => diff
+            .ready()?
+            .tensors
+            .iter()
+            .filter(|(_, d)| d.missing.is_none() && d.rel_delta.is_finite())
+            .map(|(n, d)| (n.clone(), d.rel_delta))
+            .collect(),
     };
-    let stats = weight_stats.ready()?.clone();
     let scale = Scale::for_tensors(
-        tensors.filter_map(|t| Some((stats.get(&t.name).and_then(|s| stat.value(s))?, t.shape.len() >= 2))),
-        stat.logarithmic(),
+        tensors.filter_map(|t| Some((*values.get(&t.name)?, t.shape.len() >= 2))),
+        settings.color.logarithmic(),
     );
     let linear = |srgb: [f32; 3]| {
         let c = LinearRgba::from(Color::srgb_from_array(srgb));
         [c.red, c.green, c.blue]
     };
-    Some(move |t: &Tensor| {
-        let value = stats.get(&t.name).and_then(|s| stat.value(s));
-        match (value, scale) {
-            (Some(v), Some(scale)) => linear(viridis(scale.position(v))),
-            _ => linear(NO_VALUE),
-        }
+    Some(move |t: &Tensor| match (values.get(&t.name), scale) {
+        (Some(&v), Some(scale)) => linear(viridis(scale.position(v))),
+        _ => linear(NO_VALUE),
     })
 }
 

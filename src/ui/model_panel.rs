@@ -22,6 +22,8 @@ pub(super) struct PanelParams<'w> {
     fly: Res<'w, FlyMode>,
     load: MessageWriter<'w, LoadModel>,
     weight_stats: Res<'w, crate::weight_stats::WeightStats>,
+    weight_diff: Res<'w, crate::weight_stats::WeightDiff>,
+    diff_target: Option<Res<'w, crate::weight_stats::DiffTarget>>,
 }
 
 pub(super) fn show(ui: &mut egui::Ui, state: &mut UiState, p: &mut PanelParams) {
@@ -34,16 +36,22 @@ pub(super) fn show(ui: &mut egui::Ui, state: &mut UiState, p: &mut PanelParams) 
             ui.separator();
             params_chart(ui, &current.summary);
             ui.separator();
+            let lens = super::stats_panel::Lens {
+                stats: &p.weight_stats,
+                diff: &p.weight_diff,
+                target: p.diff_target.as_deref(),
+            };
             super::stats_panel::color_by(
                 ui,
                 &mut p.settings,
-                &p.weight_stats,
+                &lens,
                 current
                     .arch
                     .tensors
                     .iter()
                     .map(|t| (t.name.as_str(), t.shape.len() >= 2)),
             );
+            super::stats_panel::expert_map(ui, &p.settings, &lens);
             legend(ui, &current.summary, &mut p.settings);
         }
         ui.separator();

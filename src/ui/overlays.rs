@@ -17,6 +17,7 @@ pub(super) struct OverlayParams<'w, 's> {
     loading: Option<Res<'w, Loading>>,
     error: Option<Res<'w, LoadError>>,
     weight_stats: Res<'w, crate::weight_stats::WeightStats>,
+    weight_diff: Res<'w, crate::weight_stats::WeightDiff>,
     commands: Commands<'w, 's>,
 }
 
@@ -59,6 +60,9 @@ pub(super) fn show(ctx: &egui::Context, p: &mut OverlayParams, hovered: Option<E
             ));
             if let Some(s) = p.weight_stats.ready().and_then(|stats| stats.get(&t.name)) {
                 super::stats_panel::tensor_stats(ui, s);
+            }
+            if let Some(d) = p.weight_diff.ready().and_then(|diff| diff.tensors.get(&t.name)) {
+                super::stats_panel::tensor_diff(ui, d);
             }
         });
     }

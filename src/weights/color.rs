@@ -12,6 +12,26 @@ pub enum ColorBy {
     #[default]
     Kind,
     Stat(Stat),
+    /// ‖B − A‖ / ‖A‖ against the checkpoint given with `view A --diff B`.
+    Delta,
+}
+
+impl ColorBy {
+    pub fn label(self) -> &'static str {
+        match self {
+            ColorBy::Kind => "component kind",
+            ColorBy::Stat(s) => s.label(),
+            ColorBy::Delta => "difference |B-A| / |A|",
+        }
+    }
+
+    /// Whether the colour scale is logarithmic.
+    pub fn logarithmic(self) -> bool {
+        match self {
+            ColorBy::Stat(s) => s.logarithmic(),
+            _ => true,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -41,7 +61,7 @@ impl Stat {
             Stat::MaxAbs => "max |x|",
             Stat::Std => "std",
             Stat::Sparsity => "sparsity",
-            Stat::Outliers => "outliers (> 6σ)",
+            Stat::Outliers => "outliers (> 6 std)",
         }
     }
 

@@ -3,8 +3,8 @@
 //! computed in parallel (rayon: tensors, and the chunks of each).
 
 pub mod color;
-#[cfg(not(target_arch = "wasm32"))]
 pub mod diff;
+pub mod moe;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod source;
 pub mod stats;
@@ -55,4 +55,46 @@ fn tensor_stats(t: &Tensor) -> TensorStats {
         Ok(s) => TensorStats::from_passes(t.name.clone(), t.shape.clone(), t.dtype.clone(), &m, &bins, &s),
         Err(why) => missing(why),
     }
+}
+
+/// Statistics of each row (outermost index) of a tensor read whole — a
+/// router's `[experts, hidden]`, one row per expert — named `NAME[i]`.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn row_statistics(t: &Tensor) -> Result<Vec<TensorStats>, String> {
+    if let Some(why) = t.missing() {
+        return Err(why.to_string());
+    }
+    let values = t.read(0..t.elements())?;
+    let rows = t.shape.first().copied().unwrap_or(1).max(1) as usize;
+    let width = values.len() / rows;
+    Ok(values
+        .chunks(width.max(1))
+        .enumerate()
+        .map(|(i, row)| {
+            let mut m = Moments::default();
+            m.add(row);
+            let bins = Bins::new(m.max_abs);
+            let mut s = Shape::new();
+            s.add(row, &m, &bins);
+            TensorStats::from_passes(
+                format!("{}[{i}]", t.name),
+                vec![width as u64],
+                t.dtype.clone(),
+                &m,
+                &bins,
+                &s,
+            )
+        })
+        .collect())
+}
+
+/// The mixture-of-experts map of `stat` for a checkpoint's tensors and their
+/// statistics; `None` for a model without experts.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn expert_map(tensors: &[Tensor], stats: &[TensorStats], stat: color::Stat) -> Option<moe::ExpertMap> {
+    let routers: std::collections::BTreeMap<u32, Vec<TensorStats>> = tensors
+        .iter()
+        .filter_map(|t| Some((moe::router_of(&t.name)?, row_statistics(t).ok()?)))
+        .collect();
+    moe::map(stats, &routers, stat)
 }

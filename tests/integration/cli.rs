@@ -89,7 +89,7 @@ fn bad_input_gets_one_clear_line_and_exit_1() {
     );
     fails_with(
         &["info", &file_with(t, "pytorch_model.bin", b"PK\x03\x04junkjunk")],
-        "onvert it to safetensors",
+        "not a readable PyTorch checkpoint: not a zip archive",
         t,
     );
     fails_with(
@@ -97,7 +97,7 @@ fn bad_input_gets_one_clear_line_and_exit_1() {
             "info",
             &file_with(t, "zip.safetensors", b"PK\x03\x04\x14\x00\x00\x00junk"),
         ],
-        "pickle",
+        "not a readable PyTorch checkpoint",
         t,
     );
     fails_with(

@@ -294,3 +294,78 @@ fn diff_across_formats_and_broken_inputs() {
         "{err}"
     );
 }
+
+/// The tiny Mixtral with expert 2 of layer 1 zeroed (a dead expert): the
+/// expert map shows that cell as 0 and marks it, in every part, and no other
+/// cell; the router's grid has one cell per expert row; a dense model has no map.
+#[test]
+fn the_expert_map_marks_a_dead_expert() {
+    let src = fixtures().join("inference/mixtral-tiny");
+    let bytes = std::fs::read(src.join("model.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = st
+        .tensors()
+        .into_iter()
+        .map(|(n, v)| {
+            let dead = n.starts_with("model.layers.1.block_sparse_moe.experts.2.");
+            let data = if dead {
+                vec![0u8; v.data().len()]
+            } else {
+                v.data().to_vec()
+            };
+            (n, v.shape().to_vec(), data)
+        })
+        .collect();
+    tensors.sort();
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::copy(src.join("config.json"), tmp.path().join("config.json")).unwrap();
+    let views: Vec<(String, safetensors::tensor::TensorView)> = tensors
+        .iter()
+        .map(|(n, s, d)| {
+            (
+                n.clone(),
+                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), d).unwrap(),
+            )
+        })
+        .collect();
+    safetensors::serialize_to_file(views, None, &tmp.path().join("model.safetensors")).unwrap();
+
+    let (code, json, err) = run(&["stats", "--moe", "--json", tmp.path().to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{err}");
+    let doc: Value = serde_json::from_str(&json).unwrap();
+    let map = &doc["moe"];
+    assert_eq!((map["stat"].as_str(), map["experts"].as_u64()), (Some("rms"), Some(4)));
+    let parts: Vec<&str> = map["grids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["part"].as_str().unwrap())
+        .collect();
+    assert_eq!(parts, ["router", "w1", "w2", "w3"]);
+    for grid in map["grids"].as_array().unwrap() {
+        let cells = grid["cells"].as_array().unwrap();
+        assert_eq!(cells.len(), 2, "two layers");
+        for (layer, row) in cells.iter().enumerate() {
+            for (e, v) in row.as_array().unwrap().iter().enumerate() {
+                let v = v.as_f64().unwrap();
+                let dead = grid["part"] != "router" && layer == 1 && e == 2;
+                assert_eq!(v == 0.0, dead, "{} layer {layer} expert {e}: {v}", grid["part"]);
+            }
+        }
+    }
+    let (_, table, _) = run(&["stats", "--moe", tmp.path().to_str().unwrap()]);
+    let marked = table
+        .lines()
+        .filter(|l| l.starts_with("layer 1") && l.contains("0.000e0*"))
+        .count();
+    assert_eq!(marked, 3, "{table}");
+    let (code, _, err) = run(&[
+        "stats",
+        "--moe",
+        fixtures().join("inference/gpt2-tiny").to_str().unwrap(),
+    ]);
+    assert!(
+        code == Some(1) && err.contains("not a mixture-of-experts model"),
+        "{err}"
+    );
+}
