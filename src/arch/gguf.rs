@@ -91,6 +91,16 @@ pub struct GgufHeader {
     pub tensors: Vec<GgufTensor>,
     /// Where the tensor data starts.
     pub data_start: u64,
+    /// The `tokenizer.ggml.*` arrays (tokens, merges, token types, scores),
+    /// kept for building the tokenizer; other arrays are only counted.
+    pub tokenizer: std::collections::BTreeMap<String, GgufArray>,
+}
+
+/// A metadata array's values.
+#[derive(Debug, Clone, PartialEq)]
+pub enum GgufArray {
+    Strings(Vec<String>),
+    Numbers(Vec<f64>),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -204,6 +214,7 @@ pub fn parse(bytes: &[u8], file_len: u64) -> Result<GgufHeader, GgufProblem> {
         )));
     }
     let (mut metadata, mut array_lens) = (Map::new(), Map::new());
+    let mut tokenizer = std::collections::BTreeMap::new();
     for _ in 0..kv_count {
         let key = c.string(file_len)?;
         let t = c.u32()?;
@@ -221,17 +232,32 @@ pub fn parse(bytes: &[u8], file_len: u64) -> Result<GgufHeader, GgufProblem> {
                 if n > MAX_ARRAY || n > file_len {
                     return Err(bad(format!("metadata array `{key}` of {n} items, over the limit")));
                 }
+                let keep = key.starts_with("tokenizer.ggml.");
                 match scalar_size(item)? {
                     Some(size) => {
-                        c.take(n.saturating_mul(size))?;
+                        let raw = c.take(n.saturating_mul(size))?;
+                        if keep && size > 0 {
+                            let values = raw
+                                .chunks_exact(size as usize)
+                                .map(|v| scalar(item, v).as_f64().unwrap_or(0.0))
+                                .collect();
+                            tokenizer.insert(key.clone(), GgufArray::Numbers(values));
+                        }
                     }
                     None if item == 8 => {
+                        let mut strings = Vec::new();
                         for _ in 0..n {
                             let len = c.u64()?;
                             if len > MAX_STRING {
                                 return Err(bad(format!("a string of {len} bytes in `{key}`")));
                             }
-                            c.take(len)?;
+                            let raw = c.take(len)?;
+                            if keep {
+                                strings.push(String::from_utf8_lossy(raw).into_owned());
+                            }
+                        }
+                        if keep {
+                            tokenizer.insert(key.clone(), GgufArray::Strings(strings));
                         }
                     }
                     None => return Err(bad(format!("metadata array `{key}` nests arrays"))),
@@ -318,6 +344,7 @@ pub fn parse(bytes: &[u8], file_len: u64) -> Result<GgufHeader, GgufProblem> {
         array_lens,
         tensors: infos,
         data_start,
+        tokenizer,
     })
 }
 

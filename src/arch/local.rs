@@ -231,10 +231,17 @@ pub(crate) fn read_header_file(path: &Path) -> Result<Vec<HeaderTensor>, ArchErr
                 .into(),
         });
     }
-    let n = parse_header_prefix(&prefix, Some(len), &what)?;
+    let json = read_header_json(&mut file, &prefix, len, path)?;
+    parse_header(&json, Some(len), &what)
+}
+
+/// The JSON of a safetensors header after its 8-byte `prefix` (length checked
+/// against the limit and the file's `len` before anything is allocated).
+pub(crate) fn read_header_json(file: &mut File, prefix: &[u8], len: u64, path: &Path) -> Result<Vec<u8>, ArchError> {
+    let n = parse_header_prefix(prefix, Some(len), &path.display().to_string())?;
     let mut json = vec![0u8; n as usize];
     file.read_exact(&mut json).map_err(|e| ArchError::io(path, e))?;
-    parse_header(&json, Some(len), &what)
+    Ok(json)
 }
 
 fn looks_like_pickle(prefix: &[u8]) -> bool {

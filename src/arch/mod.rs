@@ -14,7 +14,7 @@ pub mod header;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod hub;
 mod kind;
-mod local;
+pub(crate) mod local;
 mod names;
 mod palette;
 mod pickle;

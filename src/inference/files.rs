@@ -182,11 +182,16 @@ impl ModelFiles {
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let tokenizer = [dir.join(format!("{stem}.tokenizer.json")), dir.join("tokenizer.json")]
+        let beside = [dir.join(format!("{stem}.tokenizer.json")), dir.join("tokenizer.json")]
             .into_iter()
             .find(|p| p.is_file())
             .map(|p| Tokenizer::from_file(&p).map_err(|e| bad(&p.display().to_string(), e)))
             .transpose()?;
+        // Else the GGUF's own vocabulary; a kind not built here leaves token ids.
+        let tokenizer = match beside {
+            Some(t) => Some(t),
+            None => super::gguf_tokenizer::tokenizer(&header).ok().flatten(),
+        };
         Ok(ModelFiles {
             what,
             config,

@@ -16,6 +16,7 @@ mod family;
 mod files;
 mod gemma2;
 pub mod gguf;
+pub mod gguf_tokenizer;
 pub mod gpt2;
 mod gpt_neox;
 pub mod layers;

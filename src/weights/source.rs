@@ -309,11 +309,9 @@ fn open_file(path: &Path) -> Result<Vec<Tensor>, ArchError> {
         .take(8)
         .read_to_end(&mut prefix)
         .map_err(|e| ArchError::io(path, e))?;
-    let n = parse_header_prefix(&prefix, Some(len), &what)?;
-    let mut json = vec![0u8; n as usize];
-    file.read_exact(&mut json).map_err(|e| ArchError::io(path, e))?;
+    let json = crate::arch::local::read_header_json(&mut file, &prefix, len, path)?;
     let rows = crate::arch::header::parse_located(&json, &what)?;
-    let data_start = 8 + n;
+    let data_start = 8 + json.len() as u64;
     let file = Arc::new(path.to_path_buf());
     Ok(rows
         .into_iter()

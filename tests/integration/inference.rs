@@ -1046,3 +1046,36 @@ fn gguf_conversions_of_every_family_match_transformers() {
         assert_capture_matches(&format!("{family} (GGUF)"), &model, &reference);
     }
 }
+
+/// A GGUF's own BPE vocabulary (written as llama.cpp's converter does, from
+/// tokenizers trained by tests/fixtures/gen_gguf_tokenizers.py) becomes a
+/// tokenizer that encodes exactly as the one it came from: GPT-2's
+/// pre-tokenizer, and Llama 3's split with ignore_merges and a BOS token;
+/// control tokens stay whole.
+#[test]
+fn gguf_vocabularies_tokenize_like_the_tokenizer_they_came_from() {
+    let dir = fixtures().join("gguf");
+    let reference: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("tokenizer-reference.json")).unwrap()).unwrap();
+    for (file, cases) in reference.as_object().unwrap() {
+        let header = tensorcity::inference::gguf::read_header(&dir.join(file)).unwrap();
+        let tokenizer = tensorcity::inference::gguf_tokenizer::tokenizer(&header)
+            .unwrap()
+            .unwrap();
+        for case in cases.as_array().unwrap() {
+            let text = case[0].as_str().unwrap();
+            let want: Vec<u32> = case[1]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_u64().unwrap() as u32)
+                .collect();
+            let got = tokenizer.encode(text, true).unwrap();
+            assert_eq!(got.get_ids(), &want[..], "{file}: {text:?}");
+        }
+    }
+    // A SentencePiece vocabulary is named, not guessed at.
+    let spm = tensorcity::inference::gguf::read_header(&dir.join("llama-tiny.gguf")).unwrap();
+    let err = tensorcity::inference::gguf_tokenizer::tokenizer(&spm).unwrap_err();
+    assert!(err.contains("SentencePiece"), "{err}");
+}
