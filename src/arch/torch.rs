@@ -12,6 +12,36 @@ use super::{ArchError, HeaderTensor};
 
 /// Reads a checkpoint's tensors; `what` names it in errors.
 pub fn read_tensors<R: Read + Seek>(reader: R, what: &str) -> Result<Vec<HeaderTensor>, ArchError> {
+    Ok(read(reader, what, false)?.into_iter().map(|(row, _)| row).collect())
+}
+
+/// The tensors and, for each, the absolute byte offset of its first element
+/// in the file when its values can be read in place (a contiguous view into an
+/// uncompressed storage record), else why not.
+pub fn locate_tensors<R: Read + Seek>(
+    reader: R,
+    what: &str,
+) -> Result<Vec<(HeaderTensor, Result<u64, String>)>, ArchError> {
+    read(reader, what, true)
+}
+
+/// Whether a strided view walks its elements in row-major order.
+fn contiguous(shape: &[u64], stride: &[u64]) -> bool {
+    let mut expected = 1u64;
+    for (&n, &s) in shape.iter().zip(stride).rev() {
+        if n > 1 && s != expected {
+            return false;
+        }
+        expected = expected.saturating_mul(n);
+    }
+    true
+}
+
+fn read<R: Read + Seek>(
+    reader: R,
+    what: &str,
+    locate: bool,
+) -> Result<Vec<(HeaderTensor, Result<u64, String>)>, ArchError> {
     let fail = |detail: String| ArchError::BadPickle {
         what: what.to_string(),
         detail,
@@ -72,24 +102,57 @@ pub fn read_tensors<R: Read + Seek>(reader: R, what: &str) -> Result<Vec<HeaderT
             .map(|entry| entry.size())
             .ok_or_else(|| fail(format!("tensor `{name}`: its storage `{record}` is not in the archive")))?;
         check_extent(&name, t, stored).map_err(fail)?;
-        rows.push(HeaderTensor {
-            name,
-            shape: t.shape.clone(),
-            dtype: t.storage.dtype.to_string(),
-            shard: None,
-        });
+        let at = if !locate {
+            Err(String::new())
+        } else if !contiguous(&t.shape, &t.stride) {
+            Err("a strided view of its storage (not read in place)".into())
+        } else {
+            member_data_start(&mut zip, &record).and_then(|start| {
+                t.offset
+                    .checked_mul(width(t.storage.dtype))
+                    .and_then(|o| o.checked_add(start))
+                    .ok_or_else(|| "its offset overflows".to_string())
+            })
+        };
+        rows.push((
+            HeaderTensor {
+                name,
+                shape: t.shape.clone(),
+                dtype: t.storage.dtype.to_string(),
+                shard: None,
+            },
+            at,
+        ));
     }
     Ok(rows)
 }
 
-/// The tensor's last element lies inside its storage record.
-fn check_extent(name: &str, t: &pickle::TensorRef, stored: u64) -> Result<(), String> {
-    let width = match t.storage.dtype {
+/// Where a stored (uncompressed) member's bytes start in the archive.
+fn member_data_start<R: Read + Seek>(zip: &mut zip::ZipArchive<R>, record: &str) -> Result<u64, String> {
+    let i = zip.index_for_name(record).ok_or("its storage is missing")?;
+    let member = zip
+        .by_index_raw(i)
+        .map_err(|e| format!("its storage cannot be opened ({e})"))?;
+    if member.compression() != zip::CompressionMethod::Stored {
+        return Err("its storage is compressed in the archive (not read in place)".into());
+    }
+    member
+        .data_start()
+        .ok_or_else(|| "its storage's start is unknown".into())
+}
+
+fn width(dtype: &str) -> u64 {
+    match dtype {
         "F64" | "I64" | "C64" => 8,
         "F32" | "I32" => 4,
         "F16" | "BF16" | "I16" => 2,
         _ => 1,
-    };
+    }
+}
+
+/// The tensor's last element lies inside its storage record.
+fn check_extent(name: &str, t: &pickle::TensorRef, stored: u64) -> Result<(), String> {
+    let width = width(t.storage.dtype);
     let overflow = || format!("tensor `{name}`: its size {:?} overflows", t.shape);
     if t.shape.contains(&0) {
         return Ok(());

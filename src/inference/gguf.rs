@@ -358,7 +358,7 @@ impl SimpleBackend for Dense {
 
 impl SimpleBackend for GgufWeights {
     fn get(&self, s: Shape, name: &str, _: candle_nn::Init, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
-        super::weights::expect_shape(self.get_unchecked(name, dtype, dev)?, s, name)
+        super::vb::expect_shape(self.get_unchecked(name, dtype, dev)?, s, name)
     }
 
     fn get_unchecked(&self, name: &str, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {

@@ -8,6 +8,19 @@ use std::sync::Arc;
 use candle_core::quantized::QTensor;
 use candle_core::{Shape, Tensor};
 
+/// `tensor` when it has the shape a module asked for, else candle's shape error.
+pub(crate) fn expect_shape(tensor: Tensor, s: Shape, name: &str) -> candle_core::Result<Tensor> {
+    if tensor.shape() != &s {
+        return Err(candle_core::Error::UnexpectedShape {
+            msg: format!("shape mismatch for {name}"),
+            expected: s,
+            got: tensor.shape().clone(),
+        }
+        .bt());
+    }
+    Ok(tensor)
+}
+
 /// A source of quantized matrices by full tensor name.
 pub trait Quantized: Send + Sync {
     /// `None` when the tensor is not stored quantized (or not at all).

@@ -123,22 +123,9 @@ impl FileWeights {
     }
 }
 
-/// `tensor` when it has the shape a module asked for, else candle's shape error.
-pub(crate) fn expect_shape(tensor: Tensor, s: Shape, name: &str) -> candle_core::Result<Tensor> {
-    if tensor.shape() != &s {
-        return Err(candle_core::Error::UnexpectedShape {
-            msg: format!("shape mismatch for {name}"),
-            expected: s,
-            got: tensor.shape().clone(),
-        }
-        .bt());
-    }
-    Ok(tensor)
-}
-
 impl SimpleBackend for FileWeights {
     fn get(&self, s: Shape, name: &str, _: candle_nn::Init, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
-        expect_shape(self.read(name, dev)?.to_dtype(dtype)?, s, name)
+        super::vb::expect_shape(self.read(name, dev)?.to_dtype(dtype)?, s, name)
     }
 
     fn get_unchecked(&self, name: &str, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {

@@ -261,7 +261,10 @@ pub fn open(path: &Path) -> Result<Vec<Tensor>, ArchError> {
             let mut files: Vec<PathBuf> = std::fs::read_dir(path)
                 .map_err(|e| ArchError::io(path, e))?
                 .filter_map(|e| Some(e.ok()?.path()))
-                .filter(|p| p.extension().is_some_and(|x| x == "safetensors" || x == "gguf"))
+                .filter(|p| {
+                    p.extension()
+                        .is_some_and(|x| x == "safetensors" || x == "gguf" || x == "bin")
+                })
                 .collect();
             files.sort();
             files
@@ -309,6 +312,34 @@ fn open_file(path: &Path) -> Result<Vec<Tensor>, ArchError> {
         .take(8)
         .read_to_end(&mut prefix)
         .map_err(|e| ArchError::io(path, e))?;
+    if crate::arch::torch::is_zip(&prefix) {
+        // A PyTorch checkpoint: contiguous tensors of stored members are read in place.
+        use std::io::Seek;
+        file.rewind().map_err(|e| ArchError::io(path, e))?;
+        let located = crate::arch::torch::locate_tensors(std::io::BufReader::new(file), &what)?;
+        let file = Arc::new(path.to_path_buf());
+        return Ok(located
+            .into_iter()
+            .map(|(row, at)| {
+                let element = Element::of(&row.dtype);
+                let location = match (at, element) {
+                    (Ok(offset), Some(element)) => Location::Raw {
+                        file: file.clone(),
+                        offset,
+                        element,
+                    },
+                    (Ok(_), None) => Location::Missing(format!("{} values are not read by the lens", row.dtype)),
+                    (Err(why), _) => Location::Missing(why),
+                };
+                Tensor {
+                    name: row.name,
+                    shape: row.shape,
+                    dtype: row.dtype,
+                    location,
+                }
+            })
+            .collect());
+    }
     let json = crate::arch::local::read_header_json(&mut file, &prefix, len, path)?;
     let rows = crate::arch::header::parse_located(&json, &what)?;
     let data_start = 8 + json.len() as u64;

@@ -369,3 +369,52 @@ fn the_expert_map_marks_a_dead_expert() {
         "{err}"
     );
 }
+
+/// A PyTorch checkpoint's values are read in place (contiguous tensors of
+/// its uncompressed storage records): the same statistics as its safetensors
+/// twin and no difference from it; a strided view says why it is not read.
+#[test]
+fn pytorch_checkpoints_have_the_same_statistics_as_their_twins() {
+    let torch = stats_json(&fixtures().join("torch/llama-tiny"));
+    let twin = stats_json(&fixtures().join("inference/llama-tiny"));
+    assert_eq!(torch.len(), twin.len());
+    for (name, t) in &twin {
+        let p = &torch[name];
+        for key in ["rms", "mean_abs", "max_abs", "std", "sparsity", "outliers", "histogram"] {
+            assert_eq!(p[key], t[key], "{name} {key}");
+        }
+    }
+    let (code, json, err) = run(&[
+        "diff",
+        "--json",
+        fixtures().join("inference/llama-tiny").to_str().unwrap(),
+        fixtures().join("torch/llama-tiny/pytorch_model.bin").to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    let report: Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(report["tensors"].as_array().unwrap().len(), twin.len());
+    assert!(
+        report["tensors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["max_abs_delta"] == 0.0),
+        "{json}"
+    );
+    let mixed = stats_json(&fixtures().join("torch/bf16.pt"));
+    assert!(
+        mixed["model.proj.weight_t"]["missing"]
+            .as_str()
+            .unwrap()
+            .contains("strided")
+    );
+    assert!(
+        mixed["model.rows.tail"].get("missing").is_none(),
+        "an offset view is read"
+    );
+    assert_eq!(mixed["model.rows.tail"]["count"], 16);
+    assert!(
+        mixed["model.embed.weight"]["rms"].as_f64().unwrap() > 0.5,
+        "bf16 values decoded"
+    );
+}
