@@ -76,6 +76,32 @@ pub enum HubFailure {
 /// from a GGUF file's header (`owner/name:file.gguf`, else `model.gguf` or the
 /// repo's GGUF files when it publishes no safetensors).
 pub fn load(id: &str, opts: &HubOptions) -> Result<Architecture, HubFailure> {
+    let mut arch = load_architecture(id, opts)?;
+    // The model card is optional: any failure to read it just leaves it out.
+    if let Some(notice) = model_card(id, opts).and_then(|card| super::card::base_model_notice(&card)) {
+        arch.notices.push(notice);
+    }
+    Ok(arch)
+}
+
+/// The repo's README.md (through hf-hub's cache; offline from it), if it has one.
+fn model_card(id: &str, opts: &HubOptions) -> Option<String> {
+    let repo_id = id.split_once(':').map_or(id, |(repo, _)| repo);
+    let (owner, name) = split_id(repo_id);
+    let client = build_client(opts).ok()?;
+    let repo = hf_hub::HFClientSync::from_inner(client).ok()?.model(owner, name);
+    let path = repo
+        .download_file()
+        .filename("README.md")
+        .revision(opts.revision().to_string())
+        .local_files_only(opts.offline)
+        .send()
+        .ok()?;
+    let bytes = std::fs::read(path).ok()?;
+    Some(String::from_utf8_lossy(bytes.get(..64 << 10).unwrap_or(&bytes)).into_owned())
+}
+
+fn load_architecture(id: &str, opts: &HubOptions) -> Result<Architecture, HubFailure> {
     let (id, gguf_file) = match id.split_once(':') {
         Some((repo, file)) if file.ends_with(".gguf") => (repo, Some(file)),
         _ => (id, None),

@@ -4,6 +4,7 @@
 //! the built-in catalogue) ends in one [`Architecture`] value. Nothing here reads
 //! weights: a safetensors header and `config.json` are all we need. No Bevy types.
 
+pub mod card;
 mod catalogue;
 mod config;
 mod error;

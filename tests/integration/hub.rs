@@ -434,6 +434,11 @@ fn pytorch_checkpoint_repos_read_only_the_pickle() {
                     "config.json".to_string(),
                     std::fs::read(dir.join("config.json")).unwrap(),
                 ),
+                (
+                    "README.md".to_string(),
+                    b"---\nlicense: mit\nbase_model: acme/llama-base\nbase_model_relation: finetune\n---\n# Old llama\n"
+                        .to_vec(),
+                ),
             ]),
         )]),
         vec![],
@@ -441,6 +446,15 @@ fn pytorch_checkpoint_repos_read_only_the_pickle() {
     let opts = options(&hub, tmp.path());
     let local = arch::load_folder(&dir).unwrap();
     let remote = load("acme/old-llama", &opts).unwrap();
+    // The model card's base_model is shown.
+    assert!(
+        remote
+            .notices
+            .iter()
+            .any(|n| n == "made from `acme/llama-base` (finetune; the model card's base_model)"),
+        "{:?}",
+        remote.notices
+    );
     assert_eq!(names_and_shapes(&remote), names_and_shapes(&local));
     assert_eq!(
         (remote.source.as_str(), remote.family.clone()),
