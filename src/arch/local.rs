@@ -203,13 +203,7 @@ pub(crate) fn read_config(path: &Path) -> Result<ModelConfig, ArchError> {
 /// then exactly the header), or a PyTorch zip checkpoint's pickle.
 pub(crate) fn read_header_file(path: &Path) -> Result<Vec<HeaderTensor>, ArchError> {
     let what = path.display().to_string();
-    let mut file = File::open(path).map_err(|e| ArchError::io(path, e))?;
-    let len = file.metadata().map_err(|e| ArchError::io(path, e))?.len();
-    let mut prefix = Vec::with_capacity(8);
-    file.by_ref()
-        .take(8)
-        .read_to_end(&mut prefix)
-        .map_err(|e| ArchError::io(path, e))?;
+    let (mut file, len, prefix) = open_with_prefix(path)?;
     let pickle_name = path
         .extension()
         .and_then(|e| e.to_str())
@@ -233,6 +227,19 @@ pub(crate) fn read_header_file(path: &Path) -> Result<Vec<HeaderTensor>, ArchErr
     }
     let json = read_header_json(&mut file, &prefix, len, path)?;
     parse_header(&json, Some(len), &what)
+}
+
+/// A weights file opened, its length and its first (up to) 8 bytes — enough
+/// to tell safetensors, a PyTorch zip and a bare pickle apart.
+pub(crate) fn open_with_prefix(path: &Path) -> Result<(File, u64, Vec<u8>), ArchError> {
+    let mut file = File::open(path).map_err(|e| ArchError::io(path, e))?;
+    let len = file.metadata().map_err(|e| ArchError::io(path, e))?.len();
+    let mut prefix = Vec::with_capacity(8);
+    file.by_ref()
+        .take(8)
+        .read_to_end(&mut prefix)
+        .map_err(|e| ArchError::io(path, e))?;
+    Ok((file, len, prefix))
 }
 
 /// The JSON of a safetensors header after its 8-byte `prefix` (length checked

@@ -5,7 +5,6 @@
 //! read; the rest still are.
 
 use std::fs::File;
-use std::io::Read;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -285,14 +284,13 @@ pub fn open(path: &Path) -> Result<Vec<Tensor>, ArchError> {
 
 fn open_file(path: &Path) -> Result<Vec<Tensor>, ArchError> {
     if path.extension().is_some_and(|x| x.eq_ignore_ascii_case("gguf")) {
-        let header = crate::inference::gguf::read_header(path).map_err(|e| ArchError::BadGguf {
-            what: path.display().to_string(),
-            detail: e.to_string(),
-        })?;
-        let weights = Arc::new(GgufWeights::open(path, &header).map_err(|e| ArchError::BadGguf {
-            what: path.display().to_string(),
-            detail: e.to_string(),
-        })?);
+        // The inference side's errors already name the file: keep them as they are.
+        let as_arch = |e: crate::inference::InferenceError| match e {
+            crate::inference::InferenceError::Arch(a) => a,
+            other => ArchError::Engine(other.to_string()),
+        };
+        let header = crate::inference::gguf::read_header(path).map_err(as_arch)?;
+        let weights = Arc::new(GgufWeights::open(path, &header).map_err(as_arch)?);
         return Ok(weights
             .tensors()
             .into_iter()
@@ -305,13 +303,7 @@ fn open_file(path: &Path) -> Result<Vec<Tensor>, ArchError> {
             .collect());
     }
     let what = path.display().to_string();
-    let mut file = File::open(path).map_err(|e| ArchError::io(path, e))?;
-    let len = file.metadata().map_err(|e| ArchError::io(path, e))?.len();
-    let mut prefix = Vec::with_capacity(8);
-    file.by_ref()
-        .take(8)
-        .read_to_end(&mut prefix)
-        .map_err(|e| ArchError::io(path, e))?;
+    let (mut file, len, prefix) = crate::arch::local::open_with_prefix(path)?;
     if crate::arch::torch::is_zip(&prefix) {
         // A PyTorch checkpoint: contiguous tensors of stored members are read in place.
         use std::io::Seek;

@@ -23,6 +23,9 @@
 //!
 //! Usage: `cargo bench --profile dev --bench inference [-- --tokens 128 --runs 5]`.
 
+#[path = "common/mod.rs"]
+mod common;
+use common::peak_rss_mib;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -249,18 +252,6 @@ fn bf16_child(id: &str, dtype: &str) {
         built.as_secs_f64(),
         rss_model,
     );
-}
-
-/// This process's peak resident set (`VmHWM`), MiB.
-fn peak_rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        })
-        .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
 fn median(runs: usize, mut f: impl FnMut()) -> Duration {

@@ -6,6 +6,9 @@
 //! the same run (`tests/benches/weights_numpy.py`; `TENSORCITY_PYTHON`, else
 //! the cached venv).
 
+#[path = "common/mod.rs"]
+mod common;
+use common::peak_rss_mib;
 use std::io::Write;
 use std::time::Instant;
 
@@ -47,17 +50,6 @@ fn write_file(path: &std::path::Path) -> u64 {
     }
     f.flush().expect("flush");
     8 + header.len() as u64 + TENSORS as u64 * bytes
-}
-
-fn peak_rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        })
-        .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
 fn median(mut f: impl FnMut() -> f64) -> f64 {
