@@ -119,18 +119,44 @@ pub fn load_folder(dir: &Path) -> Result<Architecture, ArchError> {
     Ok(arch)
 }
 
-#[derive(Deserialize)]
-pub(crate) struct ShardIndex {
+/// A `model.safetensors.index.json`: which shard holds each tensor.
+#[derive(Debug, Deserialize)]
+pub struct ShardIndex {
     pub weight_map: std::collections::BTreeMap<String, String>,
 }
 
-/// Parses `model.safetensors.index.json`.
+/// Reads `model.safetensors.index.json`.
 pub(crate) fn read_index(index: &Path) -> Result<ShardIndex, ArchError> {
     let text = std::fs::read(index).map_err(|e| ArchError::io(index, e))?;
-    serde_json::from_slice(&text).map_err(|e| ArchError::BadIndex {
-        what: index.display().to_string(),
+    parse_index(&text, &index.display().to_string())
+}
+
+/// Parses a shard index and checks every shard is a plain file name inside the
+/// model's folder (or repository): no `..`, no absolute path, no backslash, no
+/// empty name. The index comes from the model, local or on the Hub, and its
+/// names become paths on this machine.
+pub fn parse_index(bytes: &[u8], what: &str) -> Result<ShardIndex, ArchError> {
+    let index: ShardIndex = serde_json::from_slice(bytes).map_err(|e| ArchError::BadIndex {
+        what: what.to_string(),
         detail: e.to_string(),
-    })
+    })?;
+    if let Some(shard) = index.weight_map.values().find(|s| !plain_shard_name(s)) {
+        return Err(ArchError::BadIndex {
+            what: what.to_string(),
+            detail: format!("shard path `{}` leaves the model folder", shard.escape_debug()),
+        });
+    }
+    Ok(index)
+}
+
+/// A relative path of ordinary components (`model-00001-of-00002.safetensors`, `sub/x.safetensors`).
+fn plain_shard_name(shard: &str) -> bool {
+    !shard.is_empty()
+        && !shard.contains('\\')
+        && !shard.contains('\0')
+        && Path::new(shard)
+            .components()
+            .all(|c| matches!(c, std::path::Component::Normal(_)))
 }
 
 /// Shard file names of a `model.safetensors.index.json`, sorted and unique.
@@ -139,7 +165,7 @@ pub fn read_index_file(index: &Path) -> Result<Vec<String>, ArchError> {
 }
 
 /// Shard file names of an index, sorted (the `-00001-of-000NN` numbering), unique.
-pub(crate) fn shard_names(index: &ShardIndex) -> Vec<String> {
+pub fn shard_names(index: &ShardIndex) -> Vec<String> {
     let mut shards: Vec<String> = index.weight_map.values().cloned().collect();
     shards.sort();
     shards.dedup();
@@ -153,12 +179,6 @@ fn read_sharded(dir: &Path, index: &Path, notices: &mut Vec<String>) -> Result<V
     let shards = shard_names(&parsed);
     let mut rows = Vec::new();
     for shard in &shards {
-        if shard.contains("..") || Path::new(shard).is_absolute() {
-            return Err(ArchError::BadIndex {
-                what: index.display().to_string(),
-                detail: format!("shard path `{shard}` leaves the model folder"),
-            });
-        }
         let path = dir.join(shard);
         if !path.is_file() {
             return Err(ArchError::MissingShard {

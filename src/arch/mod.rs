@@ -18,7 +18,7 @@ mod kind;
 pub(crate) mod local;
 mod names;
 mod palette;
-mod pickle;
+pub mod pickle;
 #[cfg(not(target_arch = "wasm32"))]
 mod ranged;
 mod resolve;
@@ -33,7 +33,9 @@ pub use error::ArchError;
 pub use family::Family;
 pub use header::{HeaderTensor, MAX_HEADER_BYTES, parse_file_bytes, parse_header, parse_header_prefix};
 pub use kind::{TensorKind, classify};
-pub use local::{load_folder, load_gguf_file, load_safetensors_file, load_torch_file, read_index_file};
+pub use local::{
+    ShardIndex, load_folder, load_gguf_file, load_safetensors_file, load_torch_file, parse_index, read_index_file, shard_names,
+};
 pub use names::{clean_name, numeric_segments};
 pub use palette::{KIND_COLORS, hex_to_rgb, kind_color};
 pub use resolve::{

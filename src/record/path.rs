@@ -3,8 +3,8 @@
 //! `flythrough` rises from the embeddings through every layer to the head,
 //! and a RON keyframe file says it exactly (with layout and selection changes).
 
+pub use super::keyframes::{Keyframe, KeyframeFile};
 use bevy::math::Vec3;
-use serde::Deserialize;
 
 use crate::camera::math::{frame_bounds_at, orbit_transform};
 use crate::layout::{Bounds, LayoutKind};
@@ -14,62 +14,6 @@ use crate::layout::{Bounds, LayoutKind};
 pub struct Pose {
     pub eye: Vec3,
     pub look_at: Vec3,
-}
-
-/// A keyframe of a RON camera path.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct Keyframe {
-    /// Seconds from the start of the clip.
-    pub time: f32,
-    pub position: (f32, f32, f32),
-    pub look_at: (f32, f32, f32),
-    /// Switch the arrangement when this keyframe is reached.
-    #[serde(default)]
-    pub layout: Option<LayoutKind>,
-    /// Select this token (city panels and glow) when this keyframe is reached.
-    #[serde(default)]
-    pub select: Option<usize>,
-}
-
-/// A RON camera path file: `(keyframes: [(time: 0.0, position: (..), look_at: (..)), ...])`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct KeyframeFile {
-    pub keyframes: Vec<Keyframe>,
-}
-
-impl KeyframeFile {
-    /// Parses and checks a path: at least one keyframe, finite numbers, times
-    /// increasing from >= 0, eye and target apart.
-    pub fn parse(text: &str) -> Result<KeyframeFile, String> {
-        let file: KeyframeFile = ron::from_str(text).map_err(|e| format!("not a camera path: {e}"))?;
-        if file.keyframes.is_empty() {
-            return Err("the camera path has no keyframes".into());
-        }
-        for (i, k) in file.keyframes.iter().enumerate() {
-            let numbers = [
-                k.time,
-                k.position.0,
-                k.position.1,
-                k.position.2,
-                k.look_at.0,
-                k.look_at.1,
-                k.look_at.2,
-            ];
-            if numbers.iter().any(|v| !v.is_finite()) || k.time < 0.0 {
-                return Err(format!("keyframe {i}: times must be >= 0 and every number finite"));
-            }
-            if i > 0 && k.time <= file.keyframes[i - 1].time {
-                return Err(format!(
-                    "keyframe {i}: time {} is not after the previous keyframe's",
-                    k.time
-                ));
-            }
-            if Vec3::from(k.position).distance(Vec3::from(k.look_at)) < 1e-4 {
-                return Err(format!("keyframe {i}: position and look_at are the same point"));
-            }
-        }
-        Ok(file)
-    }
 }
 
 /// How the camera moves.

@@ -13,46 +13,8 @@ use wasm_bindgen::JsValue;
 
 use crate::activations::{Prompt, Runner};
 use crate::arch::{LoadOptions, ModelRef};
-use crate::layout::LayoutKind;
 
-/// What the page's URL asks for.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct UrlState {
-    pub model: Option<String>,
-    pub layout: Option<LayoutKind>,
-    pub prompt: Option<String>,
-    /// Tokens to generate after the prompt (`&generate=20`).
-    pub generate: usize,
-    /// A remote engine to connect to (`&engine=ws://127.0.0.1:7878`).
-    pub engine: Option<String>,
-}
-
-impl UrlState {
-    /// Reads `?model=..&layout=..&prompt=..` (unknown keys and bad layouts are ignored).
-    pub fn parse(search: &str) -> UrlState {
-        let mut state = UrlState::default();
-        let Ok(params) = web_sys::UrlSearchParams::new_with_str(search) else {
-            return state;
-        };
-        state.model = params.get("model").filter(|m| !m.is_empty());
-        state.prompt = params.get("prompt").filter(|p| !p.is_empty());
-        state.engine = params
-            .get("engine")
-            .filter(|e| e.starts_with("ws://") || e.starts_with("wss://"));
-        state.generate = params
-            .get("generate")
-            .and_then(|g| g.parse().ok())
-            .unwrap_or(0)
-            .min(1024);
-        state.layout = params.get("layout").and_then(|l| match l.as_str() {
-            "trunk" => Some(LayoutKind::Trunk),
-            "floors" => Some(LayoutKind::Floors),
-            "city" => Some(LayoutKind::City),
-            _ => None,
-        });
-        state
-    }
-}
+pub use crate::page_url::UrlState;
 
 /// A prompt from the URL or the page's `tensorcityRun`, sent once the model's
 /// weights are ready.
@@ -67,7 +29,10 @@ thread_local! {
 /// For the page (`window.tensorcityRun(text, generate)`): run `text` on the
 /// current model and generate `generate` tokens; a run still going is cancelled.
 pub fn run_prompt(text: &str, generate: u32) {
-    PAGE_PROMPTS.with(|p| p.borrow_mut().push((text.to_string(), (generate as usize).min(1024))));
+    PAGE_PROMPTS.with(|p| {
+        p.borrow_mut()
+            .push((text.to_string(), (generate as usize).min(crate::page_url::MAX_GENERATE)))
+    });
 }
 
 fn take_page_prompts(mut commands: Commands) {

@@ -4,6 +4,7 @@ mod arch_fixtures;
 mod cli;
 mod ecs;
 mod engine;
+mod fuzz_corpus;
 mod hub;
 mod inference;
 mod local_sources;
