@@ -4,7 +4,15 @@
 #[cfg(not(target_arch = "wasm32"))]
 fn main() -> std::process::ExitCode {
     use clap::Parser;
-    let cli = tensorcity::cli::Cli::parse();
+    let cli = match tensorcity::cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        // --help and --version print as clap writes them.
+        Err(e) if !e.use_stderr() => e.exit(),
+        Err(e) => {
+            eprintln!("{}", one_line(&e.render().to_string()));
+            return std::process::ExitCode::from(2);
+        }
+    };
     runtime_dir();
     match tensorcity::cli::run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -13,6 +21,26 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// A usage error as one line: clap's message and tips, without the usage
+/// block it appends, and where to read more.
+#[cfg(not(target_arch = "wasm32"))]
+fn one_line(rendered: &str) -> String {
+    let parts: Vec<&str> = rendered
+        .lines()
+        .map(str::trim)
+        .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
+        .filter(|l| !l.is_empty())
+        .collect();
+    let mut line = String::new();
+    for part in parts {
+        if !line.is_empty() {
+            line.push_str(if part.starts_with("tip:") { "; " } else { " " });
+        }
+        line.push_str(part);
+    }
+    format!("{line} (see --help)")
 }
 
 /// Without `XDG_RUNTIME_DIR` (containers, CI, ssh without a session) the

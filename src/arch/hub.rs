@@ -289,6 +289,16 @@ impl Remote<'_> {
             Err(e) => return Err(self.failure(e)),
         };
         let n = parse_header_prefix(&prefix, None, &what).map_err(HubFailure::Invalid)?;
+        if n > MAX_REMOTE_HEADER {
+            return Err(HubFailure::Invalid(ArchError::Hub {
+                id: self.id.to_string(),
+                reason: format!(
+                    "`{shard}` claims a {} MB header; real headers are far under {} MB, so it is not downloaded (the file is corrupt)",
+                    n / 1_000_000,
+                    MAX_REMOTE_HEADER / 1_000_000
+                ),
+            }));
+        }
         let json = self.range(shard, 8..8 + n).map_err(|e| self.failure(e))?;
         if json.len() as u64 != n {
             return Err(HubFailure::Invalid(ArchError::Hub {
@@ -539,6 +549,13 @@ impl Remote<'_> {
             HFError::LocalEntryNotFound { .. } => {
                 HubFailure::Unreachable("offline and not in the Hugging Face cache".into())
             }
+            HFError::Request { source, .. } if source.is_timeout() => HubFailure::Unreachable(format!(
+                "the Hub did not answer within {} s (a slow link: set TENSORCITY_HUB_TIMEOUT=SECS)",
+                hub_timeout().as_secs()
+            )),
+            HFError::Request { source, .. } if source.is_redirect() => {
+                HubFailure::Unreachable("the Hub's answer redirected too many times (a redirect loop)".into())
+            }
             HFError::Request { .. } | HFError::RateLimited { .. } => {
                 HubFailure::Unreachable("the Hugging Face Hub is unreachable".into())
             }
@@ -548,14 +565,33 @@ impl Remote<'_> {
     }
 }
 
+/// How long one request for metadata or headers may take, and how long a
+/// download may go without receiving a byte: `TENSORCITY_HUB_TIMEOUT` seconds,
+/// else 60.
+pub fn hub_timeout() -> Duration {
+    let secs = std::env::var("TENSORCITY_HUB_TIMEOUT")
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .filter(|&s| s > 0)
+        .unwrap_or(60);
+    Duration::from_secs(secs)
+}
+
+/// Headers bigger than this are not fetched over the network: the largest real
+/// ones (hundreds of tensors per shard) are well under 1 MB, so a claim of tens
+/// of megabytes is a corrupt or hostile file, not worth the download.
+pub const MAX_REMOTE_HEADER: u64 = 16_000_000;
+
 fn build_client(opts: &HubOptions) -> Result<HFClient, HFError> {
-    build_client_with(opts, Some(Duration::from_secs(60)))
+    build_client_with(opts, Some(hub_timeout()))
 }
 
 fn build_client_with(opts: &HubOptions, timeout: Option<Duration>) -> Result<HFClient, HFError> {
     // Fail fast when there is no network instead of hanging on a black-holed route.
     let mut http = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(10))
+        // A download that stalls (a hung connection) fails instead of waiting forever.
+        .read_timeout(hub_timeout())
         .user_agent(concat!("tensorcity/", env!("CARGO_PKG_VERSION")));
     if let Some(t) = timeout {
         http = http.timeout(t);

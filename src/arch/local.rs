@@ -54,10 +54,11 @@ pub fn load_gguf_file(path: &Path) -> Result<Architecture, ArchError> {
     let name = path
         .file_name()
         .map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
+    let what = path.display().to_string();
     if len == 0 {
-        return Err(ArchError::Empty { what: name });
+        return Err(ArchError::Empty { what });
     }
-    let (header, _) = super::gguf::read(len, 1 << 20, &name, |offset, n| {
+    let (header, _) = super::gguf::read(len, 1 << 20, &what, |offset, n| {
         let mut buf = vec![0u8; n.min(len.saturating_sub(offset)) as usize];
         file.seek(SeekFrom::Start(offset)).map_err(io)?;
         file.read_exact(&mut buf).map_err(io)?;

@@ -34,7 +34,8 @@ pub use family::Family;
 pub use header::{HeaderTensor, MAX_HEADER_BYTES, parse_file_bytes, parse_header, parse_header_prefix};
 pub use kind::{TensorKind, classify};
 pub use local::{
-    ShardIndex, load_folder, load_gguf_file, load_safetensors_file, load_torch_file, parse_index, read_index_file, shard_names,
+    ShardIndex, load_folder, load_gguf_file, load_safetensors_file, load_torch_file, parse_index, read_index_file,
+    shard_names,
 };
 pub use names::{clean_name, numeric_segments};
 pub use palette::{KIND_COLORS, hex_to_rgb, kind_color};

@@ -46,7 +46,10 @@ pub trait Transformer: Send + Sync {
 pub fn family_config<T: serde::de::DeserializeOwned>(cfg: &ModelConfig, what: &str) -> Result<T, InferenceError> {
     serde_json::from_value(cfg.raw.clone()).map_err(|e| InferenceError::Model {
         what: format!("{what} config.json"),
-        detail: e.to_string(),
+        detail: format!(
+            "{e}; expected a `{}` config.json as transformers writes it",
+            cfg.model_type
+        ),
     })
 }
 

@@ -60,7 +60,7 @@ pub enum InferenceError {
     },
     #[error("model family `{0}` cannot run; tensorcity runs {families} checkpoints", families = runnable_families())]
     Unsupported(String),
-    #[error("token id {id} is outside the vocabulary (size {vocab})")]
+    #[error("token id {id} is outside the vocabulary of {vocab} tokens (ids 0 to {max})", max = .vocab.saturating_sub(1))]
     TokenOutOfRange { id: u32, vocab: usize },
     #[error("{len} tokens exceed the model's context of {max}; shorten the prompt")]
     TooLong { len: usize, max: usize },

@@ -31,7 +31,11 @@ impl KeyframeFile {
     /// Parses and checks a path: at least one keyframe, finite numbers, times
     /// increasing from >= 0, eye and target apart.
     pub fn parse(text: &str) -> Result<KeyframeFile, String> {
-        let file: KeyframeFile = ron::from_str(text).map_err(|e| format!("not a camera path: {e}"))?;
+        let file: KeyframeFile = ron::from_str(text).map_err(|e| {
+            format!(
+                "not a camera path (RON) at {e}; expected `(keyframes: [(time: 0.0, position: (x, y, z), look_at: (x, y, z)), ...])`"
+            )
+        })?;
         if file.keyframes.is_empty() {
             return Err("the camera path has no keyframes".into());
         }

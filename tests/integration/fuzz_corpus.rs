@@ -16,7 +16,12 @@ fn fuzz_dir() -> PathBuf {
 
 fn inputs(dir: &Path) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map(|d| d.filter_map(Result::ok).map(|e| e.path()).filter(|p| p.is_file()).collect())
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| p.is_file())
+                .collect()
+        })
         .unwrap_or_default();
     files.sort();
     files
@@ -51,7 +56,12 @@ fn every_committed_fuzz_input_replays_without_a_panic() {
             replayed += 1;
         }
     }
-    assert!(failures.is_empty(), "{} of {replayed} inputs failed:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {replayed} inputs failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 /// Writes the seed inputs of every target from the fixtures and the built-in
@@ -61,7 +71,9 @@ fn every_committed_fuzz_input_replays_without_a_panic() {
 #[ignore = "writes tests/fuzz/corpus/*/seed-*; run by hand before fuzzing"]
 fn write_fuzz_seeds() {
     use tensorcity::engine::protocol;
-    use tensorcity::inference::stream::{ActivationFrame, ActivationSource, Decoding, FrameData, LocalRunner, RunRequest};
+    use tensorcity::inference::stream::{
+        ActivationFrame, ActivationSource, Decoding, FrameData, LocalRunner, RunRequest,
+    };
     use tensorcity::inference::{Model, wire};
 
     let fixtures = crate::support::fixtures();
@@ -78,24 +90,54 @@ fn write_fuzz_seeds() {
 
     // Files: safetensors headers and a whole small file, configs, GGUF
     // headers (their first 64 KiB), PyTorch checkpoints and their pickles.
-    for family in ["gpt2-tiny", "llama-tiny", "bert-tiny", "mixtral-tiny", "gemma2-tiny", "phi3-tiny"] {
+    for family in [
+        "gpt2-tiny",
+        "llama-tiny",
+        "bert-tiny",
+        "mixtral-tiny",
+        "gemma2-tiny",
+        "phi3-tiny",
+    ] {
         let model = read(&format!("inference/{family}/model.safetensors"));
         write("safetensors_header", family, &header_of(&model));
         write("config_json", family, &read(&format!("inference/{family}/config.json")));
     }
-    write("safetensors_header", "whole", &read("inference/gpt2-tiny/generate.safetensors"));
-    for gguf in ["tokenizer-gpt2.gguf", "tokenizer-llama-bpe.gguf", "llama64-Q4_0.gguf", "families/mixtral.gguf", "families/gemma2.gguf"] {
+    write(
+        "safetensors_header",
+        "whole",
+        &read("inference/gpt2-tiny/generate.safetensors"),
+    );
+    for gguf in [
+        "tokenizer-gpt2.gguf",
+        "tokenizer-llama-bpe.gguf",
+        "llama64-Q4_0.gguf",
+        "families/mixtral.gguf",
+        "families/gemma2.gguf",
+    ] {
         let bytes = read(&format!("gguf/{gguf}"));
         write("gguf_header", &gguf.replace('/', "-"), &bytes[..bytes.len().min(65536)]);
     }
     let index = serde_json::json!({"metadata": {"total_size": 10}, "weight_map": {
         "a.weight": "model-00001-of-00002.safetensors", "b.weight": "model-00002-of-00002.safetensors"}});
     write("shard_index", "two-shards", index.to_string().as_bytes());
-    write("shard_index", "traversal", br#"{"weight_map": {"a": "../../etc/passwd"}}"#);
-    for entry in std::fs::read_dir(fixtures.join("torch")).unwrap().filter_map(Result::ok) {
+    write(
+        "shard_index",
+        "traversal",
+        br#"{"weight_map": {"a": "../../etc/passwd"}}"#,
+    );
+    for entry in std::fs::read_dir(fixtures.join("torch"))
+        .unwrap()
+        .filter_map(Result::ok)
+    {
         let path = entry.path();
-        let Some(name) = path.file_name().and_then(|n| n.to_str()).map(str::to_string) else { continue };
-        let bytes = if path.is_file() { std::fs::read(&path).unwrap() } else { Vec::new() };
+        let Some(name) = path.file_name().and_then(|n| n.to_str()).map(str::to_string) else {
+            continue;
+        };
+        let bytes = if path.is_file() {
+            std::fs::read(&path).unwrap()
+        } else {
+            Vec::new()
+        };
         if bytes.len() < 65536 && bytes.starts_with(b"PK") {
             write("torch_checkpoint", &name, &bytes);
             let mut zip = zip::ZipArchive::new(std::io::Cursor::new(&bytes)).unwrap();
@@ -138,8 +180,7 @@ fn write_fuzz_seeds() {
         stream.extend((message.len() as u16).to_le_bytes());
         stream.extend(message);
     };
-    let config: serde_json::Value =
-        serde_json::from_slice(&read("inference/gpt2-tiny/config.json")).unwrap();
+    let config: serde_json::Value = serde_json::from_slice(&read("inference/gpt2-tiny/config.json")).unwrap();
     let hello = protocol::Hello {
         protocol: protocol::PROTOCOL_VERSION,
         engine: "fuzz seed".into(),
@@ -164,12 +205,17 @@ fn write_fuzz_seeds() {
         can: protocol::Can {
             text: true,
             generate: true,
-            taps: ["hidden", "attention", "mlp", "logits", "lens"].map(String::from).to_vec(),
+            taps: ["hidden", "attention", "mlp", "logits", "lens"]
+                .map(String::from)
+                .to_vec(),
             dtypes: vec!["f32".into(), "f16".into()],
         },
     };
     push(&mut stream, &protocol::encode_hello(&hello));
-    push(&mut stream, &protocol::encode_texts(1, &[(1, "a".into()), (2, " b".into())]));
+    push(
+        &mut stream,
+        &protocol::encode_texts(1, &[(1, "a".into()), (2, " b".into())]),
+    );
     for (i, frame) in frames.iter().enumerate() {
         let bytes = wire::encode_frame(frame).unwrap();
         if i < 12 || matches!(frame.data, FrameData::Generated { .. } | FrameData::Failed(_)) {
@@ -202,5 +248,9 @@ fn write_fuzz_seeds() {
         "everything",
         b"?model=openai-community%2Fgpt2&layout=city&prompt=ROMEO%3A+But+soft&generate=20&engine=ws%3A%2F%2F127.0.0.1%3A7878",
     );
-    write("url_state", "hub-revision", b"?model=meta-llama/Llama-3.2-1B@main&layout=floors");
+    write(
+        "url_state",
+        "hub-revision",
+        b"?model=meta-llama/Llama-3.2-1B@main&layout=floors",
+    );
 }

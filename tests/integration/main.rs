@@ -1,6 +1,7 @@
 //! The one integration-test crate (one binary to link): modules per area.
 
 mod arch_fixtures;
+mod bad_inputs;
 mod cli;
 mod ecs;
 mod engine;

@@ -62,7 +62,10 @@ pub fn safetensors(data: &[u8]) -> Option<Vec<u8>> {
         let name = name(&mut u).ok()?;
         let dtype = *u.choose(DTYPES).ok()?;
         let shape = shape(&mut u).ok()?;
-        let elems = shape.iter().try_fold(1u64, |a, &d| a.checked_mul(d)).unwrap_or(u64::MAX);
+        let elems = shape
+            .iter()
+            .try_fold(1u64, |a, &d| a.checked_mul(d))
+            .unwrap_or(u64::MAX);
         let width = match dtype {
             "F32" => 4,
             "F16" | "BF16" => 2,
@@ -118,7 +121,9 @@ const STRING: u32 = 8;
 const ARRAY: u32 = 9;
 const U64: u32 = 10;
 
-const ARCHS: &[&str] = &["llama", "gpt2", "gptneox", "qwen2", "qwen3", "gemma2", "phi3", "bert", "mamba", ""];
+const ARCHS: &[&str] = &[
+    "llama", "gpt2", "gptneox", "qwen2", "qwen3", "gemma2", "phi3", "bert", "mamba", "",
+];
 const KEYS: &[&str] = &[
     "block_count",
     "context_length",
@@ -173,7 +178,11 @@ pub fn gguf(data: &[u8]) -> Option<Vec<u8>> {
         string(&mut s, *u.choose(&["gpt2", "llama", "bert"]).ok()?);
         kv("tokenizer.ggml.model", STRING, &s);
         let n = u.int_in_range(0u64..=16).ok()?;
-        let claimed = if u.ratio(7, 8).ok()? { n } else { u64::arbitrary(&mut u).ok()? };
+        let claimed = if u.ratio(7, 8).ok()? {
+            n
+        } else {
+            u64::arbitrary(&mut u).ok()?
+        };
         let mut tokens = STRING.to_le_bytes().to_vec();
         tokens.extend(claimed.to_le_bytes());
         for _ in 0..n {
@@ -185,7 +194,11 @@ pub fn gguf(data: &[u8]) -> Option<Vec<u8>> {
         string(&mut merges, "Ġ t");
         string(&mut merges, *u.choose(&["h e", "the", "", " "]).ok()?);
         kv("tokenizer.ggml.merges", ARRAY, &merges);
-        kv("tokenizer.ggml.bos_token_id", U32, &u.int_in_range(0u32..=20).ok()?.to_le_bytes());
+        kv(
+            "tokenizer.ggml.bos_token_id",
+            U32,
+            &u.int_in_range(0u32..=20).ok()?.to_le_bytes(),
+        );
         kv("tokenizer.ggml.add_bos_token", BOOL, &[u8::from(u.ratio(1, 2).ok()?)]);
     }
     let mut infos = Vec::new();
@@ -199,7 +212,11 @@ pub fn gguf(data: &[u8]) -> Option<Vec<u8>> {
             infos.extend(d.to_le_bytes());
         }
         infos.extend(u.choose(GGML_TYPES).ok()?.to_le_bytes());
-        let this = if u.ratio(7, 8).ok()? { offset } else { u64::arbitrary(&mut u).ok()? };
+        let this = if u.ratio(7, 8).ok()? {
+            offset
+        } else {
+            u64::arbitrary(&mut u).ok()?
+        };
         infos.extend(this.to_le_bytes());
         offset = offset.saturating_add(u.int_in_range(0u64..=4096).ok()? * 32);
     }
@@ -214,7 +231,11 @@ pub fn gguf(data: &[u8]) -> Option<Vec<u8>> {
     while file.len() % 32 != 0 {
         file.push(0);
     }
-    let data_len = if u.ratio(3, 4).ok()? { offset.min(1 << 16) } else { u.int_in_range(0..=256).ok()? };
+    let data_len = if u.ratio(3, 4).ok()? {
+        offset.min(1 << 16)
+    } else {
+        u.int_in_range(0..=256).ok()?
+    };
     file.resize(file.len() + data_len as usize, 0);
     if u.ratio(1, 8).ok()? {
         file.truncate(u.int_in_range(0..=file.len()).ok()?);
