@@ -33,6 +33,8 @@ pub mod lod;
 pub mod model;
 #[cfg(all(not(target_arch = "wasm32"), feature = "app"))]
 pub mod offscreen;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod output;
 pub mod page_url;
 #[cfg(feature = "app")]
 pub mod pick;

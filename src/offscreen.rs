@@ -262,8 +262,7 @@ pub fn rgba_to_rgb(rgba: &[u8]) -> Vec<u8> {
 pub fn save_png(rgba: &[u8], size: (u32, u32), out: &Path) -> anyhow::Result<()> {
     let image = image::RgbImage::from_raw(size.0, size.1, rgba_to_rgb(rgba))
         .with_context(|| format!("{}: the frame is not {}x{}", out.display(), size.0, size.1))?;
-    image
-        .save(out)
+    crate::output::write_whole(out, |tmp| image.save_with_format(tmp, image::ImageFormat::Png))
         .with_context(|| format!("{}: cannot write the PNG", out.display()))
 }
 

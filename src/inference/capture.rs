@@ -83,6 +83,17 @@ impl Capture {
         if let Some(l) = &self.logits {
             map.insert("logits".to_string(), l.clone());
         }
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            let io = |error| InferenceError::Io {
+                path: path.to_path_buf(),
+                error,
+            };
+            let tmp = crate::output::beside(path).map_err(io)?;
+            candle_core::safetensors::save(&map, tmp.path())?;
+            crate::output::finish(tmp, path).map_err(io)?;
+        }
+        #[cfg(target_arch = "wasm32")]
         candle_core::safetensors::save(&map, path)?;
         Ok(())
     }

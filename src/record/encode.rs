@@ -104,10 +104,13 @@ pub struct Mp4Sink {
     child: Child,
     stdin: Option<ChildStdin>,
     path: PathBuf,
+    /// What ffmpeg writes; renamed to `path` when it has written the trailer.
+    partial: tempfile::NamedTempFile,
 }
 
 impl Mp4Sink {
     pub fn spawn(path: &Path, size: (u32, u32), fps: u32) -> anyhow::Result<Mp4Sink> {
+        let partial = crate::output::beside(path).with_context(|| format!("{}: cannot create", path.display()))?;
         let mut child = Command::new("ffmpeg")
             .args([
                 "-hide_banner",
@@ -139,7 +142,7 @@ impl Mp4Sink {
                 "20",
             ])
             .args(["-pix_fmt", "yuv420p", "-movflags", "+faststart"])
-            .arg(path)
+            .arg(partial.path())
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -150,6 +153,7 @@ impl Mp4Sink {
             child,
             stdin,
             path: path.to_path_buf(),
+            partial,
         })
     }
 
@@ -180,7 +184,7 @@ impl FrameSink for Mp4Sink {
         if !status.success() {
             bail!("ffmpeg failed writing {}: {}", self.path.display(), err.trim());
         }
-        Ok(())
+        crate::output::finish(self.partial, &self.path).with_context(|| format!("{}: cannot write", self.path.display()))
     }
 }
 
@@ -194,6 +198,8 @@ pub fn gif_delay(i: u64, fps: u32) -> u16 {
 /// An animated GIF, each frame quantised to its own 256-colour palette.
 pub struct GifSink {
     encoder: gif::Encoder<std::io::BufWriter<std::fs::File>>,
+    /// The file being written; renamed to `path` by `finish`.
+    partial: tempfile::NamedTempFile,
     size: (u16, u16),
     fps: u32,
     next: u64,
@@ -206,7 +212,9 @@ impl GifSink {
         let (Ok(w), Ok(h)) = (w, h) else {
             bail!("a GIF is at most 65535 pixels on each side");
         };
-        let file = std::fs::File::create(path).with_context(|| format!("{}: cannot create", path.display()))?;
+        let cannot = || format!("{}: cannot create", path.display());
+        let partial = crate::output::beside(path).with_context(cannot)?;
+        let file = partial.reopen().with_context(cannot)?;
         let mut encoder = gif::Encoder::new(std::io::BufWriter::new(file), w, h, &[])
             .with_context(|| format!("{}: writing the GIF header", path.display()))?;
         encoder
@@ -214,6 +222,7 @@ impl GifSink {
             .with_context(|| format!("{}: writing the GIF header", path.display()))?;
         Ok(GifSink {
             encoder,
+            partial,
             size: (w, h),
             fps,
             next: 0,
@@ -241,7 +250,9 @@ impl FrameSink for GifSink {
             .with_context(|| format!("{}: finishing the GIF", path.display()))?;
         writer
             .flush()
-            .with_context(|| format!("{}: finishing the GIF", path.display()))
+            .with_context(|| format!("{}: finishing the GIF", path.display()))?;
+        drop(writer);
+        crate::output::finish(self.partial, &path).with_context(|| format!("{}: cannot write", path.display()))
     }
 }
 
@@ -258,8 +269,7 @@ impl FrameSink for PngSink {
         self.next += 1;
         let image =
             image::RgbImage::from_raw(self.size.0, self.size.1, rgb.to_vec()).context("a frame of the wrong size")?;
-        image
-            .save(&path)
+        crate::output::write_whole(&path, |tmp| image.save_with_format(tmp, image::ImageFormat::Png))
             .with_context(|| format!("{}: cannot write", path.display()))
     }
 

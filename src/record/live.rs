@@ -77,6 +77,20 @@ struct Recording {
     in_flight: Arc<AtomicUsize>,
 }
 
+/// Closing the window (or `exit`) while recording saves the clip so far: the
+/// app drops its resources on the way out, and the writer is told to stop and
+/// waited for, so ffmpeg writes the trailer and the file gets its name.
+impl Drop for Recording {
+    fn drop(&mut self) {
+        if let Some(tx) = self.tx.take() {
+            let _ = tx.send(ToWriter::Stop);
+        }
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
+        }
+    }
+}
+
 fn stamp() -> String {
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -449,6 +449,9 @@ fn every_misbehaving_engine_gets_its_message() {
         let url = hostile(act, 1);
         let started = Instant::now();
         let message = run_against(&url, Duration::from_secs(1)).unwrap_err();
+        if std::env::var_os("TENSORCITY_PRINT_BAD_INPUTS").is_some() {
+            println!("ROW {what} || {message}");
+        }
         assert!(message.contains(expected), "{what}: {message}");
         assert!(
             started.elapsed() < Duration::from_secs(10),

@@ -57,6 +57,42 @@ fn a_two_second_mp4_and_gif_have_twenty_frames() {
     }
     assert_eq!(frames, 20);
     assert_eq!(centiseconds, 200, "plays in 2.0 s");
+    let mut names: Vec<String> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["clip.gif", "clip.mp4"], "no temporary file is left");
+}
+
+/// A recording stopped half-way (the process killed, as closing a terminal
+/// does) leaves no clip under the asked-for name: frames go to a temporary
+/// name that is renamed only when the clip is complete.
+#[test]
+fn a_recording_killed_half_way_leaves_no_clip() {
+    let tmp = tempfile::tempdir().unwrap();
+    let gif = tmp.path().join("clip.gif");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tensorcity"))
+        .args(["record", "--duration", "60", "--fps", "10", "--size", "160x120", "--quiet", "--out"])
+        .arg(&gif)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let partial_grows = || {
+        std::fs::read_dir(tmp.path()).unwrap().filter_map(Result::ok).any(|e| {
+            e.file_name().to_string_lossy().contains(".partial") && e.metadata().is_ok_and(|m| m.len() > 1000)
+        })
+    };
+    let started = std::time::Instant::now();
+    while !partial_grows() {
+        assert!(child.try_wait().unwrap().is_none(), "record ended before it was killed");
+        assert!(started.elapsed().as_secs() < 120, "no frames written after 120 s");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(!gif.exists(), "a half-written clip.gif was left");
 }
 
 fn frames_of(dir: &Path) -> Vec<Vec<u8>> {
