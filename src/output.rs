@@ -16,7 +16,10 @@ pub fn beside(path: &Path) -> std::io::Result<NamedTempFile> {
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let ext = path
         .extension()
         .map(|e| format!(".{}", e.to_string_lossy()))
@@ -33,10 +36,7 @@ pub fn finish(file: NamedTempFile, path: &Path) -> std::io::Result<()> {
 }
 
 /// Writes a file through [`beside`] and [`finish`]: `write` fills the temporary path.
-pub fn write_whole<E: From<std::io::Error>>(
-    path: &Path,
-    write: impl FnOnce(&Path) -> Result<(), E>,
-) -> Result<(), E> {
+pub fn write_whole<E: From<std::io::Error>>(path: &Path, write: impl FnOnce(&Path) -> Result<(), E>) -> Result<(), E> {
     let tmp = beside(path)?;
     write(tmp.path())?;
     finish(tmp, path)?;

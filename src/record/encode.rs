@@ -184,7 +184,8 @@ impl FrameSink for Mp4Sink {
         if !status.success() {
             bail!("ffmpeg failed writing {}: {}", self.path.display(), err.trim());
         }
-        crate::output::finish(self.partial, &self.path).with_context(|| format!("{}: cannot write", self.path.display()))
+        crate::output::finish(self.partial, &self.path)
+            .with_context(|| format!("{}: cannot write", self.path.display()))
     }
 }
 

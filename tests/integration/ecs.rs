@@ -366,6 +366,7 @@ mod activations {
 /// numbers; filters change what is drawn; a new prompt replaces everything.
 mod city {
     use bevy::prelude::*;
+    use tensorcity::AppState;
     use tensorcity::activations::{ActivationsPlugin, CurrentRun, RunPrompt, RunStatus};
     use tensorcity::arch::{LoadOptions, ModelRef};
     use tensorcity::city::view::{MIN_EDGE, attention_grid, row_norms};
@@ -477,6 +478,139 @@ mod city {
         assert_eq!(app.world().resource::<CurrentRun>().status, RunStatus::Done);
         app.update();
         app.update();
+    }
+
+    /// A copy of the tiny GPT-2 whose second block's weights are NaN: the run
+    /// gets through block 0, then fails.
+    fn nan_in_block_1(dir: &std::path::Path) {
+        let fixture = crate::support::fixtures().join("inference/gpt2-tiny");
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::copy(fixture.join("config.json"), dir.join("config.json")).unwrap();
+        let mut bytes = std::fs::read(fixture.join("model.safetensors")).unwrap();
+        let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+        let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+        for (name, t) in header.as_object().unwrap() {
+            if name.contains(".h.1.") && name.ends_with("weight") {
+                let at = |i| t["data_offsets"][i].as_u64().unwrap() as usize + 8 + n;
+                for x in bytes[at(0)..at(1)].chunks_exact_mut(4) {
+                    x.copy_from_slice(&f32::NAN.to_le_bytes());
+                }
+            }
+        }
+        std::fs::write(dir.join("model.safetensors"), bytes).unwrap();
+    }
+
+    fn run_until_not_running(app: &mut App, new_tokens: usize) {
+        app.world_mut().write_message(RunPrompt(RunRequest {
+            tokens: vec![1, 2, 3],
+            new_tokens,
+            decoding: Decoding::Greedy,
+            text: None,
+        }));
+        app.update();
+        app.update();
+        for _ in 0..20_000 {
+            app.update();
+            if app.world().resource::<CurrentRun>().status != RunStatus::Running {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        panic!("the run never ended");
+    }
+
+    /// A model that fails while its run streams: the run ends `Failed` with the
+    /// message naming the broken weights, what arrived before stays on screen,
+    /// and the same app runs the next prompt on a good model.
+    #[test]
+    fn a_model_failing_mid_run_keeps_what_arrived_and_the_app_goes_on() {
+        let tmp = tempfile::tempdir().unwrap();
+        let broken = tmp.path().join("broken");
+        nan_in_block_1(&broken);
+        let mut app = city_app(ModelRef::Path(broken));
+        run_until_not_running(&mut app, 0);
+        let run = &app.world().resource::<CurrentRun>().0;
+        let RunStatus::Failed(message) = &run.status else {
+            panic!("expected a failed run, got {:?}", run.status);
+        };
+        assert!(
+            message.contains("NaN") && message.contains("transformer.h.1."),
+            "{message}"
+        );
+        assert!(
+            run.hidden.contains_key(&0) && run.hidden.contains_key(&1),
+            "the frames before the failure stay"
+        );
+        assert!(!run.hidden.contains_key(&2));
+        app.world_mut().write_message(LoadModel {
+            model: ModelRef::Path(crate::support::fixtures().join("inference/gpt2-tiny")),
+            options: LoadOptions::default(),
+        });
+        wait_for_worker(&mut app);
+        run_until_not_running(&mut app, 0);
+        assert_eq!(app.world().resource::<CurrentRun>().status, RunStatus::Done);
+    }
+
+    /// Switching models while a run (a 40-token generation) streams: the old
+    /// run's frames never land on the new model, whose own run then completes
+    /// with its own shape.
+    #[test]
+    fn switching_models_mid_run_drops_the_old_run() {
+        let mut app = city_app(ModelRef::Path(crate::support::fixtures().join("inference/gpt2-tiny")));
+        app.world_mut().write_message(RunPrompt(RunRequest {
+            tokens: vec![1, 2, 3],
+            new_tokens: 40,
+            decoding: Decoding::Greedy,
+            text: None,
+        }));
+        for _ in 0..200 {
+            app.update();
+            if app.world().resource::<CurrentRun>().hidden.contains_key(&0) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        assert_eq!(app.world().resource::<CurrentRun>().status, RunStatus::Running);
+        app.world_mut().write_message(LoadModel {
+            model: ModelRef::Path(crate::support::fixtures().join("inference/llama-tiny")),
+            options: LoadOptions::default(),
+        });
+        wait_for_worker(&mut app);
+        // The switch reset the run; nothing of the old one arrives afterwards.
+        for _ in 0..50 {
+            app.update();
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        let run = &app.world().resource::<CurrentRun>().0;
+        assert_eq!(run.status, RunStatus::Idle, "{:?}", run.status);
+        assert!(run.hidden.is_empty() && run.tokens.is_empty());
+        run_until_not_running(&mut app, 2);
+        let run = &app.world().resource::<CurrentRun>().0;
+        assert_eq!(run.status, RunStatus::Done);
+        let llama: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(crate::support::fixtures().join("inference/llama-tiny/config.json")).unwrap(),
+        )
+        .unwrap();
+        let width = llama["hidden_size"].as_u64().unwrap() as usize;
+        assert_eq!(run.hidden[&0].dims()[1], width, "the new model's hidden width");
+        assert_eq!(run.tokens.len(), 5);
+    }
+
+    /// Until the current model's worker is ready (after a `LoadModel`).
+    fn wait_for_worker(app: &mut App) {
+        app.update();
+        for _ in 0..20_000 {
+            app.update();
+            let loaded = app
+                .world()
+                .contains_resource::<tensorcity::activations::InferenceWorker>()
+                && matches!(*app.world().resource::<State<AppState>>().get(), AppState::Ready);
+            if loaded {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        panic!("the model never became ready");
     }
 
     /// The analyses run on tasks, not in a frame, and give what the model gives

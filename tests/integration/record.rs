@@ -73,16 +73,27 @@ fn a_recording_killed_half_way_leaves_no_clip() {
     let tmp = tempfile::tempdir().unwrap();
     let gif = tmp.path().join("clip.gif");
     let mut child = Command::new(env!("CARGO_BIN_EXE_tensorcity"))
-        .args(["record", "--duration", "60", "--fps", "10", "--size", "160x120", "--quiet", "--out"])
+        .args([
+            "record",
+            "--duration",
+            "60",
+            "--fps",
+            "10",
+            "--size",
+            "160x120",
+            "--quiet",
+            "--out",
+        ])
         .arg(&gif)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
     let partial_grows = || {
-        std::fs::read_dir(tmp.path()).unwrap().filter_map(Result::ok).any(|e| {
-            e.file_name().to_string_lossy().contains(".partial") && e.metadata().is_ok_and(|m| m.len() > 1000)
-        })
+        std::fs::read_dir(tmp.path())
+            .unwrap()
+            .filter_map(Result::ok)
+            .any(|e| e.file_name().to_string_lossy().contains(".partial") && e.metadata().is_ok_and(|m| m.len() > 1000))
     };
     let started = std::time::Instant::now();
     while !partial_grows() {

@@ -401,7 +401,10 @@ fn the_viewer_records_its_window_and_takes_a_larger_screenshot() {
     // The window closed while recording: the clip so far is saved, whole.
     let closed = tempfile::tempdir().unwrap();
     xvfb_view(closed.path(), &[], (320, 240), "wait-ready\nrecord\nframes 20\nexit\n");
-    let files: Vec<_> = std::fs::read_dir(closed.path()).unwrap().map(|e| e.unwrap().path()).collect();
+    let files: Vec<_> = std::fs::read_dir(closed.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     assert!(
         !files.iter().any(|p| p.to_string_lossy().contains(".partial")),
         "a partial file was left: {files:?}"
@@ -411,10 +414,20 @@ fn the_viewer_records_its_window_and_takes_a_larger_screenshot() {
         .find(|p| p.extension().is_some_and(|e| e == "mp4"))
         .unwrap_or_else(|| panic!("closing mid-recording saved no clip: {files:?}"));
     let probe = Command::new("ffprobe")
-        .args(["-v", "error", "-show_entries", "stream=codec_name", "-of", "default=nw=1"])
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "stream=codec_name",
+            "-of",
+            "default=nw=1",
+        ])
         .arg(mp4)
         .output()
         .unwrap();
-    assert!(String::from_utf8_lossy(&probe.stdout).contains("codec_name=h264"), "{probe:?}");
+    assert!(
+        String::from_utf8_lossy(&probe.stdout).contains("codec_name=h264"),
+        "{probe:?}"
+    );
     std::fs::copy(&png, std::env::temp_dir().join("tensorcity-last-2x-shot.png")).ok();
 }
