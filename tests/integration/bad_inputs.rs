@@ -884,3 +884,21 @@ fn every_hostile_hub_gets_its_one_line_within_the_timeout() {
     );
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
+
+/// The README's bad-input table shows every row's exact line.
+#[test]
+fn the_readme_table_shows_these_messages() {
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let missing: Vec<String> = rows()
+        .into_iter()
+        .chain(hub_rows())
+        .map(|r| {
+            format!(
+                "`` error: {} ``",
+                r.message.replace("{dir}", "DIR").replace("{hub}", "HUB")
+            )
+        })
+        .filter(|m| !readme.contains(m.as_str()))
+        .collect();
+    assert!(missing.is_empty(), "not in the README's table:\n{}", missing.join("\n"));
+}

@@ -254,6 +254,38 @@ fn the_page_opens_local_files_by_picker_and_drop() {
         cut.title, "tensorcity — tensorcity/shakespeare",
         "the app keeps its model"
     );
+
+    // A 0-byte file: the one line, nothing else.
+    let empty = tmp.path().join("x.safetensors");
+    std::fs::write(&empty, b"").unwrap();
+    let page = probe_with(&url, &shot, &[("UPLOAD", &empty)]);
+    assert_eq!(
+        page.error.as_deref(),
+        Some(
+            "x.safetensors: the file is empty; expected a safetensors file (8-byte header length, JSON header, tensor data)"
+        ),
+        "{page:?}"
+    );
+    // A 20 GB file (sparse: the tiny model's header and data, then a hole):
+    // only its header is read, and the model is shown.
+    let huge = tmp.path().join("huge.safetensors");
+    std::fs::copy(&picked, &huge).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&huge)
+        .unwrap()
+        .set_len(20 << 30)
+        .unwrap();
+    let page = probe_with(&url, &shot, &[("UPLOAD", &huge)]);
+    assert_eq!(page.title, "tensorcity — huge.safetensors", "{page:?}");
+    assert!(page.console_errors.is_empty(), "{page:?}");
+    // A folder dragged onto the page.
+    let page = probe_with(&url, &shot, &[("DROP_PATH", &model)]);
+    assert_eq!(
+        page.error.as_deref(),
+        Some("tiny is a folder; drop its .safetensors file (for a sharded model, open its Hugging Face id)"),
+        "{page:?}"
+    );
 }
 
 /// The embedded model runs in the browser from the URL's prompt, in the

@@ -6,6 +6,7 @@
 // Options (environment):
 //   UPLOAD=FILE    choose FILE in the page's "Open .safetensors…" picker
 //   DROP=FILE      drop FILE on the page (a drag-and-drop `drop` event)
+//   DROP_PATH=P    drag P (a file or folder) onto the page as the desktop does (CDP)
 //   WAIT_RUN=1     wait for the URL's prompt run to finish; report its timing
 //                  and the longest gap between the page's frames during it
 // Always reported: the median interval between the page's frames while idle.
@@ -81,6 +82,15 @@ if (process.env.DROP) {
     transfer.items.add(new File([data], name));
     dispatchEvent(new DragEvent("drop", { dataTransfer: transfer, cancelable: true }));
   }, bytes, basename(process.env.DROP));
+  await sleep(3000);
+}
+if (process.env.DROP_PATH) {
+  // A real drag from the desktop: Chromium reads the path itself (a folder stays a folder).
+  const cdp = await page.createCDPSession();
+  const data = { items: [], files: [process.env.DROP_PATH], dragOperationsMask: 1 };
+  for (const type of ["dragEnter", "dragOver", "drop"]) {
+    await cdp.send("Input.dispatchDragEvent", { type, x: 300, y: 300, data });
+  }
   await sleep(3000);
 }
 if (process.env.DOWNLOAD_DIR) {
