@@ -134,7 +134,11 @@ impl Architecture {
 
     /// Sum of trained parameters (buffers excluded), as transformers' `num_parameters()`.
     pub fn total_params(&self) -> u64 {
-        self.tensors.iter().filter(|t| !t.buffer).map(|t| t.params).sum()
+        // Saturating: a crafted header can claim tensors whose counts overflow a u64 together.
+        self.tensors
+            .iter()
+            .filter(|t| !t.buffer)
+            .fold(0u64, |sum, t| sum.saturating_add(t.params))
     }
 
     /// Number of transformer blocks seen in the tensor names.

@@ -51,7 +51,11 @@ impl Summary {
             vocab_size: cfg.and_then(|c| c.vocab_size),
             num_experts: cfg.and_then(|c| c.num_experts),
             total_params: total,
-            buffer_params: arch.tensors.iter().filter(|t| t.buffer).map(|t| t.params).sum(),
+            buffer_params: arch
+                .tensors
+                .iter()
+                .filter(|t| t.buffer)
+                .fold(0u64, |sum, t| sum.saturating_add(t.params)),
             tensor_count: arch.tensors.len(),
             by_kind: by_kind(&arch.tensors, total),
         }
@@ -111,7 +115,7 @@ pub fn by_kind(tensors: &[TensorInfo], total: u64) -> Vec<KindShare> {
         .iter()
         .filter_map(|&kind| {
             let of_kind = tensors.iter().filter(|t| t.kind == kind && !t.buffer);
-            let (count, params) = of_kind.fold((0, 0u64), |(c, p), t| (c + 1, p + t.params));
+            let (count, params) = of_kind.fold((0, 0u64), |(c, p), t| (c + 1, p.saturating_add(t.params)));
             (count > 0).then(|| KindShare {
                 kind,
                 tensors: count,
