@@ -288,10 +288,7 @@ pub fn parse(bytes: &[u8], file_len: u64) -> Result<GgufHeader, GgufProblem> {
         let Some(&(_, type_name, block, block_bytes)) = GGML_TYPES.iter().find(|t| t.0 == id) else {
             return Err(bad(format!("tensor `{name}` has unknown ggml type {id}")));
         };
-        let elements = dims
-            .iter()
-            .try_fold(1u64, |n, &d| n.checked_mul(d))
-            .filter(|&n| n < 1 << 50);
+        let elements = super::element_count(&dims).filter(|&n| n < 1 << 50);
         let Some(elements) = elements else {
             return Err(bad(format!("tensor `{name}` has absurd dimensions {dims:?}")));
         };

@@ -119,10 +119,7 @@ pub fn parse_located(json: &[u8], what: &str) -> Result<Vec<(HeaderTensor, (u64,
             };
             return Err(bad(format!("starts at {start}, {how} (expected {expected_start})")));
         }
-        let bits = raw
-            .shape
-            .iter()
-            .try_fold(1u64, |acc, &d| acc.checked_mul(d))
+        let bits = super::element_count(&raw.shape)
             .and_then(|n| n.checked_mul(dtype.bitsize() as u64))
             .ok_or_else(|| bad(format!("shape {:?} overflows", raw.shape)))?;
         if bits % 8 != 0 || bits / 8 != end - start {

@@ -90,6 +90,27 @@ pub struct Architecture {
     pub notices: Vec<String>,
 }
 
+/// The element count of a shape, or `None` when it cannot be represented:
+/// the product of the non-zero dimensions must fit too, because a zero
+/// dimension does not make the others safe (a tensor library computing the
+/// strides of `[0, 2^32, 2^32, 2^32]` multiplies the last three).
+pub fn element_count(dims: &[u64]) -> Option<u64> {
+    let nonzero = dims
+        .iter()
+        .filter(|&&d| d != 0)
+        .try_fold(1u64, |n, &d| n.checked_mul(d))?;
+    Some(if dims.contains(&0) { 0 } else { nonzero })
+}
+
+/// [`element_count`] of `usize` dimensions (tensors received over a wire).
+pub fn element_count_usize(dims: &[usize]) -> Option<usize> {
+    let nonzero = dims
+        .iter()
+        .filter(|&&d| d != 0)
+        .try_fold(1usize, |n, &d| n.checked_mul(d))?;
+    Some(if dims.contains(&0) { 0 } else { nonzero })
+}
+
 impl Architecture {
     /// Builds an architecture from raw `(name, shape, dtype, shard)` rows:
     /// cleans names, classifies kinds, counts parameters, marks buffers.
@@ -175,11 +196,7 @@ impl TensorInfo {
     fn new(family: &Family, row: HeaderTensor) -> Self {
         // Header validation and the synthesiser both reject shapes whose element
         // count overflows; saturate anyway so no input can panic here.
-        let params = row
-            .shape
-            .iter()
-            .try_fold(1u64, |a, &d| a.checked_mul(d))
-            .unwrap_or(u64::MAX);
+        let params = element_count(&row.shape).unwrap_or(u64::MAX);
         let numbers = numeric_segments(&row.name);
         let kind = classify(family, &row.name);
         let buffer = kind::is_buffer(&row.name, &row.dtype, &row.shape);
@@ -219,4 +236,19 @@ fn split_indices(name: &str, numbers: &[u32]) -> (Option<u32>, Option<u32>) {
         _ => layer,
     };
     (layer, expert)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn element_counts_refuse_what_a_zero_would_hide() {
+        assert_eq!(element_count(&[2, 3, 4]), Some(24));
+        assert_eq!(element_count(&[]), Some(1));
+        assert_eq!(element_count(&[0, 5]), Some(0));
+        assert_eq!(element_count(&[0, 1 << 32, 1 << 32]), None);
+        assert_eq!(element_count_usize(&[1 << 40, 0, 1 << 40]), None);
+        assert_eq!(element_count_usize(&[7, 0]), Some(0));
+    }
 }

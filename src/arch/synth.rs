@@ -42,7 +42,7 @@ pub fn synthesize(config: &ModelConfig, what: &str) -> Result<Vec<HeaderTensor>,
     (spec.synthesize)(&mut out)?;
     // Every shape must have a representable element count.
     for row in &out.rows {
-        if row.shape.iter().try_fold(1u64, |a, &d| a.checked_mul(d)).is_none() {
+        if super::element_count(&row.shape).is_none() {
             return Err(ArchError::UnsupportedConfig {
                 what: what.to_string(),
                 detail: format!("tensor `{}` of shape {:?} is too large to count", row.name, row.shape),

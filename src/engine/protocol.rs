@@ -415,7 +415,7 @@ fn decode_frame(body: &[u8]) -> Result<EngineMessage, ProtocolError> {
                 DTYPE_F16 => 2,
                 other => return Err(ProtocolError(format!("an unknown tensor dtype code {other}"))),
             };
-            let count = dims.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
+            let count = crate::arch::element_count_usize(&dims);
             let Some(count) = count.filter(|&n| n.checked_mul(width) == Some(r.0.len())) else {
                 return Err(ProtocolError(format!(
                     "a {tap:?} tensor of shape {dims:?} with {} data bytes (the shape needs a different size)",

@@ -224,7 +224,7 @@ pub fn decode_frame(bytes: &[u8]) -> Result<ActivationFrame, WireError> {
             let dims = (0..rank)
                 .map(|_| r.u32().map(|d| d as usize))
                 .collect::<Result<Vec<_>, _>>()?;
-            let count = dims.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
+            let count = crate::arch::element_count_usize(&dims);
             let Some(count) = count.filter(|&n| n.checked_mul(4) == Some(r.0.len())) else {
                 return Err(WireError("tensor size"));
             };
