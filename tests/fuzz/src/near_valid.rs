@@ -175,7 +175,7 @@ pub fn gguf(data: &[u8]) -> Option<Vec<u8>> {
     }
     if u.ratio(1, 3).ok()? {
         let mut s = Vec::new();
-        string(&mut s, *u.choose(&["gpt2", "llama", "bert"]).ok()?);
+        string(&mut s, u.choose(&["gpt2", "llama", "bert"]).ok()?);
         kv("tokenizer.ggml.model", STRING, &s);
         let n = u.int_in_range(0u64..=16).ok()?;
         let claimed = if u.ratio(7, 8).ok()? {
@@ -192,7 +192,7 @@ pub fn gguf(data: &[u8]) -> Option<Vec<u8>> {
         let mut merges = STRING.to_le_bytes().to_vec();
         merges.extend(2u64.to_le_bytes());
         string(&mut merges, "Ġ t");
-        string(&mut merges, *u.choose(&["h e", "the", "", " "]).ok()?);
+        string(&mut merges, u.choose(&["h e", "the", "", " "]).ok()?);
         kv("tokenizer.ggml.merges", ARRAY, &merges);
         kv(
             "tokenizer.ggml.bos_token_id",
@@ -228,7 +228,7 @@ pub fn gguf(data: &[u8]) -> Option<Vec<u8>> {
         file.extend(kv);
     }
     file.extend(infos);
-    while file.len() % 32 != 0 {
+    while !file.len().is_multiple_of(32) {
         file.push(0);
     }
     let data_len = if u.ratio(3, 4).ok()? {
