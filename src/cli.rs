@@ -52,8 +52,21 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct StatsArgs {
-    /// A .safetensors or .gguf file, or a model folder. Default: the embedded model.
-    pub model: Option<std::path::PathBuf>,
+    /// A .safetensors or .gguf file, a model folder, or a Hugging Face id (its
+    /// values sampled by Range requests). Default: the embedded model.
+    pub model: Option<String>,
+    /// Read PCT percent of each tensor, in evenly spread chunks, and report the
+    /// estimates' standard errors. Default for a Hugging Face id: 1; local
+    /// files are read whole unless this is given.
+    #[arg(long, value_name = "PCT", value_parser = parse_percent, conflicts_with = "full")]
+    pub sample: Option<f64>,
+    /// For a Hugging Face id: download every byte of its safetensors shards
+    /// (into the Hugging Face cache, with a progress bar) and read them whole.
+    #[arg(long)]
+    pub full: bool,
+    /// Hub revision (branch, tag or commit) for an id.
+    #[arg(long)]
+    pub revision: Option<String>,
     /// Write JSON (`tensors[]` with name, rms, mean_abs, max_abs, std, sparsity,
     /// outliers, histogram, sampled_fraction, …) instead of a table.
     #[arg(long)]
@@ -65,6 +78,13 @@ pub struct StatsArgs {
     /// The statistic of the --moe map: rms, mean-abs, max-abs, std, sparsity, outliers.
     #[arg(long, default_value = "rms", value_parser = parse_stat)]
     pub stat: crate::weights::color::Stat,
+}
+
+fn parse_percent(s: &str) -> Result<f64, String> {
+    match s.trim_end_matches('%').parse::<f64>() {
+        Ok(p) if p > 0.0 && p <= 100.0 => Ok(p / 100.0),
+        _ => Err(format!("`{s}`: a percentage above 0 and at most 100, e.g. 1 or 0.5")),
+    }
 }
 
 fn parse_stat(s: &str) -> Result<crate::weights::color::Stat, String> {
@@ -367,15 +387,88 @@ fn emit(text: &str) -> anyhow::Result<()> {
     }
 }
 
+/// A progress bar on stderr for reading a Hub model's values (hidden for local files and pipes).
+fn read_bar(tensors: &[crate::weights::source::Tensor], total: u64) -> indicatif::ProgressBar {
+    if !tensors.iter().any(|t| t.is_remote()) {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(total);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "reading {bytes}/{total_bytes} of the weights by Range requests {wide_bar} {eta}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar
+}
+
+/// hf-hub's download events as a progress bar over every file's bytes.
+struct DownloadBar {
+    bar: indicatif::ProgressBar,
+    files: std::sync::Mutex<std::collections::HashMap<String, (u64, u64)>>,
+}
+
+impl hf_hub::progress::ProgressHandler for DownloadBar {
+    fn on_progress(&self, event: &hf_hub::progress::ProgressEvent) {
+        use hf_hub::progress::{DownloadEvent, ProgressEvent};
+        let ProgressEvent::Download(DownloadEvent::Progress { files }) = event else {
+            return;
+        };
+        let Ok(mut known) = self.files.lock() else { return };
+        for f in files {
+            known.insert(f.filename.clone(), (f.bytes_completed, f.total_bytes));
+        }
+        let (done, total) = known.values().fold((0, 0), |(d, t), &(a, b)| (d + a, t + b));
+        self.bar.set_length(total.max(done));
+        self.bar.set_position(done);
+    }
+}
+
+fn download_bar(id: &str) -> hf_hub::progress::Progress {
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(&format!(
+            "downloading {id} {{bytes}}/{{total_bytes}} {{wide_bar}} {{eta}}"
+        ))
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    DownloadBar {
+        bar,
+        files: Default::default(),
+    }
+    .into()
+}
+
 fn stats(args: StatsArgs) -> anyhow::Result<()> {
     use std::fmt::Write;
-    let model = args.model.clone().map_or(ModelRef::Embedded, ModelRef::Path);
-    let tensors = crate::weights::source::open_model(&model)?;
-    let stats = crate::weights::statistics(&tensors);
+    let model = args.model.as_deref().map_or(ModelRef::Embedded, ModelRef::parse);
     let name = args
         .model
-        .as_ref()
-        .map_or(crate::arch::EMBEDDED_NAME.to_string(), |p| p.display().to_string());
+        .clone()
+        .unwrap_or_else(|| crate::arch::EMBEDDED_NAME.to_string());
+    let tensors = match &model {
+        ModelRef::Id(id) => {
+            let hub = crate::arch::hub::HubOptions::from_env(args.revision.clone(), false);
+            if args.full {
+                let weights = crate::arch::hub::RemoteWeights::open(id, &hub)?;
+                let folder = weights.download(download_bar(id))?;
+                crate::weights::source::open(&folder)?
+            } else {
+                crate::weights::source::open_hub(id, &hub)?
+            }
+        }
+        other => {
+            if args.full {
+                anyhow::bail!("{name}: --full is for Hugging Face ids; local files are always read whole");
+            }
+            crate::weights::source::open_model(other)?
+        }
+    };
+    let sample = args.sample;
+    let total = crate::weights::planned_bytes(&tensors, sample);
+    let bar = read_bar(&tensors, total);
+    let stats = crate::weights::statistics_with(&tensors, sample, &|n| bar.inc(n));
+    bar.finish_and_clear();
     if args.moe {
         let map = crate::weights::expert_map(&tensors, &stats, args.stat)
             .ok_or_else(|| anyhow::anyhow!("{name}: not a mixture-of-experts model (no `experts.N` tensors)"))?;
@@ -408,13 +501,23 @@ fn stats(args: StatsArgs) -> anyhow::Result<()> {
                 s.std,
                 100.0 * s.sparsity,
                 100.0 * s.outliers,
-                if s.nan + s.inf > 0 {
-                    format!("  {} NaN, {} Inf", s.nan, s.inf)
-                } else {
-                    String::new()
+                match (s.nan + s.inf, s.standard_error) {
+                    (0, None) => String::new(),
+                    (0, Some(se)) => format!("  rms ±{:.1e} ({:.2}% read)", se.rms, 100.0 * s.sampled_fraction),
+                    _ => format!("  {} NaN, {} Inf", s.nan, s.inf),
                 }
             )?,
         }
+    }
+    let sampled = stats.iter().filter(|s| s.standard_error.is_some()).count();
+    if sampled > 0 {
+        let read: u64 = total;
+        writeln!(
+            text,
+            "{sampled} of {} tensors sampled ({:.1} MB read; ± is one standard error; --full reads everything)",
+            stats.len(),
+            read as f64 / 1e6
+        )?;
     }
     emit(&text)
 }

@@ -189,6 +189,17 @@ fn compute_stats(
     }
     if wanted && matches!(*stats, WeightStats::Idle) {
         let model = current.request.clone();
+        if current.arch.source == "catalogue" {
+            // Drawn from the built-in catalogue: shapes only, nowhere to read values from.
+            *stats = WeightStats::Failed {
+                model,
+                message: format!(
+                    "`{}` is drawn from the built-in catalogue (shapes, no values): open it with the Hub reachable to sample its weights, or download it and open the folder",
+                    current.arch.name
+                ),
+            };
+            return;
+        }
         let m = model.clone();
         let task = AsyncComputeTaskPool::get().spawn(async move { statistics(m) });
         *stats = WeightStats::Computing { model, task };

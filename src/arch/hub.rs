@@ -242,6 +242,133 @@ pub fn download_model(id: &str, opts: &HubOptions) -> Result<PathBuf, ArchError>
         .ok_or_else(|| fail("hf-hub returned a file outside a snapshot folder".into()))
 }
 
+/// A Hub repository's safetensors shards, for reading their values by Range
+/// requests (the weights lens samples a Hub model without downloading it).
+pub struct RemoteWeights {
+    id: String,
+    repo: hf_hub::HFRepositorySync<hf_hub::RepoTypeModel>,
+    opts: HubOptions,
+    header_dir: PathBuf,
+}
+
+/// One shard: its name, where its data starts, and its tensors with their
+/// byte ranges inside the data.
+pub type LocatedShard = (String, u64, Vec<(HeaderTensor, (u64, u64))>);
+
+impl RemoteWeights {
+    pub fn open(id: &str, opts: &HubOptions) -> Result<RemoteWeights, ArchError> {
+        let fail = |reason: String| ArchError::Hub {
+            id: id.to_string(),
+            reason,
+        };
+        if opts.offline {
+            return Err(fail("reading weights needs the network (it is offline)".into()));
+        }
+        let (owner, name) = split_id(id);
+        let client = build_client(opts).map_err(|e| fail(e.to_string()))?;
+        let repo = hf_hub::HFClientSync::from_inner(client)
+            .map_err(|e| fail(e.to_string()))?
+            .model(owner, name);
+        let header_cache = opts.header_cache_dir.clone().unwrap_or_else(default_header_cache);
+        let header_dir = header_cache.join(repo_folder(id)).join(sanitize(opts.revision()));
+        Ok(RemoteWeights {
+            id: id.to_string(),
+            repo,
+            opts: opts.clone(),
+            header_dir,
+        })
+    }
+
+    fn remote(&self) -> Remote<'_> {
+        Remote {
+            id: &self.id,
+            repo: &self.repo,
+            opts: &self.opts,
+            header_dir: &self.header_dir,
+        }
+    }
+
+    fn explain(&self, failure: HubFailure) -> ArchError {
+        match failure {
+            HubFailure::Invalid(e) => e,
+            HubFailure::Unreachable(reason) | HubFailure::NotFound(reason) | HubFailure::Denied(reason) => {
+                ArchError::Hub {
+                    id: self.id.clone(),
+                    reason,
+                }
+            }
+        }
+    }
+
+    fn shard_names(&self) -> Result<Vec<String>, ArchError> {
+        Ok(match self.remote().file(INDEX_FILE).map_err(|f| self.explain(f))? {
+            Some(index) => shard_names(&read_index(&index)?),
+            None => vec![SINGLE_FILE.to_string()],
+        })
+    }
+
+    /// Downloads every safetensors shard into hf-hub's cache (`progress`
+    /// hears each file's bytes) and returns the folder holding them.
+    pub fn download(&self, progress: hf_hub::progress::Progress) -> Result<PathBuf, ArchError> {
+        let mut folder = None;
+        for shard in self.shard_names()? {
+            let path = self
+                .repo
+                .download_file()
+                .filename(shard.clone())
+                .revision(self.opts.revision().to_string())
+                .progress(progress.clone())
+                .send()
+                .map_err(|e| self.explain(self.remote().failure(e)))?;
+            folder = path.parent().map(Path::to_path_buf);
+        }
+        folder.ok_or_else(|| ArchError::Hub {
+            id: self.id.clone(),
+            reason: "hf-hub returned a file outside a snapshot folder".into(),
+        })
+    }
+
+    /// Every safetensors shard with its tensors' byte ranges (headers from
+    /// our cache or two Range requests each).
+    pub fn shards(&self) -> Result<Vec<LocatedShard>, ArchError> {
+        let hub = self.remote();
+        let names = self.shard_names()?;
+        let mut shards = Vec::new();
+        for shard in names {
+            let Some((blob, what)) = hub.header_blob(&shard).map_err(|f| self.explain(f))? else {
+                return Err(ArchError::Hub {
+                    id: self.id.clone(),
+                    reason: format!(
+                        "no `{shard}` in the repository: weight statistics of a Hub model read safetensors files"
+                    ),
+                });
+            };
+            let located = super::header::parse_located(blob.get(8..).unwrap_or_default(), &what)?;
+            shards.push((shard, blob.len() as u64, located));
+        }
+        Ok(shards)
+    }
+
+    /// Bytes `range` of `file`, exactly (a short or long answer is an error).
+    pub fn read(&self, file: &str, range: std::ops::Range<u64>) -> Result<Vec<u8>, String> {
+        let hub = self.remote();
+        let expected = range.end.saturating_sub(range.start);
+        let bytes = hub
+            .range(file, range.clone())
+            .map_err(|e| self.explain(hub.failure(e)).to_string())?;
+        if bytes.len() as u64 != expected {
+            return Err(format!(
+                "{}/{file}: asked for bytes {}..{}, got {}; the server ignored the Range request",
+                self.id,
+                range.start,
+                range.end,
+                bytes.len()
+            ));
+        }
+        Ok(bytes.to_vec())
+    }
+}
+
 struct Remote<'a> {
     id: &'a str,
     repo: &'a hf_hub::HFRepositorySync<hf_hub::RepoTypeModel>,
@@ -273,16 +400,30 @@ impl Remote<'_> {
         if let Some(path) = self.cached_file(shard) {
             return read_header_file(&path).map(Some).map_err(HubFailure::Invalid);
         }
+        let Some((blob, what)) = self.header_blob(shard)? else {
+            return Ok(None);
+        };
+        parse_header(blob.get(8..).unwrap_or_default(), None, &what)
+            .map(Some)
+            .map_err(HubFailure::Invalid)
+    }
+
+    /// A shard's length prefix and JSON header (`None`: no such file), from our
+    /// header cache, else two Range requests (then cached), with the name to
+    /// report problems under.
+    fn header_blob(&self, shard: &str) -> Result<Option<(Vec<u8>, String)>, HubFailure> {
         let cache_path = self.header_dir.join(format!("{}.header", sanitize(shard)));
-        if self.opts.offline {
-            return match std::fs::read(&cache_path) {
-                Ok(bytes) => parse_cached(&bytes, &cache_path).map(Some).map_err(HubFailure::Invalid),
-                Err(_) => Err(HubFailure::Unreachable(format!(
-                    "offline and the header of `{shard}` is not cached (run once online to cache it)"
-                ))),
-            };
-        }
         let what = format!("{}/{shard}", self.id);
+        if self.opts.offline {
+            let Ok(bytes) = std::fs::read(&cache_path) else {
+                return Err(HubFailure::Unreachable(format!(
+                    "offline and the header of `{shard}` is not cached (run once online to cache it)"
+                )));
+            };
+            // Checked as any download is: a cache file is only bytes on a disk.
+            parse_cached(&bytes, &cache_path).map_err(HubFailure::Invalid)?;
+            return Ok(Some((bytes, what)));
+        }
         let prefix = match self.range(shard, 0..8) {
             Ok(b) => b,
             Err(HFError::EntryNotFound { .. }) => return Ok(None),
@@ -309,14 +450,14 @@ impl Remote<'_> {
                 ),
             }));
         }
-        let rows = parse_header(&json, None, &what).map_err(HubFailure::Invalid)?;
+        parse_header(&json, None, &what).map_err(HubFailure::Invalid)?;
+        let mut blob = prefix.to_vec();
+        blob.extend_from_slice(&json);
         // Cache failures only cost a later offline run; never fail the load for them.
         if std::fs::create_dir_all(self.header_dir).is_ok() {
-            let mut blob = prefix.to_vec();
-            blob.extend_from_slice(&json);
-            let _ = std::fs::write(&cache_path, blob);
+            let _ = std::fs::write(&cache_path, &blob);
         }
-        Ok(Some(rows))
+        Ok(Some((blob, what)))
     }
 
     /// The whole file when it is in the Hugging Face cache (downloaded before).

@@ -15,6 +15,17 @@ use crate::inference::gguf::GgufWeights;
 /// Elements decoded at a time per worker (16 MB as f32).
 pub const CHUNK: usize = 1 << 22;
 
+/// Sampled reads come in blocks of this many elements (the standard errors
+/// treat each block as one observation).
+pub const SAMPLE_BLOCK: u64 = 4096;
+
+/// Tensors of at most this many elements (norms, biases: 256 KB as f32) are
+/// read whole even in a sample: exact, for a negligible share of the bytes.
+pub const SMALL_TENSOR: u64 = 16 * SAMPLE_BLOCK;
+
+/// The largest sampled chunk (one Range request), in elements.
+pub const SAMPLE_CHUNK: u64 = 1 << 18;
+
 /// A tensor's element type, as far as the lens reads it.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Element {
@@ -84,6 +95,13 @@ enum Location {
         element: Element,
     },
     Gguf(Arc<GgufWeights>),
+    /// A Hub model's shard, read by Range requests.
+    Remote {
+        files: Arc<crate::arch::hub::RemoteWeights>,
+        shard: Arc<str>,
+        offset: u64,
+        element: Element,
+    },
     /// Why its values cannot be read (integer dtype, data past the end, …).
     Missing(String),
 }
@@ -108,6 +126,46 @@ impl Tensor {
             Location::Missing(why) => Some(why),
             _ => None,
         }
+    }
+
+    /// Whether its values come over the network.
+    pub fn is_remote(&self) -> bool {
+        matches!(self.location, Location::Remote { .. })
+    }
+
+    /// Bytes per element as stored (what reading `n` elements transfers).
+    pub fn stored_width(&self) -> u64 {
+        match &self.location {
+            Location::Raw { element, .. } | Location::Memory { element, .. } | Location::Remote { element, .. } => {
+                element.width() as u64
+            }
+            Location::Gguf(_) | Location::Missing(_) => 0,
+        }
+    }
+
+    /// The element ranges a sample of `fraction` of the tensor reads: about
+    /// `fraction` of its elements in evenly spread chunks of whole
+    /// [`SAMPLE_BLOCK`]s (at least 8 chunks when it has room for them, at
+    /// most [`SAMPLE_CHUNK`] elements each), or every chunk when the sample
+    /// would be the whole tensor or the tensor is small ([`SMALL_TENSOR`]).
+    /// GGUF tensors (dequantized by rows) are always read whole.
+    pub fn sample(&self, fraction: f64) -> Vec<std::ops::Range<u64>> {
+        let n = self.elements();
+        let target = (fraction.clamp(0.0, 1.0) * n as f64).ceil() as u64;
+        let target = target.max(SAMPLE_BLOCK).next_multiple_of(SAMPLE_BLOCK);
+        if target >= n || n <= SMALL_TENSOR || matches!(self.location, Location::Gguf(_)) {
+            return self.chunks();
+        }
+        let blocks = target / SAMPLE_BLOCK;
+        let k = target.div_ceil(SAMPLE_CHUNK).max(8).min(blocks);
+        let len = blocks.div_ceil(k) * SAMPLE_BLOCK;
+        let k = target.div_ceil(len);
+        (0..k)
+            .map(|i| {
+                let start = if k == 1 { (n - len) / 2 } else { i * (n - len) / (k - 1) };
+                start..start + len
+            })
+            .collect()
     }
 
     /// Element ranges of at most about [`CHUNK`] elements, whole rows each
@@ -152,6 +210,16 @@ impl Tensor {
                     .and_then(|(a, b)| bytes.get(a..b))
                     .ok_or_else(|| format!("`{}` lies outside the weights", self.name))?;
                 Ok(decode(*element, part))
+            }
+            Location::Remote {
+                files,
+                shard,
+                offset,
+                element,
+            } => {
+                let width = element.width() as u64;
+                let bytes = files.read(shard, offset + range.start * width..offset + range.end * width)?;
+                Ok(decode(*element, &bytes))
             }
             Location::Gguf(weights) => {
                 let row = self.shape.last().copied().unwrap_or(1).max(1);
@@ -205,11 +273,36 @@ pub fn open_model(model: &crate::arch::ModelRef) -> Result<Vec<Tensor>, ArchErro
     match model {
         ModelRef::Embedded => open_static(crate::arch::EMBEDDED_WEIGHTS, crate::arch::EMBEDDED_NAME),
         ModelRef::Path(p) => open(p),
-        ModelRef::Id(id) | ModelRef::Engine(id) => Err(ArchError::UnsupportedConfig {
+        ModelRef::Id(id) => open_hub(id, &crate::arch::hub::HubOptions::from_env(None, false)),
+        ModelRef::Engine(id) => Err(ArchError::UnsupportedConfig {
             what: id.clone(),
-            detail: "weight statistics need the weights: only the headers of a Hub model (or an engine's tensor list) are here; download it and open the folder".into(),
+            detail: "weight statistics need the weights: a remote engine sends only its tensor list".into(),
         }),
     }
+}
+
+/// The tensors of a Hub model's safetensors shards, read by Range requests.
+pub fn open_hub(id: &str, opts: &crate::arch::hub::HubOptions) -> Result<Vec<Tensor>, ArchError> {
+    let files = Arc::new(crate::arch::hub::RemoteWeights::open(id, opts)?);
+    let mut tensors = Vec::new();
+    for (shard, data_start, rows) in files.shards()? {
+        let shard: Arc<str> = shard.into();
+        tensors.extend(rows.into_iter().map(|(row, (start, _))| Tensor {
+            location: match Element::of(&row.dtype) {
+                Some(element) => Location::Remote {
+                    files: files.clone(),
+                    shard: shard.clone(),
+                    offset: data_start + start,
+                    element,
+                },
+                None => Location::Missing(format!("{} values are not read by the lens", row.dtype)),
+            },
+            name: row.name,
+            shape: row.shape,
+            dtype: row.dtype,
+        }));
+    }
+    Ok(tensors)
 }
 
 /// A safetensors file held in memory for the program's lifetime.

@@ -215,6 +215,9 @@ pub struct TensorStats {
     pub histogram_range: (f64, f64),
     /// Share of the elements read (1 for local files).
     pub sampled_fraction: f64,
+    /// For a sample: the standard errors of the estimates.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub standard_error: Option<StandardErrors>,
     /// Why no statistics (the rest of the fields are then zero).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub missing: Option<String>,
@@ -240,6 +243,7 @@ impl TensorStats {
             histogram: s.histogram.clone(),
             histogram_range: bins.range(),
             sampled_fraction: 1.0,
+            standard_error: None,
             missing: None,
         }
     }
@@ -262,9 +266,62 @@ impl TensorStats {
             histogram: Vec::new(),
             histogram_range: (0.0, 0.0),
             sampled_fraction: 0.0,
+            standard_error: None,
             missing: Some(why),
         }
     }
+}
+
+/// Standard errors of a sample's estimates of the tensor's statistics.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
+pub struct StandardErrors {
+    pub rms: f64,
+    pub mean_abs: f64,
+    pub std: f64,
+}
+
+/// The standard errors of RMS, mean |x| and std estimated from `values`, a
+/// sample of `fraction` of a tensor read as consecutive blocks of `block`
+/// elements from evenly spread places. Each block is one observation (so
+/// the correlation inside a row or block is accounted for), the errors of the
+/// block means carry a finite-population correction (a whole tensor has
+/// none), and RMS and std follow from the mean square and the variance by
+/// the delta method. `None` with fewer than two blocks.
+pub fn standard_errors(values: &[f32], block: usize, fraction: f64) -> Option<StandardErrors> {
+    let blocks: Vec<(f64, f64, f64, f64)> = values
+        .chunks_exact(block.max(1))
+        .map(|b| {
+            let (mut s, mut s2, mut sa, mut n) = (0f64, 0f64, 0f64, 0f64);
+            for &v in b.iter().filter(|v| v.is_finite()) {
+                let x = f64::from(v);
+                s += x;
+                s2 += x * x;
+                sa += x.abs();
+                n += 1.0;
+            }
+            let n = n.max(1.0);
+            (s2 / n, sa / n, s / n, s2 / n - (s / n).powi(2))
+        })
+        .collect();
+    let k = blocks.len();
+    if k < 2 {
+        return None;
+    }
+    let fpc = (1.0 - fraction.clamp(0.0, 1.0)).sqrt();
+    let se = |pick: fn(&(f64, f64, f64, f64)) -> f64| {
+        let mean = blocks.iter().map(pick).sum::<f64>() / k as f64;
+        let var = blocks.iter().map(|b| (pick(b) - mean).powi(2)).sum::<f64>() / (k - 1) as f64;
+        ((var / k as f64).sqrt() * fpc, mean)
+    };
+    let (se_ms, ms) = se(|b| b.0);
+    let (se_abs, _) = se(|b| b.1);
+    let (se_var, var) = se(|b| b.3);
+    let ratio = |se: f64, of: f64| if of > 0.0 { se / (2.0 * of.sqrt()) } else { 0.0 };
+    Some(StandardErrors {
+        rms: ratio(se_ms, ms),
+        mean_abs: se_abs,
+        std: ratio(se_var, var),
+    })
 }
 
 #[cfg(test)]
@@ -290,5 +347,28 @@ mod tests {
         assert_eq!(s.sparse, 1);
         assert_eq!(s.outliers, 0);
         assert_eq!(Bins::new(0.0).range(), (-0.5, 0.5));
+    }
+
+    #[test]
+    fn standard_errors_shrink_with_the_sample_and_vanish_for_the_whole() {
+        // A deterministic pseudo-random tensor, uniform in [-1, 1): RMS 1/sqrt(3).
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let values: Vec<f32> = (0..1 << 16)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+            })
+            .collect();
+        let small = standard_errors(&values[..8192], 1024, 0.01).unwrap();
+        let large = standard_errors(&values, 1024, 0.01).unwrap();
+        assert!(large.rms < small.rms / 2.0, "{small:?} {large:?}");
+        // Theory for iid uniform: SE(rms) = sd(x^2) / (2 rms sqrt(n)).
+        let n = values.len() as f64;
+        let theory = (4.0f64 / 45.0).sqrt() / (2.0 * (1.0f64 / 3.0).sqrt() * n.sqrt());
+        assert!((large.rms / theory - 1.0).abs() < 0.35, "{} vs {theory}", large.rms);
+        assert_eq!(standard_errors(&values, 1024, 1.0).unwrap().rms, 0.0);
+        assert!(standard_errors(&values[..1000], 1024, 0.5).is_none());
     }
 }

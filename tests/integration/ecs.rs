@@ -243,7 +243,7 @@ fn colouring_by_a_statistic_reads_the_weights_on_a_task() {
         }
     }
     match app.world().resource::<WeightStats>() {
-        WeightStats::Failed { message, .. } => assert!(message.contains("download it"), "{message}"),
+        WeightStats::Failed { message, .. } => assert!(message.contains("built-in catalogue"), "{message}"),
         _ => panic!("a catalogue model's statistics should fail with a message"),
     }
 }

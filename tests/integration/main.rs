@@ -11,6 +11,7 @@ mod inference;
 mod local_sources;
 mod record;
 mod rendering;
+mod sampled_hub;
 mod support;
 mod web;
 mod weights;
