@@ -222,7 +222,7 @@ fn stats(hub: &SyntheticHub, home: &std::path::Path, args: &[&str]) -> Vec<Value
 #[test]
 fn a_multi_gigabyte_hub_model_is_sampled_from_one_percent_of_its_bytes() {
     let tmp = tempfile::tempdir().unwrap();
-    // 3.2 GB: two 16384 x 16384 matrices, a 4096 x 16384 one, a norm.
+    // 2.4 GB: two 16384 x 16384 matrices, a 4096 x 16384 one, a norm.
     let big = Synthetic::new(&[
         ("model.embed_tokens.weight", &[16384, 16384], 0.05),
         ("model.layers.0.mlp.down_proj.weight", &[16384, 16384], 0.02),
