@@ -246,7 +246,7 @@ fn a_multi_gigabyte_hub_model_is_sampled_from_one_percent_of_its_bytes() {
             let se = t["standard_error"]["rms"].as_f64().unwrap();
             assert!(se > 0.0 && se < 0.01 * truth, "{t}");
             assert!(
-                (rms - truth).abs() < 4.0 * se,
+                (rms - truth).abs() < 3.0 * se,
                 "{}: rms {rms} vs {truth} (se {se})",
                 t["name"]
             );
