@@ -6,6 +6,8 @@ pub mod color;
 pub mod diff;
 pub mod moe;
 #[cfg(not(target_arch = "wasm32"))]
+pub mod plane;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod source;
 pub mod stats;
 

@@ -128,6 +128,11 @@ impl Tensor {
         }
     }
 
+    /// Whether its values are read by whole rows only (GGUF dequantizes rows).
+    pub fn reads_whole_rows(&self) -> bool {
+        matches!(self.location, Location::Gguf(_))
+    }
+
     /// Whether its values come over the network.
     pub fn is_remote(&self) -> bool {
         matches!(self.location, Location::Remote { .. })
@@ -306,7 +311,7 @@ pub fn open_hub(id: &str, opts: &crate::arch::hub::HubOptions) -> Result<Vec<Ten
 }
 
 /// A safetensors file held in memory for the program's lifetime.
-fn open_static(bytes: &'static [u8], what: &str) -> Result<Vec<Tensor>, ArchError> {
+pub(crate) fn open_static(bytes: &'static [u8], what: &str) -> Result<Vec<Tensor>, ArchError> {
     let n = parse_header_prefix(bytes.get(..8).unwrap_or_default(), Some(bytes.len() as u64), what)?;
     let json = bytes.get(8..8 + n as usize).ok_or_else(|| ArchError::TooShort {
         what: what.to_string(),

@@ -4,7 +4,9 @@
 //! page cache, median of 3 after a warm-up, 2 threads; the process's peak RSS;
 //! and numpy doing the same statistics over a memory map of the same file in
 //! the same run (`tests/benches/weights_numpy.py`; `TENSORCITY_PYTHON`, else
-//! the cached venv).
+//! the cached venv). Then the zoom plane: the overview and a full-resolution
+//! tile of the largest tensor of a Llama-3.2-1B-shaped file (the 128,256 x
+//! 2,048 bf16 embedding, 525 MB). `TENSORCITY_BENCH_ONLY=zoom` runs that alone.
 
 #[path = "common/mod.rs"]
 mod common;
@@ -59,8 +61,66 @@ fn median(mut f: impl FnMut() -> f64) -> f64 {
     t[1]
 }
 
+/// A safetensors file of one bf16 `[rows, cols]` tensor of small random values.
+fn write_embedding(path: &std::path::Path, rows: usize, cols: usize) {
+    let header = format!(
+        "{{\"model.embed_tokens.weight\":{{\"dtype\":\"BF16\",\"shape\":[{rows},{cols}],\"data_offsets\":[0,{}]}}}}",
+        rows * cols * 2
+    );
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path).expect("create"));
+    f.write_all(&(header.len() as u64).to_le_bytes()).expect("write");
+    f.write_all(header.as_bytes()).expect("write");
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let mut row = vec![0u8; cols * 2];
+    for _ in 0..rows {
+        for c in row.chunks_exact_mut(2) {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let v = ((state >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 0.04;
+            c.copy_from_slice(&half::bf16::from_f32(v).to_le_bytes());
+        }
+        f.write_all(&row).expect("write");
+    }
+    f.flush().expect("flush");
+}
+
+fn zoom(dir: &std::path::Path) {
+    use tensorcity::weights::plane;
+    let path = dir.join("llama-3.2-1b-embedding.safetensors");
+    write_embedding(&path, 128_256, 2048);
+    let tensors = tensorcity::weights::source::open(&path).expect("open");
+    let t = &tensors[0];
+    let mut level = 0;
+    let open_s = median(|| {
+        let s = Instant::now();
+        let (l, texels) = plane::overview(t).expect("overview");
+        level = l;
+        assert!(texels.width.max(texels.height) <= plane::OVERVIEW_MAX);
+        s.elapsed().as_secs_f64()
+    });
+    let tile_s = median(|| {
+        let s = Instant::now();
+        plane::tile(t, 0, 3, 200).expect("tile");
+        s.elapsed().as_secs_f64()
+    });
+    let (rows, cols) = plane::PlaneShape::of(&t.shape).texels(level);
+    println!(
+        "zoom plane of a 128,256 x 2,048 bf16 embedding (525 MB): overview (level {level}, {cols} x {rows} texels) in {:.0} ms; a full-resolution {} x {} tile in {:.1} ms; peak RSS {:.0} MiB",
+        open_s * 1e3,
+        plane::TILE,
+        plane::TILE,
+        tile_s * 1e3,
+        peak_rss_mib()
+    );
+}
+
 fn main() {
     let dir = tempfile::tempdir().expect("temp dir");
+    if std::env::var("TENSORCITY_BENCH_ONLY").is_ok_and(|o| o == "zoom") {
+        zoom(dir.path());
+        return;
+    }
     let path = dir.path().join("big.safetensors");
     let size = write_file(&path);
     let gb = size as f64 / 1e9;
@@ -110,4 +170,5 @@ fn main() {
         ),
         Err(e) => println!("numpy: not measured ({e})"),
     }
+    zoom(dir.path());
 }
