@@ -50,6 +50,13 @@ fn st(header: &str, data: usize) -> Vec<u8> {
     v
 }
 
+/// The tiny GPT-2 fixture's config and weights (no tokenizer).
+fn tiny_gpt2(dir: &Path) {
+    for f in ["config.json", "model.safetensors"] {
+        copy(&format!("inference/gpt2-tiny/{f}"), dir, f);
+    }
+}
+
 fn copy(from: &str, dir: &Path, to: &str) {
     write(dir, to, std::fs::read(fixtures().join(from)).unwrap());
 }
@@ -329,21 +336,13 @@ fn rows() -> Vec<Row> {
         // Running a model.
         row(
             "prompt text for a model without a tokenizer",
-            |d| {
-                for f in ["config.json", "model.safetensors"] {
-                    copy(&format!("inference/gpt2-tiny/{f}"), d, f);
-                }
-            },
+            tiny_gpt2,
             &["capture", "{dir}", "--prompt", "hello", "--out", "{dir}/c.safetensors"],
             r#"{dir}: no tokenizer.json, so text cannot be tokenized; type token ids (`5, 17, 42`), pass --token-ids, or put the model's tokenizer.json beside it"#,
         ),
         row(
             "token id past the vocabulary",
-            |d| {
-                for f in ["config.json", "model.safetensors"] {
-                    copy(&format!("inference/gpt2-tiny/{f}"), d, f);
-                }
-            },
+            tiny_gpt2,
             &[
                 "capture",
                 "{dir}",
@@ -356,11 +355,7 @@ fn rows() -> Vec<Row> {
         ),
         row(
             "token ids that are not numbers",
-            |d| {
-                for f in ["config.json", "model.safetensors"] {
-                    copy(&format!("inference/gpt2-tiny/{f}"), d, f);
-                }
-            },
+            tiny_gpt2,
             &[
                 "capture",
                 "{dir}",
@@ -499,11 +494,7 @@ fn rows() -> Vec<Row> {
         ),
         row(
             "`--generate` of a million tokens",
-            |d| {
-                for f in ["config.json", "model.safetensors"] {
-                    copy(&format!("inference/gpt2-tiny/{f}"), d, f);
-                }
-            },
+            tiny_gpt2,
             &[
                 "capture",
                 "{dir}",
@@ -655,31 +646,14 @@ impl HostileHub {
 }
 
 fn serve(mut stream: std::net::TcpStream, model: &[u8], config: &[u8], stop: &std::sync::atomic::AtomicBool) {
-    use std::io::{BufRead, BufReader, Write};
+    use std::io::{BufReader, Write};
     let mut reader = BufReader::new(stream.try_clone().unwrap());
     loop {
-        let mut request_line = String::new();
-        if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
+        let Some((method, path, range)) = crate::support::read_request(&mut reader) else {
             return;
-        }
-        let mut range = None;
-        loop {
-            let mut line = String::new();
-            if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                return;
-            }
-            if line.trim().is_empty() {
-                break;
-            }
-            if let Some(v) = line.to_ascii_lowercase().strip_prefix("range: bytes=") {
-                range = v
-                    .trim()
-                    .split_once('-')
-                    .and_then(|(a, b)| Some((a.parse::<usize>().ok()?, b.parse::<usize>().ok()?)));
-            }
-        }
-        let mut parts = request_line.split_whitespace();
-        let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+        };
+        let (method, path) = (method.as_str(), path.as_str());
+        let range = range.map(|(a, b)| (a as usize, b as usize));
         let repo = path
             .trim_start_matches("/api/models/")
             .trim_start_matches('/')

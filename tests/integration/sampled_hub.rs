@@ -5,7 +5,7 @@
 //! few standard errors of the truth; `--sample 100` over Range requests and
 //! `--full` (a download) both equal the statistics of the same file on disk.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -118,28 +118,10 @@ fn start(repos: Vec<(&'static str, Synthetic)>) -> SyntheticHub {
 fn serve(mut stream: TcpStream, repos: &[(&str, Synthetic)], sent: &AtomicU64) {
     let mut reader = BufReader::new(stream.try_clone().unwrap());
     loop {
-        let mut request = String::new();
-        if reader.read_line(&mut request).unwrap_or(0) == 0 {
+        let Some((method, path, range)) = crate::support::read_request(&mut reader) else {
             return;
-        }
-        let mut range = None;
-        loop {
-            let mut line = String::new();
-            if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                return;
-            }
-            if line.trim().is_empty() {
-                break;
-            }
-            if let Some(v) = line.to_ascii_lowercase().strip_prefix("range: bytes=") {
-                range = v
-                    .trim()
-                    .split_once('-')
-                    .and_then(|(a, b)| Some((a.parse::<u64>().ok()?, b.parse::<u64>().ok()?)));
-            }
-        }
-        let mut parts = request.split_whitespace();
-        let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+        };
+        let (method, path) = (method.as_str(), path.as_str());
         let repo = repos.iter().find(|(name, _)| path.contains(&format!("{name}/")));
         let file = path.rsplit('/').next().unwrap_or("");
         let mut respond = |status: &str, headers: &[(&str, String)], body: &[u8], send: bool| {

@@ -126,3 +126,33 @@ pub fn max_abs_diff(a: &candle_core::Tensor, b: &candle_core::Tensor) -> f32 {
         .to_scalar()
         .unwrap()
 }
+
+/// One HTTP/1.1 request from a connection (for the test servers that must
+/// misbehave in ways tiny_http cannot): its method, path and `Range: bytes=A-B`;
+/// `None` when the peer closed the connection.
+pub fn read_request(reader: &mut impl std::io::BufRead) -> Option<(String, String, Option<(u64, u64)>)> {
+    let mut request = String::new();
+    if reader.read_line(&mut request).ok()? == 0 {
+        return None;
+    }
+    let mut range = None;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).ok()? == 0 {
+            return None;
+        }
+        if line.trim().is_empty() {
+            break;
+        }
+        if let Some(v) = line.to_ascii_lowercase().strip_prefix("range: bytes=") {
+            range = v
+                .trim()
+                .split_once('-')
+                .and_then(|(a, b)| Some((a.parse::<u64>().ok()?, b.parse::<u64>().ok()?)));
+        }
+    }
+    let mut parts = request.split_whitespace();
+    let method = parts.next()?.to_string();
+    let path = parts.next()?.to_string();
+    Some((method, path, range))
+}
