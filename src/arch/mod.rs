@@ -104,11 +104,8 @@ pub fn element_count(dims: &[u64]) -> Option<u64> {
 
 /// [`element_count`] of `usize` dimensions (tensors received over a wire).
 pub fn element_count_usize(dims: &[usize]) -> Option<usize> {
-    let nonzero = dims
-        .iter()
-        .filter(|&&d| d != 0)
-        .try_fold(1usize, |n, &d| n.checked_mul(d))?;
-    Some(if dims.contains(&0) { 0 } else { nonzero })
+    let dims: Vec<u64> = dims.iter().map(|&d| u64::try_from(d).ok()).collect::<Option<_>>()?;
+    element_count(&dims).and_then(|n| usize::try_from(n).ok())
 }
 
 impl Architecture {

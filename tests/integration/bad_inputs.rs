@@ -50,6 +50,15 @@ fn st(header: &str, data: usize) -> Vec<u8> {
     v
 }
 
+/// A GGUF v3 file's first bytes: magic, version, tensor and metadata counts.
+fn gguf_start(tensors: u64, keys: u64) -> Vec<u8> {
+    let mut b = b"GGUF".to_vec();
+    b.extend(3u32.to_le_bytes());
+    b.extend(tensors.to_le_bytes());
+    b.extend(keys.to_le_bytes());
+    b
+}
+
 /// The tiny GPT-2 fixture's config and weights (no tokenizer).
 fn tiny_gpt2(dir: &Path) {
     for f in ["config.json", "model.safetensors"] {
@@ -221,23 +230,14 @@ fn rows() -> Vec<Row> {
         ),
         row(
             "GGUF claiming 10^12 tensors",
-            |d| {
-                let mut b = b"GGUF".to_vec();
-                b.extend(3u32.to_le_bytes());
-                b.extend(1_000_000_000_000u64.to_le_bytes());
-                b.extend(0u64.to_le_bytes());
-                write(d, "x.gguf", b)
-            },
+            |d| write(d, "x.gguf", gguf_start(1_000_000_000_000, 0)),
             &["info", "{dir}/x.gguf"],
             r#"{dir}/x.gguf: not a readable GGUF header: 1000000000000 tensors and 0 metadata keys, over the limits (1048576, 65536)"#,
         ),
         row(
             "GGUF string claiming 2^60 bytes",
             |d| {
-                let mut b = b"GGUF".to_vec();
-                b.extend(3u32.to_le_bytes());
-                b.extend(0u64.to_le_bytes());
-                b.extend(1u64.to_le_bytes());
+                let mut b = gguf_start(0, 1);
                 b.extend((1u64 << 60).to_le_bytes());
                 b.extend(b"general.architecture");
                 write(d, "x.gguf", b)
