@@ -149,6 +149,6 @@ impl Plugin for ViewerPlugin {
             ui::plugin,
         ));
         #[cfg(not(target_arch = "wasm32"))]
-        app.add_plugins(record::live::LiveCapturePlugin);
+        app.add_plugins((record::live::LiveCapturePlugin, crate::zoom::plugin));
     }
 }

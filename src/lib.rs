@@ -57,5 +57,7 @@ pub mod web;
 #[cfg(feature = "app")]
 pub mod weight_stats;
 pub mod weights;
+#[cfg(all(not(target_arch = "wasm32"), feature = "app"))]
+pub mod zoom;
 #[cfg(feature = "app")]
 pub use app::*;

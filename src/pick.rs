@@ -50,9 +50,8 @@ fn hover_and_click(
         return;
     };
     let cursor = window.cursor_position().filter(|_| !ui.pointer);
-    // Window coordinates to coordinates inside the camera's viewport (between the panels).
-    let offset = camera.logical_viewport_rect().map_or(Vec2::ZERO, |r| r.min);
-    let ray = cursor.and_then(|c| camera.viewport_to_world(camera_transform, c - offset).ok());
+    // Viewport positions are window positions: Bevy subtracts the viewport's offset itself.
+    let ray = cursor.and_then(|c| camera.viewport_to_world(camera_transform, c).ok());
     let hit = ray.and_then(|ray| {
         let candidates: Vec<(Entity, [f32; 3], f32)> = tensors
             .iter()

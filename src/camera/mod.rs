@@ -16,6 +16,7 @@ use crate::model::{CurrentModel, ModelLoaded};
 pub(crate) fn plugin(app: &mut App) {
     app.add_plugins(PanOrbitCameraPlugin)
         .add_message::<FocusOn>()
+        .add_message::<GlideTo>()
         .init_resource::<FlyMode>()
         .init_resource::<UiFocus>()
         .add_systems(Startup, spawn_camera)
@@ -33,6 +34,10 @@ pub struct FocusOn {
     pub center: Vec3,
     pub size: f32,
 }
+
+/// Glide the orbit camera to this pose (angles too), e.g. straight at a plane.
+#[derive(Message, Debug, Clone, Copy)]
+pub struct GlideTo(pub math::OrbitView);
 
 /// Whether egui is using the pointer or keyboard this frame (set by the UI plugin).
 #[derive(Resource, Debug, Default, Clone, Copy)]
@@ -129,9 +134,17 @@ fn home_key(
 
 fn apply_focus(
     mut requests: MessageReader<FocusOn>,
+    mut glides: MessageReader<GlideTo>,
     mut cameras: Query<&mut PanOrbitCamera, With<MainCamera>>,
     mut fly: ResMut<FlyMode>,
 ) {
+    if let Some(GlideTo(view)) = glides.read().last().copied() {
+        fly.active = false;
+        for mut cam in &mut cameras {
+            cam.enabled = true;
+            set_orbit(&mut cam, view, false);
+        }
+    }
     let Some(focus) = requests.read().last().copied() else {
         return;
     };

@@ -419,8 +419,8 @@ fn hover_cells(
         let cursor = window
             .cursor_position()
             .filter(|_| !ui.as_ref().is_some_and(|u| u.pointer))?;
-        let offset = camera.logical_viewport_rect().map_or(Vec2::ZERO, |r| r.min);
-        let ray = camera.viewport_to_world(transform, cursor - offset).ok()?;
+        // Viewport positions are window positions: Bevy subtracts the viewport's offset itself.
+        let ray = camera.viewport_to_world(transform, cursor).ok()?;
         let (origin, dir) = (ray.origin.to_array(), ray.direction.to_array());
         let cell = grid
             .pick(origin, dir, scene.tokens.len())

@@ -299,7 +299,7 @@ fn finish_big_shot(mut commands: Commands, mut live: ResMut<LiveCapture>) {
 }
 
 /// The ⏺ / 📷 buttons over the 3D view, the REC indicator and the last message.
-fn capture_ui(
+pub(crate) fn capture_ui(
     mut contexts: EguiContexts,
     mut live: ResMut<LiveCapture>,
     mut toggles: MessageWriter<ToggleRecording>,

@@ -31,6 +31,8 @@ pub(crate) struct RunParams<'w> {
     shots: MessageWriter<'w, crate::record::live::TakeScreenshot>,
     weight_stats: Res<'w, crate::weight_stats::WeightStats>,
     weight_diff: Res<'w, crate::weight_stats::WeightDiff>,
+    zoom: Res<'w, crate::zoom::Zoom>,
+    zoom_requests: MessageWriter<'w, crate::zoom::ZoomRequest>,
 }
 
 #[derive(Resource, Debug)]
@@ -60,6 +62,16 @@ pub(crate) fn plugin(app: &mut App) {
     app.add_systems(Update, run_script.in_set(AppSystems::Input));
 }
 
+/// Whether an orbit camera has reached the pose it glides to.
+fn at_rest(cam: &PanOrbitCamera) -> bool {
+    let radius = cam.radius.unwrap_or(1.0).max(1e-3);
+    let near = |a: Option<f32>, b: f32, tolerance: f32| a.is_some_and(|a| (a - b).abs() <= tolerance);
+    cam.focus.distance(cam.target_focus) <= 1e-3 * radius
+        && near(cam.radius, cam.target_radius, 1e-3 * radius)
+        && near(cam.yaw, cam.target_yaw, 1e-3)
+        && near(cam.pitch, cam.target_pitch, 1e-3)
+}
+
 fn run_script(
     mut commands: Commands,
     mut script: ResMut<Script>,
@@ -72,6 +84,7 @@ fn run_script(
     mut exit: MessageWriter<AppExit>,
     mut inference: RunParams,
     draws: Res<CubeDraws>,
+    mut windows: Query<&mut Window, With<bevy::window::PrimaryWindow>>,
 ) {
     if script.frames_left > 0 {
         script.frames_left -= 1;
@@ -107,6 +120,23 @@ fn run_script(
             script.frames_left = 10;
         }
         Step::Frames(n) => script.frames_left = n,
+        Step::ExpectHovered(want) => {
+            let hovered = highlight
+                .hovered
+                .and_then(|e| tensors.get(e).ok())
+                .map(|(_, t, _)| t.name.clone());
+            if hovered != want {
+                let say = |n: &Option<String>| n.clone().unwrap_or_else(|| "nothing".into());
+                error!("script: the pointer is over {}, not {}", say(&hovered), say(&want));
+                exit.write(AppExit::error());
+                return;
+            }
+        }
+        Step::Pointer(x, y) => {
+            for mut window in &mut windows {
+                window.set_cursor_position(Some(Vec2::new(x, y)));
+            }
+        }
         Step::Orbit { yaw, pitch } => {
             for mut cam in &mut cameras {
                 cam.target_yaw = yaw.to_radians();
@@ -134,6 +164,30 @@ fn run_script(
         },
         Step::Layout(kind) => settings.layout = kind,
         Step::Color(color) => settings.color = color,
+        Step::Weights(name) => {
+            if !tensors.iter().any(|(_, t, _)| t.name == name) {
+                error!("script: no tensor named `{name}`");
+                exit.write(AppExit::error());
+                return;
+            }
+            inference.zoom_requests.write(crate::zoom::ZoomRequest::Open(name));
+        }
+        Step::CloseWeights => {
+            inference.zoom_requests.write(crate::zoom::ZoomRequest::Close);
+        }
+        Step::WaitWeights => {
+            if let Some(zoom) = &inference.zoom.0 {
+                if let Some(e) = &zoom.error {
+                    error!("script: the weights cannot be drawn: {e}");
+                    exit.write(AppExit::error());
+                    return;
+                }
+                // The glide to the plane must end first: the tiles depend on where it ends.
+                if !zoom.settled() || !cameras.iter().all(at_rest) {
+                    return;
+                }
+            }
+        }
         Step::WaitStats => {
             use crate::weight_stats::{WeightDiff, WeightStats};
             let waiting = match settings.color {

@@ -17,10 +17,20 @@ pub enum Step {
         pitch: f32,
     },
     Zoom(f32),
+    /// `pointer X Y`: moves the mouse pointer to that window position (logical pixels).
+    Pointer(f32, f32),
+    /// `expect-hovered NAME|nothing`: the script fails unless the pointer is over that tensor.
+    ExpectHovered(Option<String>),
     Focus(String),
     Layout(LayoutKind),
     /// `color kind|rms|mean-abs|max-abs|std|sparsity|outliers`.
     Color(crate::weights::color::ColorBy),
+    /// `weights NAME`: opens the zoom into that tensor's weights (its stack of layers).
+    Weights(String),
+    /// `weights close`.
+    CloseWeights,
+    /// Until the zoom's planes and the tiles the camera needs are drawn (or failed).
+    WaitWeights,
     /// Until the weight statistics (or, coloured by `delta`, the difference) are computed or failed.
     WaitStats,
     Hide(TensorKind),
@@ -77,6 +87,13 @@ pub fn parse(text: &str) -> Result<Vec<Step>, String> {
                 }
             }
             "zoom" => Step::Zoom(num(rest)?).clone(),
+            "expect-hovered" if !rest.is_empty() => Step::ExpectHovered((rest != "nothing").then(|| rest.to_string())),
+            "pointer" => {
+                let (x, y) = rest
+                    .split_once(char::is_whitespace)
+                    .ok_or_else(|| err("expected X Y"))?;
+                Step::Pointer(num(x.trim())?, num(y.trim())?)
+            }
             "focus" if !rest.is_empty() => Step::Focus(rest.to_string()),
             "layout" => Step::Layout(match rest {
                 "trunk" => LayoutKind::Trunk,
@@ -115,6 +132,9 @@ pub fn parse(text: &str) -> Result<Vec<Step>, String> {
                 }
             }),
             "wait-stats" => Step::WaitStats,
+            "weights" if rest == "close" => Step::CloseWeights,
+            "weights" if !rest.is_empty() => Step::Weights(rest.to_string()),
+            "wait-weights" => Step::WaitWeights,
             "speed" => Step::Speed(num(rest)?.max(0.01)),
             "select" => Step::Select(rest.parse().map_err(|_| err("expected a token position"))?),
             "playhead" => Step::Playhead(num(rest)?.max(0.0)),
@@ -163,6 +183,25 @@ mod tests {
                 Step::Threshold(0.3)
             ]
         );
+        let zoom = parse("weights h.0.attn.c_attn.weight\nwait-weights\nweights close").unwrap();
+        assert_eq!(
+            zoom,
+            [
+                Step::Weights("h.0.attn.c_attn.weight".into()),
+                Step::WaitWeights,
+                Step::CloseWeights
+            ]
+        );
+        assert_eq!(parse("pointer 10 20.5").unwrap(), [Step::Pointer(10.0, 20.5)]);
+        assert!(parse("pointer 10").is_err());
+        assert_eq!(
+            parse("expect-hovered wte.weight\nexpect-hovered nothing").unwrap(),
+            [
+                Step::ExpectHovered(Some("wte.weight".into())),
+                Step::ExpectHovered(None)
+            ]
+        );
+        assert!(parse("weights").unwrap_err().contains("unknown command"));
         assert!(parse("tokens many").unwrap_err().contains("`all`"));
         assert!(parse("\n\nzoom x").unwrap_err().starts_with("line 3"));
         assert!(parse("zoom NaN").is_err() && parse("orbit inf 0").is_err());

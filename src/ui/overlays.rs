@@ -64,6 +64,9 @@ pub(super) fn show(ctx: &egui::Context, p: &mut OverlayParams, hovered: Option<E
             if let Some(d) = p.weight_diff.ready().and_then(|diff| diff.tensors.get(&t.name)) {
                 super::stats_panel::tensor_diff(ui, d);
             }
+            if cfg!(not(target_arch = "wasm32")) && !t.buffer {
+                ui.small("Z: open its weights · double-click: fly to it");
+            }
         });
     }
     if let Some(loading) = &p.loading {

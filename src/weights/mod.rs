@@ -10,6 +10,8 @@ pub mod plane;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod source;
 pub mod stats;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod zoom;
 
 #[cfg(not(target_arch = "wasm32"))]
 use rayon::prelude::*;

@@ -11,7 +11,62 @@
 //! ([`overview`]): the coarsest level that still fits [`OVERVIEW_MAX`]
 //! texels on its longer side, built in one streaming pass over the tensor.
 
+use std::ops::Range;
+
 use super::source::Tensor;
+
+/// What a plane shows: a tensor's values, or the difference of two.
+pub trait Values: Send + Sync {
+    fn shape(&self) -> &[u64];
+    /// The values of elements `range` (flat, row-major) as f32.
+    fn read(&self, range: Range<u64>) -> Result<Vec<f32>, String>;
+    /// Whether only whole rows can be read (GGUF dequantizes rows).
+    fn reads_whole_rows(&self) -> bool;
+}
+
+impl Values for Tensor {
+    fn shape(&self) -> &[u64] {
+        &self.shape
+    }
+    fn read(&self, range: Range<u64>) -> Result<Vec<f32>, String> {
+        Tensor::read(self, range)
+    }
+    fn reads_whole_rows(&self) -> bool {
+        Tensor::reads_whole_rows(self)
+    }
+}
+
+/// `b - a` of two tensors of one shape (the plane of `view A --diff B`).
+pub struct Delta {
+    pub a: Tensor,
+    pub b: Tensor,
+}
+
+impl Delta {
+    /// The difference of two same-named tensors, if their shapes agree.
+    pub fn new(a: Tensor, b: Tensor) -> Result<Delta, String> {
+        if a.shape != b.shape {
+            return Err(format!(
+                "`{}` has shape {:?} here and {:?} in the checkpoint compared with: no difference to draw",
+                a.name, a.shape, b.shape
+            ));
+        }
+        Ok(Delta { a, b })
+    }
+}
+
+impl Values for Delta {
+    fn shape(&self) -> &[u64] {
+        &self.a.shape
+    }
+    fn read(&self, range: Range<u64>) -> Result<Vec<f32>, String> {
+        let (a, b) = (self.a.read(range.clone())?, self.b.read(range)?);
+        Ok(a.iter().zip(&b).map(|(a, b)| b - a).collect())
+    }
+    fn reads_whole_rows(&self) -> bool {
+        self.a.reads_whole_rows() || self.b.reads_whole_rows()
+    }
+}
 
 /// Texels on a tile's side.
 pub const TILE: u64 = 256;
@@ -43,14 +98,24 @@ impl PlaneShape {
         (self.rows.div_ceil(side), self.cols.div_ceil(side))
     }
 
-    /// The finest level whose longer side fits `max` texels.
-    pub fn level_fitting(self, max: u64) -> u32 {
+    /// The finest level whose `(rows, cols)` of texels `fits`.
+    fn finest(self, fits: impl Fn(u64, u64) -> bool) -> u32 {
         (0..63)
             .find(|&l| {
                 let (r, c) = self.texels(l);
-                r.max(c) <= max.max(1)
+                fits(r, c)
             })
             .unwrap_or(63)
+    }
+
+    /// The finest level whose longer side fits `max` texels.
+    pub fn level_fitting(self, max: u64) -> u32 {
+        self.finest(|r, c| r.max(c) <= max.max(1))
+    }
+
+    /// The finest level with at most `max` texels in all.
+    pub fn level_within_texels(self, max: u64) -> u32 {
+        self.finest(|r, c| r.saturating_mul(c) <= max.max(1))
     }
 
     /// Levels from 0 (one texel per element) to the one that fits one tile.
@@ -84,9 +149,9 @@ const BATCH_ELEMENTS: u64 = 1 << 22;
 /// Pools texels `(x0..x0 + width, y0..y0 + height)` of level `level`
 /// from the tensor's values, reading only the element rows they cover (each
 /// row's covered columns), bands of texel rows in parallel.
-pub fn texels(t: &Tensor, level: u32, x0: u64, y0: u64, width: u64, height: u64) -> Result<Texels, String> {
+pub fn texels(t: &dyn Values, level: u32, x0: u64, y0: u64, width: u64, height: u64) -> Result<Texels, String> {
     use rayon::prelude::*;
-    let plane = PlaneShape::of(&t.shape);
+    let plane = PlaneShape::of(t.shape());
     let side = 1u64 << level.min(63);
     let (rows, cols) = plane.texels(level);
     let (width, height) = (width.min(cols.saturating_sub(x0)), height.min(rows.saturating_sub(y0)));
@@ -137,15 +202,21 @@ pub fn texels(t: &Tensor, level: u32, x0: u64, y0: u64, width: u64, height: u64)
 }
 
 /// The overview: the finest level that fits [`OVERVIEW_MAX`], whole, and its level.
-pub fn overview(t: &Tensor) -> Result<(u32, Texels), String> {
-    let plane = PlaneShape::of(&t.shape);
-    let level = plane.level_fitting(OVERVIEW_MAX);
+pub fn overview(t: &dyn Values) -> Result<(u32, Texels), String> {
+    overview_within(t, OVERVIEW_MAX, OVERVIEW_MAX * OVERVIEW_MAX)
+}
+
+/// The finest level whose longer side fits `max` texels and that has at
+/// most `max_texels` texels in all, whole, and its level.
+pub fn overview_within(t: &dyn Values, max: u64, max_texels: u64) -> Result<(u32, Texels), String> {
+    let plane = PlaneShape::of(t.shape());
+    let level = plane.level_fitting(max).max(plane.level_within_texels(max_texels));
     let (rows, cols) = plane.texels(level);
     Ok((level, texels(t, level, 0, 0, cols, rows)?))
 }
 
 /// Tile `(tx, ty)` of level `level`.
-pub fn tile(t: &Tensor, level: u32, tx: u64, ty: u64) -> Result<Texels, String> {
+pub fn tile(t: &dyn Values, level: u32, tx: u64, ty: u64) -> Result<Texels, String> {
     texels(t, level, tx * TILE, ty * TILE, TILE, TILE)
 }
 
@@ -171,6 +242,22 @@ pub fn diverging(v: f32, max_abs: f32) -> [u8; 4] {
     let s = t.abs().sqrt();
     let c = |i: usize| (mid[i] + (end[i] - mid[i]) * s).round() as u8;
     [c(0), c(1), c(2), 255]
+}
+
+/// The largest finite magnitude among the texels (each texel keeps its
+/// block's largest element, so over an overview this is the tensor's max |x|
+/// unless a block also holds an infinity); 0 when there is none.
+pub fn max_abs(texels: &Texels) -> f32 {
+    texels
+        .values
+        .iter()
+        .filter(|v| v.is_finite())
+        .fold(0.0f32, |m, v| m.max(v.abs()))
+}
+
+/// The texels as sRGB RGBA8 bytes, row by row, coloured by [`diverging`].
+pub fn rgba(texels: &Texels, max_abs: f32) -> Vec<u8> {
+    texels.values.iter().flat_map(|&v| diverging(v, max_abs)).collect()
 }
 
 /// Tiles to keep: those of `level` covering the view rectangle `(x0, y0,

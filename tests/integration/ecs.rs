@@ -763,3 +763,106 @@ mod city {
         assert_eq!(count::<CityRoot>(&mut app), 1);
     }
 }
+
+/// The weights zoom without a renderer: opening the embedded model's
+/// `h.0.attn.c_attn.weight` builds the stack of its six layers on tasks,
+/// each plane a textured quad whose texels are the weights' colours; closing
+/// (or another model) despawns it all; an unknown name is an error, not a crash.
+#[test]
+fn the_weights_zoom_stacks_the_layers_and_colours_the_values() {
+    use tensorcity::weights::plane::{PlaneShape, diverging};
+    use tensorcity::weights::source::open_model;
+    use tensorcity::zoom::{Picture, Zoom, ZoomRequest};
+    let mut app = app();
+    app.add_plugins((bevy::asset::AssetPlugin::default(), bevy::input::InputPlugin))
+        .init_asset::<Image>()
+        .init_asset::<Mesh>()
+        .init_asset::<StandardMaterial>()
+        .add_message::<tensorcity::camera::GlideTo>()
+        .init_resource::<tensorcity::camera::UiFocus>()
+        .add_plugins(tensorcity::zoom::plugin);
+    app.world_mut().write_message(LoadModel {
+        model: ModelRef::Embedded,
+        options: LoadOptions::default(),
+    });
+    for _ in 0..2000 {
+        app.update();
+        if app.world().contains_resource::<CurrentModel>() {
+            break;
+        }
+    }
+    let name = "h.0.attn.c_attn.weight";
+    app.world_mut().write_message(ZoomRequest::Open(name.into()));
+    let settled = |app: &mut App| app.world().resource::<Zoom>().0.as_ref().is_some_and(|z| z.settled());
+    for _ in 0..5000 {
+        app.update();
+        if settled(&mut app) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    assert!(settled(&mut app), "the zoom's pictures are built");
+    let zoom = app.world().resource::<Zoom>();
+    let z = zoom.0.as_ref().unwrap();
+    assert_eq!(z.error, None);
+    let names: Vec<&str> = z.planes.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(
+        names,
+        (0..6).map(|l| format!("h.{l}.attn.c_attn.weight")).collect::<Vec<_>>()
+    );
+    assert_eq!(z.selected, 0);
+    assert_eq!(z.planes[0].shape, PlaneShape { rows: 192, cols: 576 });
+    let Picture::Ready { level, max_abs, entity } = z.planes[0].picture else {
+        panic!("the selected plane has its overview");
+    };
+    assert_eq!(level, 0, "192 x 576 fits the overview: one texel per element");
+    // The texture is the weights, coloured.
+    let tensors = open_model(&ModelRef::Embedded).unwrap();
+    let t = tensors.iter().find(|t| t.name == name).unwrap();
+    let values = t.read(0..t.elements()).unwrap();
+    let max = values.iter().fold(0f32, |m, v| m.max(v.abs()));
+    assert_eq!(max_abs, max);
+    let material = app
+        .world()
+        .get::<MeshMaterial3d<StandardMaterial>>(entity)
+        .unwrap()
+        .0
+        .clone();
+    let materials = app.world().resource::<Assets<StandardMaterial>>();
+    let texture = materials.get(&material).unwrap().base_color_texture.clone().unwrap();
+    let image = app.world().resource::<Assets<Image>>().get(&texture).unwrap();
+    assert_eq!((image.width(), image.height()), (576, 192));
+    let data = image.data.as_ref().unwrap();
+    for at in [0usize, 1, 575, 576, 192 * 576 - 1, 50_000] {
+        assert_eq!(data[at * 4..at * 4 + 4], diverging(values[at], max), "texel {at}");
+    }
+    // Six planes and the selected one's frame, under one root.
+    let quads = count::<tensorcity::zoom::ZoomQuad>(&mut app);
+    assert_eq!(quads, 7);
+    app.world_mut().write_message(ZoomRequest::Close);
+    app.update();
+    app.update();
+    assert!(app.world().resource::<Zoom>().0.is_none());
+    assert_eq!(
+        count::<tensorcity::zoom::ZoomQuad>(&mut app),
+        0,
+        "closing despawns every quad"
+    );
+    // A name the model does not have: a message, no planes.
+    app.world_mut().write_message(ZoomRequest::Open("h.9.nothing".into()));
+    for _ in 0..2000 {
+        app.update();
+        if app
+            .world()
+            .resource::<Zoom>()
+            .0
+            .as_ref()
+            .is_some_and(|z| z.error.is_some())
+        {
+            break;
+        }
+    }
+    let zoom = app.world().resource::<Zoom>();
+    let error = zoom.0.as_ref().and_then(|z| z.error.clone()).unwrap_or_default();
+    assert_eq!(error, "the model has no tensor named `h.9.nothing`");
+}
