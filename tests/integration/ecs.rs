@@ -866,3 +866,54 @@ fn the_weights_zoom_stacks_the_layers_and_colours_the_values() {
     let error = zoom.0.as_ref().and_then(|z| z.error.clone()).unwrap_or_default();
     assert_eq!(error, "the model has no tensor named `h.9.nothing`");
 }
+
+/// Coloured by delta (`view A --diff B`), the planes show B − A: the tiny
+/// Llama against its Q8_0 GGUF, scaled to the largest |B − A|.
+#[test]
+fn the_weights_zoom_shows_the_difference_in_diff_mode() {
+    use tensorcity::weight_stats::DiffTarget;
+    use tensorcity::weights::color::ColorBy;
+    use tensorcity::weights::source::open_model;
+    use tensorcity::zoom::{Picture, Zoom, ZoomRequest};
+    let dir = crate::support::fixtures().join("gguf/llama64");
+    let gguf = crate::support::fixtures().join("gguf/llama64-Q8_0.gguf");
+    let mut app = app();
+    app.add_plugins((bevy::asset::AssetPlugin::default(), bevy::input::InputPlugin))
+        .init_asset::<Image>()
+        .init_asset::<Mesh>()
+        .init_asset::<StandardMaterial>()
+        .add_message::<tensorcity::camera::GlideTo>()
+        .init_resource::<tensorcity::camera::UiFocus>()
+        .insert_resource(DiffTarget(ModelRef::Path(gguf.clone())))
+        .add_plugins(tensorcity::zoom::plugin);
+    load(&mut app, dir.to_str().unwrap());
+    app.world_mut().resource_mut::<ViewSettings>().color = ColorBy::Delta;
+    let name = "model.layers.1.self_attn.q_proj.weight";
+    app.world_mut().write_message(ZoomRequest::Open(name.into()));
+    for _ in 0..5000 {
+        app.update();
+        if app.world().resource::<Zoom>().0.as_ref().is_some_and(|z| z.settled()) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    let zoom = app.world().resource::<Zoom>();
+    let z = zoom.0.as_ref().unwrap();
+    assert!(z.delta && z.error.is_none());
+    assert_eq!(
+        (z.planes.len(), z.selected),
+        (2, 1),
+        "layers 0 and 1, the second selected"
+    );
+    let Picture::Ready { max_abs, .. } = z.planes[1].picture else {
+        panic!("the difference is drawn");
+    };
+    let read = |m: &ModelRef| {
+        let t = open_model(m).unwrap().into_iter().find(|t| t.name == name).unwrap();
+        t.read(0..t.elements()).unwrap()
+    };
+    let (a, b) = (read(&ModelRef::Path(dir)), read(&ModelRef::Path(gguf)));
+    let max = a.iter().zip(&b).fold(0f32, |m, (a, b)| m.max((b - a).abs()));
+    assert!(max > 0.0);
+    assert_eq!(max_abs, max, "scaled to the largest |B - A|");
+}
