@@ -304,7 +304,12 @@ pub(crate) fn capture_ui(
     mut live: ResMut<LiveCapture>,
     mut toggles: MessageWriter<ToggleRecording>,
     mut shots: MessageWriter<TakeScreenshot>,
+    chrome: Res<crate::ui::Chrome>,
 ) -> Result {
+    // With the panels hidden (`Tab`, `P`) F9 and F12 still work, without buttons.
+    if !chrome.panels() {
+        return Ok(());
+    }
     let ctx = contexts.ctx_mut()?.clone();
     let recording = live.recording.as_ref().map(|r| r.started.elapsed());
     egui::Area::new(egui::Id::new("capture_buttons"))

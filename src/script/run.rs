@@ -33,6 +33,7 @@ pub(crate) struct RunParams<'w> {
     weight_diff: Res<'w, crate::weight_stats::WeightDiff>,
     zoom: Res<'w, crate::zoom::Zoom>,
     zoom_requests: MessageWriter<'w, crate::zoom::ZoomRequest>,
+    chrome: ResMut<'w, crate::ui::Chrome>,
 }
 
 #[derive(Resource, Debug)]
@@ -131,6 +132,14 @@ fn run_script(
                 exit.write(AppExit::error());
                 return;
             }
+        }
+        Step::Panels(mode) => {
+            use super::steps::PanelsMode;
+            *inference.chrome = match mode {
+                PanelsMode::Show => crate::ui::Chrome::Panels,
+                PanelsMode::Hide => crate::ui::Chrome::Hidden,
+                PanelsMode::Presentation => crate::ui::Chrome::Presentation,
+            };
         }
         Step::Pointer(x, y) => {
             for mut window in &mut windows {

@@ -19,6 +19,8 @@ pub enum Step {
     Zoom(f32),
     /// `pointer X Y`: moves the mouse pointer to that window position (logical pixels).
     Pointer(f32, f32),
+    /// `panels show|hide|presentation`.
+    Panels(PanelsMode),
     /// `expect-hovered NAME|nothing`: the script fails unless the pointer is over that tensor.
     ExpectHovered(Option<String>),
     Focus(String),
@@ -50,6 +52,14 @@ pub enum Step {
     Record,
     Shot(u32),
     Exit,
+}
+
+/// What the viewer's UI shows (`panels …`): every panel, none, or the presentation mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PanelsMode {
+    Show,
+    Hide,
+    Presentation,
 }
 
 /// `all` (None) or a whole number.
@@ -87,6 +97,12 @@ pub fn parse(text: &str) -> Result<Vec<Step>, String> {
                 }
             }
             "zoom" => Step::Zoom(num(rest)?).clone(),
+            "panels" => Step::Panels(match rest {
+                "show" => PanelsMode::Show,
+                "hide" => PanelsMode::Hide,
+                "presentation" => PanelsMode::Presentation,
+                _ => return Err(err("panels is show, hide or presentation")),
+            }),
             "expect-hovered" if !rest.is_empty() => Step::ExpectHovered((rest != "nothing").then(|| rest.to_string())),
             "pointer" => {
                 let (x, y) = rest
@@ -194,6 +210,11 @@ mod tests {
         );
         assert_eq!(parse("pointer 10 20.5").unwrap(), [Step::Pointer(10.0, 20.5)]);
         assert!(parse("pointer 10").is_err());
+        assert_eq!(
+            parse("panels presentation").unwrap(),
+            [Step::Panels(PanelsMode::Presentation)]
+        );
+        assert!(parse("panels off").unwrap_err().contains("show, hide or presentation"));
         assert_eq!(
             parse("expect-hovered wte.weight\nexpect-hovered nothing").unwrap(),
             [

@@ -3,6 +3,7 @@
 //! prompt panel at the bottom, hover tooltip, loading overlay and error panel.
 //! The 3D view gets the space between the panels.
 
+mod chrome;
 mod city_panel;
 mod model_panel;
 mod overlays;
@@ -10,6 +11,7 @@ mod prompt_panel;
 mod stats_panel;
 mod tree;
 
+pub use chrome::Chrome;
 pub use prompt_panel::PromptUi;
 
 use bevy::camera::visibility::RenderLayers;
@@ -27,6 +29,8 @@ pub(crate) fn plugin(app: &mut App) {
     }
     app.init_resource::<UiState>()
         .init_resource::<PromptUi>()
+        .init_resource::<Chrome>()
+        .add_systems(Update, chrome::keys.in_set(crate::AppSystems::Input))
         .add_systems(Startup, spawn_ui_camera)
         .configure_sets(EguiPrimaryContextPass, (UiSystems::Panels, UiSystems::Overlays).chain())
         .add_systems(EguiPrimaryContextPass, draw_ui.in_set(UiSystems::Panels));
@@ -84,6 +88,8 @@ fn draw_ui(
     mut focus: ResMut<UiFocus>,
     mut camera: Query<&mut Camera, With<MainCamera>>,
     window: Query<&Window, With<PrimaryWindow>>,
+    chrome: Res<Chrome>,
+    run: Res<crate::activations::CurrentRun>,
 ) -> Result {
     let ctx = contexts.ctx_mut()?.clone();
     let mut root = egui::Ui::new(
@@ -93,31 +99,43 @@ fn draw_ui(
             .layer_id(egui::LayerId::background())
             .max_rect(ctx.viewport_rect()),
     );
-    let left = egui::Panel::left("model_panel")
-        .resizable(true)
-        .default_size(300.0)
-        .show_inside(&mut root, |ui| model_panel::show(ui, &mut state, &mut panel))
-        .response
-        .rect
-        .width();
-    let right = egui::Panel::right("tree_panel")
-        .resizable(true)
-        .default_size(280.0)
-        .show_inside(&mut root, |ui| tree::show(ui, &mut state, &mut tree))
-        .response
-        .rect
-        .width();
-    let bottom = egui::Panel::bottom("prompt_panel")
-        .resizable(true)
-        .default_size(190.0)
-        .show_inside(&mut root, |ui| prompt_panel::show(ui, &mut prompt))
-        .response
-        .rect
-        .height();
-    if let Some(token) = city_panel::show(&ctx, &mut city) {
-        prompt.select(token);
+    let (mut left, mut right, mut bottom) = (0.0, 0.0, 0.0);
+    if chrome.panels() {
+        left = egui::Panel::left("model_panel")
+            .resizable(true)
+            .default_size(300.0)
+            .show_inside(&mut root, |ui| model_panel::show(ui, &mut state, &mut panel))
+            .response
+            .rect
+            .width();
+        right = egui::Panel::right("tree_panel")
+            .resizable(true)
+            .default_size(280.0)
+            .show_inside(&mut root, |ui| tree::show(ui, &mut state, &mut tree))
+            .response
+            .rect
+            .width();
+        bottom = egui::Panel::bottom("prompt_panel")
+            .resizable(true)
+            .default_size(190.0)
+            .show_inside(&mut root, |ui| prompt_panel::show(ui, &mut prompt))
+            .response
+            .rect
+            .height();
+        if let Some(token) = city_panel::show(&ctx, &mut city) {
+            prompt.select(token);
+        }
     }
-    let hovered = tree.highlight.hovered;
+    if *chrome == Chrome::Presentation
+        && let Some(current) = &panel.current
+    {
+        let subtitle = (!run.0.texts.is_empty()).then(|| presentation_prompt(&run.0.texts));
+        let city = panel.settings.layout == crate::layout::LayoutKind::City && !run.0.hidden.is_empty();
+        let legend = presentation_legend(&current.summary, &panel.settings, city);
+        chrome::presentation(&ctx, &current.arch.name, subtitle.as_deref(), &legend);
+    }
+    // The presentation mode shows no tooltip; loading and errors always show.
+    let hovered = tree.highlight.hovered.filter(|_| *chrome != Chrome::Presentation);
     overlays::show(&ctx, &mut overlay, hovered);
 
     focus.pointer = ctx.is_pointer_over_egui() || ctx.egui_wants_pointer_input();
@@ -142,6 +160,66 @@ fn draw_ui(
         }
     }
     Ok(())
+}
+
+/// The prompt as the presentation title's second line: the tokens' text on
+/// one line, at most 90 characters (the end kept: where the model is).
+fn presentation_prompt(texts: &[String]) -> String {
+    let line: String = texts.concat().split_whitespace().collect::<Vec<_>>().join(" ");
+    let chars: Vec<char> = line.chars().collect();
+    if chars.len() <= 90 {
+        return format!("“{line}”");
+    }
+    let tail: String = chars[chars.len() - 89..].iter().collect();
+    format!("“…{tail}”")
+}
+
+/// What the colours mean, for the presentation overlay: the kinds drawn, or
+/// the statistic the cubes are coloured by.
+fn presentation_legend(
+    summary: &crate::arch::Summary,
+    settings: &crate::view::ViewSettings,
+    city: bool,
+) -> Vec<(egui::Color32, String)> {
+    use crate::weights::color::{ColorBy, viridis};
+    let linear = |[r, g, b]: [f32; 3]| {
+        let c = Color::linear_rgb(r, g, b).to_srgba();
+        egui::Color32::from_rgb((c.red * 255.0) as u8, (c.green * 255.0) as u8, (c.blue * 255.0) as u8)
+    };
+    let mut entries = Vec::new();
+    if city {
+        use crate::city::view::heat;
+        entries.push((
+            linear(heat(1.0)),
+            "token's residual stream: strongest on its floor".to_string(),
+        ));
+        entries.push((
+            linear(heat(0.0)),
+            "token's residual stream: weakest on its floor".to_string(),
+        ));
+        entries.push((
+            linear([1.0, 0.5, 0.12]),
+            "attention: from key to query, brighter = more".to_string(),
+        ));
+    }
+    if settings.color != ColorBy::Kind {
+        let swatch = |t: f32| {
+            let [r, g, b] = viridis(t).map(|c| (c * 255.0).round() as u8);
+            egui::Color32::from_rgb(r, g, b)
+        };
+        entries.push((swatch(1.0), format!("weights: high {}", settings.color.label())));
+        entries.push((swatch(0.0), format!("weights: low {}", settings.color.label())));
+        return entries;
+    }
+    let mut kinds: Vec<crate::arch::TensorKind> = summary
+        .by_kind
+        .iter()
+        .map(|k| k.kind)
+        .filter(|k| !settings.hidden_kinds.contains(k))
+        .collect();
+    kinds.sort();
+    entries.extend(kinds.into_iter().map(|k| (kind_color32(k), k.label().to_string())));
+    entries
 }
 
 /// An egui colour swatch of a kind's palette colour.

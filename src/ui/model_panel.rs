@@ -16,8 +16,8 @@ use crate::view::ViewSettings;
 
 #[derive(SystemParam)]
 pub(super) struct PanelParams<'w> {
-    current: Option<Res<'w, CurrentModel>>,
-    settings: ResMut<'w, ViewSettings>,
+    pub(super) current: Option<Res<'w, CurrentModel>>,
+    pub(super) settings: ResMut<'w, ViewSettings>,
     recent: Res<'w, RecentModels>,
     fly: Res<'w, FlyMode>,
     load: MessageWriter<'w, LoadModel>,

@@ -536,3 +536,50 @@ fn the_pointer_hovers_the_cube_under_it() {
         "wait-ready\nfocus h.5.mlp.c_fc.weight\nframes 40\npointer 610 305\nframes 10\nexpect-hovered h.5.mlp.c_fc.weight\npointer 1100 700\nframes 10\nexpect-hovered nothing\nexit\n",
     );
 }
+
+/// `panels presentation` (the `P` key) hides every panel: the panels' fill
+/// colour, a fifth of the window with the panels shown, is gone; the title and
+/// legend are text straight on the scene. `panels hide` (`Tab`) likewise.
+#[test]
+#[ignore = "needs Xvfb (xvfb-run) and Mesa's software Vulkan; .ci/test runs it"]
+fn the_presentation_mode_hides_every_panel() {
+    let tmp = tempfile::tempdir().unwrap();
+    let shots = ["panels.png", "presentation.png", "hidden.png"].map(|n| tmp.path().join(n));
+    xvfb_view(
+        tmp.path(),
+        &[],
+        (960, 600),
+        &format!(
+            // The pointer to a corner: a tooltip (which `Tab` keeps) would have the fill.
+            "wait-ready\npointer 958 2\nframes 3\nscreenshot {}\npanels presentation\nframes 5\nscreenshot {}\npanels hide\nframes 5\nscreenshot {}\nexit\n",
+            shots[0].display(),
+            shots[1].display(),
+            shots[2].display()
+        ),
+    );
+    let load = |p: &Path| image::open(p).unwrap().to_rgb8();
+    let panels = load(&shots[0]);
+    // The fill: the commonest colour down the middle of the left panel.
+    let mut counts = std::collections::HashMap::new();
+    for y in 300..560 {
+        for x in 0..280 {
+            *counts.entry(panels.get_pixel(x, y).0).or_insert(0usize) += 1;
+        }
+    }
+    let fill = counts.into_iter().max_by_key(|&(_, n)| n).map(|(c, _)| c).unwrap();
+    let share = |img: &image::RgbImage| img.pixels().filter(|p| p.0 == fill).count() as f64 / (960.0 * 600.0);
+    assert!(
+        share(&panels) > 0.2,
+        "the panels cover {:.1} % of the window",
+        100.0 * share(&panels)
+    );
+    for shot in &shots[1..] {
+        let s = share(&load(shot));
+        assert!(
+            s < 0.01,
+            "{}: {:.2} % of the window still has the panels' fill",
+            shot.display(),
+            100.0 * s
+        );
+    }
+}
