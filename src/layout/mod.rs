@@ -4,6 +4,7 @@
 
 pub mod city;
 mod floors;
+pub mod labels;
 pub mod pick;
 mod trunk;
 

@@ -14,7 +14,7 @@ use crate::city::{CityHover, CityPlayback, CityScene, CityStats, CityView, HeadF
 #[derive(SystemParam)]
 pub(super) struct CityParams<'w> {
     run: Res<'w, CurrentRun>,
-    city: Res<'w, CityScene>,
+    pub(super) city: Res<'w, CityScene>,
     view: ResMut<'w, CityView>,
     stats: Res<'w, CityStats>,
     hover: Res<'w, CityHover>,

@@ -5,6 +5,7 @@
 
 mod chrome;
 mod city_panel;
+mod labels;
 mod model_panel;
 mod overlays;
 mod prompt_panel;
@@ -86,7 +87,7 @@ fn draw_ui(
     mut prompt: prompt_panel::PromptParams,
     mut city: city_panel::CityParams,
     mut focus: ResMut<UiFocus>,
-    mut camera: Query<&mut Camera, With<MainCamera>>,
+    mut camera: Query<(&mut Camera, &GlobalTransform), With<MainCamera>>,
     window: Query<&Window, With<PrimaryWindow>>,
     chrome: Res<Chrome>,
     run: Res<crate::activations::CurrentRun>,
@@ -134,6 +135,15 @@ fn draw_ui(
         let legend = presentation_legend(&current.summary, &panel.settings, city);
         chrome::presentation(&ctx, &current.arch.name, subtitle.as_deref(), &legend);
     }
+    if let (Some(current), Ok((cam, at))) = (&panel.current, camera.single()) {
+        let scene = labels::Scene {
+            layout: &current.layout,
+            grid: city.city.grid.as_ref(),
+            texts: &city.city.scene.texts,
+            selected: prompt.selected.0,
+        };
+        labels::show(&ctx, cam, at, &scene);
+    }
     // The presentation mode shows no tooltip; loading and errors always show.
     let hovered = tree.highlight.hovered.filter(|_| *chrome != Chrome::Presentation);
     overlays::show(&ctx, &mut overlay, hovered);
@@ -142,7 +152,7 @@ fn draw_ui(
     focus.keyboard = ctx.egui_wants_keyboard_input();
 
     // The 3D view fills the space between the panels.
-    if let (Ok(window), Ok(mut camera)) = (window.single(), camera.single_mut()) {
+    if let (Ok(window), Ok((mut camera, _))) = (window.single(), camera.single_mut()) {
         let scale = window.scale_factor();
         let (w, h) = (window.physical_width(), window.physical_height());
         let x = ((left * scale) as u32).min(w.saturating_sub(1));

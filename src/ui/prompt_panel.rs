@@ -36,7 +36,7 @@ pub(super) struct PromptParams<'w> {
     ui: ResMut<'w, PromptUi>,
     runner: Res<'w, Runner>,
     run: Res<'w, CurrentRun>,
-    selected: ResMut<'w, SelectedToken>,
+    pub(super) selected: ResMut<'w, SelectedToken>,
     prompts: MessageWriter<'w, Prompt>,
     analyses: Res<'w, Analyses>,
     saliency: MessageWriter<'w, RequestSaliency>,
