@@ -42,6 +42,8 @@ pub struct Script {
     next: usize,
     frames_left: u32,
     draws_at_ready: Option<u64>,
+    /// When `wait-weights` first found the zoom settled.
+    weights_settled: Option<std::time::Instant>,
     saved: Option<Arc<AtomicBool>>,
 }
 
@@ -54,6 +56,7 @@ impl Script {
             next: 0,
             frames_left: 0,
             draws_at_ready: None,
+            weights_settled: None,
             saved: None,
         })
     }
@@ -193,8 +196,18 @@ fn run_script(
                 }
                 // The glide to the plane must end first: the tiles depend on where it ends.
                 if !zoom.settled() || !cameras.iter().all(at_rest) {
+                    script.weights_settled = None;
                     return;
                 }
+                // New textures and the planes' material pipeline reach the screen a
+                // few frames later (the pipeline compiles in the background: seconds
+                // under a software renderer on a busy machine).
+                let since = *script.weights_settled.get_or_insert_with(std::time::Instant::now);
+                if since.elapsed() < std::time::Duration::from_secs(3) {
+                    return;
+                }
+                script.weights_settled = None;
+                script.frames_left = 10;
             }
         }
         Step::WaitStats => {
