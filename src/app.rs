@@ -16,6 +16,11 @@ pub fn set_verbose(verbose: bool) {
     VERBOSE.store(verbose, std::sync::atomic::Ordering::Relaxed);
 }
 
+/// Whether `-v` was given (extra lines on stderr).
+pub fn verbose() -> bool {
+    VERBOSE.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// The log settings every app of this crate uses: warnings and errors only,
 /// without the lines that only say this machine renders in software (the
 /// adapter notice, Xvfb's display size), unless `-v`. `RUST_LOG` still

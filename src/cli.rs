@@ -196,6 +196,9 @@ pub struct ViewArgs {
     /// (a .safetensors/.gguf file or folder): ‖B − A‖ / ‖A‖, matched by name.
     #[arg(long, value_name = "B")]
     pub diff: Option<std::path::PathBuf>,
+    /// Flat, exact colours: no glow (HDR, bloom) and no fog.
+    #[arg(long)]
+    pub flat: bool,
 }
 
 #[derive(Debug, Args)]
@@ -208,17 +211,27 @@ pub struct RenderArgs {
     /// Image size, WIDTHxHEIGHT.
     #[arg(long, default_value = "1280x720", value_parser = parse_size)]
     pub size: (u32, u32),
-    #[arg(long, value_enum, default_value_t = LayoutArg::Trunk)]
-    pub layout: LayoutArg,
+    /// Arrangement of the cubes (default: city with --prompt, else trunk).
+    #[arg(long, value_enum)]
+    pub layout: Option<LayoutArg>,
     /// Camera: iso, front, side, top, or YAW,PITCH[,ZOOM] in degrees.
     #[arg(long, default_value = "iso")]
     pub camera: CameraSpec,
     /// Size cubes on a fixed log scale (compare models) instead of per model.
     #[arg(long)]
     pub absolute: bool,
-    /// Run this prompt and draw the finished neural city (with `--layout city`).
+    /// Run this prompt and draw the finished neural city.
     #[arg(long)]
     pub prompt: Option<String>,
+    /// Flat, exact colours: no glow (HDR, bloom) and no fog.
+    #[arg(long)]
+    pub flat: bool,
+    /// A title across the lower third of the picture.
+    #[arg(long)]
+    pub title: Option<String>,
+    /// The scene alone: no model name, prompt or legend painted over it.
+    #[arg(long)]
+    pub clean: bool,
 }
 
 #[derive(Debug, Args)]
@@ -240,17 +253,37 @@ pub struct RecordArgs {
     /// orbit (one turn around the model), flythrough (embeddings to head), or a keyframe file PATH.ron.
     #[arg(long, default_value = "orbit")]
     pub camera: crate::record::CameraChoice,
-    /// Run this prompt and play its activations (use with --layout city).
+    /// Run this prompt and play its activations in the neural city.
     #[arg(long)]
     pub prompt: Option<String>,
-    #[arg(long, value_enum, default_value_t = LayoutArg::Trunk)]
-    pub layout: LayoutArg,
+    /// Arrangement of the cubes (default: city with --prompt, else trunk).
+    #[arg(long, value_enum)]
+    pub layout: Option<LayoutArg>,
     /// Size cubes on a fixed log scale (compare models) instead of per model.
     #[arg(long)]
     pub absolute: bool,
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
+    /// Flat, exact colours: no glow (HDR, bloom) and no fog.
+    #[arg(long)]
+    pub flat: bool,
+    /// A title card across the lower third for the first seconds.
+    #[arg(long)]
+    pub title: Option<String>,
+    /// The scene alone: no model name, prompt or legend painted over it.
+    #[arg(long)]
+    pub clean: bool,
+}
+
+/// The layout a still or a clip draws: the one asked for, else the city when
+/// a prompt runs (that is what a prompt is for), else the trunk.
+fn scene_layout(asked: Option<LayoutArg>, prompt: Option<&str>) -> LayoutKind {
+    match (asked, prompt) {
+        (Some(layout), _) => layout.into(),
+        (None, Some(_)) => LayoutKind::City,
+        (None, None) => LayoutKind::Trunk,
+    }
 }
 
 /// Where a model comes from; shared by every command that opens one.
@@ -329,6 +362,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             size: (1600, 900),
             script: None,
             diff: None,
+            glow: true,
         }),
         Some(Command::View(args)) => crate::viewer::run(crate::viewer::ViewJob {
             model: args.model.model_ref(),
@@ -337,13 +371,14 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             size: args.size,
             script: args.script,
             diff: args.diff.map(ModelRef::Path),
+            glow: !args.flat,
         }),
         Some(Command::Render(args)) => crate::headless::render(RenderJob {
             model: args.model.model_ref(),
             options: args.model.load_options(),
             out: args.out,
             size: args.size,
-            layout: args.layout.into(),
+            layout: scene_layout(args.layout, args.prompt.as_deref()),
             scale: if args.absolute {
                 CubeScale::Absolute
             } else {
@@ -351,6 +386,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             },
             camera: args.camera,
             prompt: args.prompt,
+            glow: !args.flat,
+            title: args.title,
+            clean: args.clean,
         }),
         Some(Command::Record(args)) => crate::record::record(crate::record::RecordJob {
             model: args.model.model_ref(),
@@ -360,8 +398,11 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             fps: args.fps,
             size: args.size,
             camera: args.camera,
+            layout: scene_layout(args.layout, args.prompt.as_deref()),
             prompt: args.prompt,
-            layout: args.layout.into(),
+            glow: !args.flat,
+            title: args.title,
+            clean: args.clean,
             scale: if args.absolute {
                 CubeScale::Absolute
             } else {

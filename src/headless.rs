@@ -109,25 +109,98 @@ pub struct RenderJob {
     pub camera: CameraSpec,
     /// Run this prompt first and draw the finished neural city (`city` layout).
     pub prompt: Option<String>,
+    /// HDR, bloom and fog (false: flat colours).
+    pub glow: bool,
+    /// A title painted across the lower third (`--title`).
+    pub title: Option<String>,
+    /// No caption or legend painted over the scene (`--clean`).
+    pub clean: bool,
 }
 
 /// Renders one still. Loads the model (and runs the prompt) first, so bad
 /// input fails before any rendering.
 pub fn render(job: RenderJob) -> anyhow::Result<()> {
     offscreen::check_output(&job.out, &["png"])?;
-    let (current, settings, run) =
-        load_scene(&job.model, &job.options, (job.layout, job.scale), job.prompt.as_deref())?;
+    let (current, settings, run) = load_scene(
+        &job.model,
+        &job.options,
+        (job.layout, job.scale, job.glow),
+        job.prompt.as_deref(),
+    )?;
     offscreen::check_gpu()?;
     let bounds = scene_bounds(&current, run.as_ref());
     let view = job.camera.view(&bounds, job.size.0 as f32 / job.size.1 as f32);
+    let overlay = overlay_for(&current, &settings, run.as_ref(), job.clean, job.title.clone());
 
     // A still shows the finished pass: no climbing animation.
     let mut app = scene_app(current, settings, run, f32::MAX);
     let target = offscreen::spawn_main_camera(&mut app, job.size, orbit_transform(view));
     app.finish();
     app.cleanup();
-    let frame = offscreen::warm_up(&mut app, &target)?;
+    let mut frame = offscreen::warm_up(&mut app, &target)?;
+    let overlay = crate::record::overlay::Overlay {
+        labels: if job.clean {
+            Vec::new()
+        } else {
+            frame_labels(&mut app, job.size)
+        },
+        ..overlay
+    };
+    crate::record::overlay::Painter::new()?.paint(&overlay, &mut frame, job.size, 0.0);
     offscreen::save_png(&frame, job.size, &job.out)
+}
+
+/// The layer names and token texts of the frame the main camera sees now
+/// (as the viewer labels its scene), sized for `size`.
+pub fn frame_labels(app: &mut App, size: (u32, u32)) -> Vec<crate::layout::labels::SceneLabel> {
+    use crate::layout::labels::{LabelScene, scene_labels};
+    let world = app.world_mut();
+    let mut cameras = world.query_filtered::<(&Camera, &GlobalTransform), With<crate::camera::MainCamera>>();
+    let Some((camera, at)) = cameras.iter(world).next() else {
+        return Vec::new();
+    };
+    let Some(current) = world.get_resource::<CurrentModel>() else {
+        return Vec::new();
+    };
+    let city = world.get_resource::<crate::city::CityScene>();
+    let selected = world
+        .get_resource::<crate::activations::SelectedToken>()
+        .and_then(|s| s.0);
+    let scene = LabelScene {
+        layout: &current.layout,
+        grid: city.and_then(|c| c.grid.as_ref()),
+        texts: city.map_or(&[][..], |c| &c.scene.texts),
+        selected,
+    };
+    let project = |p: [f32; 3]| camera.world_to_viewport(at, Vec3::from(p)).ok().map(|v| v.to_array());
+    scene_labels(&scene, &project, size.1 as f32 / 720.0)
+}
+
+/// What a still or a clip paints over its scene, as the viewer's presentation
+/// mode shows it: the model and the prompt, the legend (none when `clean`),
+/// and the `title` card.
+pub fn overlay_for(
+    current: &CurrentModel,
+    settings: &ViewSettings,
+    run: Option<&crate::activations::RunState>,
+    clean: bool,
+    title: Option<String>,
+) -> crate::record::overlay::Overlay {
+    use crate::render::legend;
+    if clean {
+        return crate::record::overlay::Overlay {
+            title,
+            ..Default::default()
+        };
+    }
+    let city = run.filter(|r| settings.layout == LayoutKind::City && !r.hidden.is_empty());
+    crate::record::overlay::Overlay {
+        caption: Some(current.arch.name.clone()),
+        subtitle: city.map(|r| legend::prompt_line(&r.texts)),
+        legend: legend::entries(&current.summary, settings, city.is_some()),
+        title,
+        labels: Vec::new(),
+    }
 }
 
 /// Loads and lays out what a still or a clip draws, printing the model's
@@ -136,12 +209,13 @@ pub fn render(job: RenderJob) -> anyhow::Result<()> {
 pub fn load_scene(
     model: &ModelRef,
     options: &LoadOptions,
-    (layout, scale): (LayoutKind, CubeScale),
+    (layout, scale, glow): (LayoutKind, CubeScale, bool),
     prompt: Option<&str>,
 ) -> anyhow::Result<(CurrentModel, ViewSettings, Option<crate::activations::RunState>)> {
     let settings = ViewSettings {
         layout,
         scale,
+        glow,
         lod: false,
         ..default()
     };

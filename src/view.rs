@@ -27,6 +27,8 @@ pub struct ViewSettings {
     pub lod: bool,
     /// Cube colours: the component kind (default) or a weight statistic.
     pub color: crate::weights::color::ColorBy,
+    /// Light: HDR, bloom and fog (default on), or flat exact colours (`--flat`).
+    pub glow: bool,
 }
 
 impl Default for ViewSettings {
@@ -37,6 +39,7 @@ impl Default for ViewSettings {
             hidden_kinds: HashSet::new(),
             lod: true,
             color: Default::default(),
+            glow: true,
         }
     }
 }

@@ -34,6 +34,8 @@ pub struct ViewJob {
     /// A checkpoint to compare the model's weights with (`--diff B`): the
     /// trunk is coloured by the difference.
     pub diff: Option<ModelRef>,
+    /// HDR, bloom and fog (false: flat colours, `--flat`).
+    pub glow: bool,
 }
 
 #[cfg(not(target_arch = "wasm32"))]
@@ -51,6 +53,7 @@ pub fn run(job: ViewJob) -> anyhow::Result<()> {
         ..default()
     };
     let mut app = app(window, model, job.options, job.layout);
+    app.world_mut().resource_mut::<ViewSettings>().glow = job.glow;
     if let Some(b) = job.diff {
         app.insert_resource(crate::weight_stats::DiffTarget(b));
         app.world_mut().resource_mut::<ViewSettings>().color = crate::weights::color::ColorBy::Delta;

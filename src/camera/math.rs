@@ -32,6 +32,13 @@ pub fn frame_bounds(bounds: &Bounds) -> OrbitView {
     }
 }
 
+/// The default view of a whole model: the three-quarter angles of
+/// [`frame_bounds`], as close as a view of width : height `aspect` allows.
+pub fn frame_whole(bounds: &Bounds, aspect: f32) -> OrbitView {
+    let sphere = frame_bounds(bounds);
+    frame_bounds_at(bounds, aspect, sphere.yaw, sphere.pitch)
+}
+
 /// The closest pose at the given angles from which every corner of the box is
 /// inside the view (vertical field of view [`FOV_Y`], width/height `aspect`),
 /// with a small margin. Tighter than fitting the bounding sphere: a tall trunk

@@ -17,12 +17,22 @@ pub(crate) fn plugin(app: &mut App) {
     app.add_plugins(PanOrbitCameraPlugin)
         .add_message::<FocusOn>()
         .add_message::<GlideTo>()
+        .add_message::<FrameScene>()
         .init_resource::<FlyMode>()
         .init_resource::<UiFocus>()
+        .init_resource::<Framed>()
         .add_systems(Startup, spawn_camera)
         .add_systems(
             Update,
-            (frame_new_model, home_key, apply_focus, toggle_fly, fly)
+            (
+                frame_new_model,
+                frame_scene,
+                reframe_on_resize,
+                home_key,
+                apply_focus,
+                toggle_fly,
+                fly,
+            )
                 .chain()
                 .in_set(AppSystems::Camera),
         );
@@ -38,6 +48,12 @@ pub struct FocusOn {
 /// Glide the orbit camera to this pose (angles too), e.g. straight at a plane.
 #[derive(Message, Debug, Clone, Copy)]
 pub struct GlideTo(pub math::OrbitView);
+
+/// Glide to the default view of this box (the whole scene: the trunk and
+/// the city beside it), framed for the 3D view's shape now and again
+/// whenever that shape changes while the camera stays put.
+#[derive(Message, Debug, Clone, Copy)]
+pub struct FrameScene(pub crate::layout::Bounds);
 
 /// Whether egui is using the pointer or keyboard this frame (set by the UI plugin).
 #[derive(Resource, Debug, Default, Clone, Copy)]
@@ -60,6 +76,25 @@ impl Default for FlyMode {
             speed: 10.0,
         }
     }
+}
+
+/// The pose the camera was last framed at and the view's width : height then,
+/// so a view that changes shape (panels hidden with Tab, a resized window)
+/// is framed again — unless the user has moved the camera since.
+#[derive(Resource, Debug, Default, Clone, Copy)]
+struct Framed {
+    view: Option<math::OrbitView>,
+    aspect: f32,
+    /// What was framed (the layout's bounds, or the whole scene's).
+    bounds: Option<crate::layout::Bounds>,
+}
+
+/// Width : height of the 3D view (the window minus the panels), 16:9 until known.
+fn view_aspect(camera: Option<&Camera>) -> f32 {
+    camera
+        .and_then(Camera::logical_viewport_size)
+        .filter(|s| s.x > 0.0 && s.y > 0.0)
+        .map_or(16.0 / 9.0, |s| s.x / s.y)
 }
 
 /// Marks the main camera.
@@ -97,19 +132,74 @@ fn viewer_tonemapping() -> bevy::core_pipeline::tonemapping::Tonemapping {
 fn frame_new_model(
     mut loaded: MessageReader<ModelLoaded>,
     current: Option<Res<CurrentModel>>,
-    mut cameras: Query<(&mut PanOrbitCamera, &mut Transform), With<MainCamera>>,
+    mut cameras: Query<(&mut PanOrbitCamera, &mut Transform, Option<&Camera>), With<MainCamera>>,
     mut fly: ResMut<FlyMode>,
+    mut framed: ResMut<Framed>,
 ) {
     let Some(current) = current else { return };
     let new_model = loaded.read().count() > 0;
     if !new_model && !current.is_changed() {
         return;
     }
-    let view = math::frame_bounds(&current.layout.bounds);
-    fly.speed = (view.radius / 4.0).max(1.0);
-    for (mut cam, mut transform) in &mut cameras {
+    for (mut cam, mut transform, camera) in &mut cameras {
+        let aspect = view_aspect(camera);
+        let view = math::frame_whole(&current.layout.bounds, aspect);
+        fly.speed = (view.radius / 4.0).max(1.0);
         set_orbit(&mut cam, view, true);
         *transform = math::orbit_transform(view);
+        *framed = Framed {
+            view: Some(view),
+            aspect,
+            bounds: Some(current.layout.bounds),
+        };
+    }
+}
+
+fn frame_scene(
+    mut requests: MessageReader<FrameScene>,
+    mut cameras: Query<(&mut PanOrbitCamera, Option<&Camera>), With<MainCamera>>,
+    mut fly: ResMut<FlyMode>,
+    mut framed: ResMut<Framed>,
+) {
+    let Some(FrameScene(bounds)) = requests.read().last().copied() else {
+        return;
+    };
+    fly.active = false;
+    for (mut cam, camera) in &mut cameras {
+        let aspect = view_aspect(camera);
+        let view = math::frame_whole(&bounds, aspect);
+        cam.enabled = true;
+        set_orbit(&mut cam, view, false);
+        *framed = Framed {
+            view: Some(view),
+            aspect,
+            bounds: Some(bounds),
+        };
+    }
+}
+
+/// Frames the model again when the 3D view changes shape and the camera is
+/// still where the last framing put it.
+fn reframe_on_resize(mut cameras: Query<(&mut PanOrbitCamera, &Camera), With<MainCamera>>, mut framed: ResMut<Framed>) {
+    let (Some(last), Some(bounds)) = (framed.view, framed.bounds) else {
+        return;
+    };
+    for (mut cam, camera) in &mut cameras {
+        let aspect = view_aspect(Some(camera));
+        let untouched = cam.target_focus.distance(last.focus) < last.radius * 1e-3
+            && (cam.target_radius - last.radius).abs() < last.radius * 1e-3
+            && (cam.target_yaw - last.yaw).abs() < 1e-3
+            && (cam.target_pitch - last.pitch).abs() < 1e-3;
+        if !untouched || (aspect / framed.aspect - 1.0).abs() < 0.02 {
+            continue;
+        }
+        let view = math::frame_whole(&bounds, aspect);
+        set_orbit(&mut cam, view, false);
+        *framed = Framed {
+            view: Some(view),
+            aspect,
+            bounds: Some(bounds),
+        };
     }
 }
 
@@ -117,18 +207,25 @@ fn home_key(
     keys: Res<ButtonInput<KeyCode>>,
     ui: Res<UiFocus>,
     current: Option<Res<CurrentModel>>,
-    mut cameras: Query<&mut PanOrbitCamera, With<MainCamera>>,
+    mut cameras: Query<(&mut PanOrbitCamera, Option<&Camera>), With<MainCamera>>,
     mut fly: ResMut<FlyMode>,
+    mut framed: ResMut<Framed>,
 ) {
     if ui.keyboard || !keys.just_pressed(KeyCode::Home) {
         return;
     }
     let Some(current) = current else { return };
     fly.active = false;
-    let view = math::frame_bounds(&current.layout.bounds);
-    for mut cam in &mut cameras {
+    for (mut cam, camera) in &mut cameras {
+        let aspect = view_aspect(camera);
+        let view = math::frame_whole(&current.layout.bounds, aspect);
         cam.enabled = true;
         set_orbit(&mut cam, view, false);
+        *framed = Framed {
+            view: Some(view),
+            aspect,
+            bounds: Some(current.layout.bounds),
+        };
     }
 }
 

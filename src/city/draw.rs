@@ -1,71 +1,144 @@
-//! The city's instances: cells (edge and colour from the residual norm),
-//! pulses, arc beads and the hidden-vector strips of close cells, from the
-//! scene's numbers and the grid's geometry.
+//! The city's instances: cells (edge and colour from the residual norm; the
+//! busiest glow), pulses of light climbing the columns, attention beams
+//! between columns, the residual stream as a line of light up each column,
+//! and the hidden-vector strips of close cells, from the scene's numbers and
+//! the grid's geometry.
 
 use super::view::{Cell, Edge, diverging, heat};
 use crate::layout::city::CityGrid;
-use crate::render::CubeInstance;
+use crate::render::{BeamInstance, CubeInstance};
 
 /// Cells drawn at least this many pixels wide open into their hidden-vector
 /// strip (level of detail).
 pub const STRIP_PIXELS: f32 = 60.0;
 
-/// Cells (edge and colour from the norm relative to the floor's largest) and
-/// arc beads (size and brightness from the weight). `selected` cells glow.
-/// `pulse` = (floor, fraction): a bright bead in every column on its way from
-/// that floor to the next. Cells for which `opened` is true are left out
-/// (their hidden-vector strip is drawn instead).
+/// How much brighter than its surface colour the busiest cell of a floor
+/// glows (radiance above 1 blooms); cells glow with the square of their
+/// value relative to the floor, so only the busy ones really light up.
+const CELL_GLOW: f32 = 2.2;
+/// Radiance of a pulse of light climbing a column.
+const PULSE: [f32; 3] = [3.2, 2.9, 2.2];
+/// Colour of the heads-combined attention beams.
+const BEAM: [f32; 3] = [1.0, 0.5, 0.12];
+/// Radiance of the residual stream's line up each column.
+const RESIDUAL: [f32; 3] = [0.16, 0.3, 0.6];
+
+/// Everything the city draws.
+#[derive(Debug, Default)]
+pub struct CityDraw {
+    pub cubes: Vec<CubeInstance>,
+    pub beams: Vec<BeamInstance>,
+}
+
+/// What the city draws beside its numbers.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Lighting {
+    /// The selected token's column (its cells are highlighted).
+    pub selected: Option<usize>,
+    /// (floor, fraction): a pulse of light in every column on its way from
+    /// that floor to the next; the beams of the block just below it are drawn
+    /// that far along.
+    pub pulse: Option<(usize, f32)>,
+    /// Busy cells glow (off: flat colours).
+    pub glow: bool,
+}
+
+/// A colour per attention head, when one head is chosen (distinct hues).
+pub fn head_color(head: usize) -> [f32; 3] {
+    let hue = (head as f32 * 0.618_034).fract() * 6.0;
+    let x = 1.0 - (hue % 2.0 - 1.0).abs();
+    match hue as usize {
+        0 => [1.0, x, 0.1],
+        1 => [x, 1.0, 0.1],
+        2 => [0.1, 1.0, x],
+        3 => [0.1, x, 1.0],
+        4 => [x, 0.1, 1.0],
+        _ => [1.0, 0.1, x],
+    }
+}
+
+/// Cells (edge and colour from the norm relative to the floor's largest),
+/// pulses, the residual lines and the beams (width and brightness from the
+/// weight). Cells for which `opened` is true are left out (their
+/// hidden-vector strip is drawn instead).
 pub fn city_instances(
     grid: &CityGrid,
     cells: &[Cell],
     arcs: &[Edge],
-    selected: Option<usize>,
-    pulse: Option<(usize, f32)>,
+    light: Lighting,
     opened: &dyn Fn(&Cell) -> bool,
-) -> Vec<CubeInstance> {
+) -> CityDraw {
     // Per floor min..max: norms grow through the stack, so each floor gets its own range.
     let mut range = vec![(f32::MAX, f32::MIN); grid.floors.len()];
+    // Per column: the highest floor shown (the residual line reaches it).
+    let mut top = std::collections::BTreeMap::<usize, usize>::new();
     for c in cells {
         if let Some((lo, hi)) = range.get_mut(c.floor) {
             (*lo, *hi) = (lo.min(c.norm), hi.max(c.norm));
         }
+        let t = top.entry(c.token).or_insert(c.floor);
+        *t = (*t).max(c.floor);
     }
-    let mut out = Vec::with_capacity(cells.len() + arcs.len() * 12);
+    let mut out = CityDraw {
+        cubes: Vec::with_capacity(cells.len() + top.len()),
+        beams: Vec::with_capacity(arcs.len() + top.len()),
+    };
     for c in cells.iter().filter(|c| !opened(c)) {
         let (lo, hi) = range.get(c.floor).copied().unwrap_or((0.0, 1.0));
         let rel = if hi > lo { (c.norm - lo) / (hi - lo) } else { 1.0 };
         let [x, y, z] = grid.cell_center(c.token, c.floor);
-        let [r, g, b] = heat(rel);
-        let glow = if selected == Some(c.token) { 0.6 } else { 0.0 };
-        out.push(CubeInstance {
+        let gain = if light.glow { 1.0 + CELL_GLOW * rel * rel } else { 1.0 };
+        let [r, g, b] = heat(rel).map(|v| v * gain);
+        let highlight = if light.selected == Some(c.token) { 0.6 } else { 0.0 };
+        out.cubes.push(CubeInstance {
             pos_size: [x, y, z, grid.cell * (0.45 + 0.55 * rel)],
-            color: [r, g, b, glow],
+            color: [r, g, b, highlight],
         });
     }
-    if let Some((floor, frac)) = pulse
+    let first_floor = grid.floors.first().copied().unwrap_or(0.0);
+    for (&token, &floor) in &top {
+        let [x, y, _] = grid.cell_center(token, floor);
+        out.beams.push(BeamInstance {
+            start: [x, first_floor, 0.0, grid.cell * 0.07],
+            end: [x, y, 0.0, 0.0],
+            color: [RESIDUAL[0], RESIDUAL[1], RESIDUAL[2], 1.0],
+        });
+    }
+    if let Some((floor, frac)) = light.pulse
         && let (Some(&y0), Some(&y1)) = (grid.floors.get(floor), grid.floors.get(floor + 1))
     {
-        let tokens = cells.iter().map(|c| c.token + 1).max().unwrap_or(0);
         let y = y0 + (y1 - y0) * frac;
-        for t in 0..tokens {
-            let [x, _, z] = grid.cell_center(t, floor);
-            out.push(CubeInstance {
-                pos_size: [x, y, z, grid.cell * 0.45],
-                color: [1.0, 0.95, 0.8, 1.0],
+        let radiance = if light.glow { PULSE } else { [1.0, 0.95, 0.8] };
+        for &token in top.keys() {
+            let [x, _, z] = grid.cell_center(token, floor);
+            out.cubes.push(CubeInstance {
+                pos_size: [x, y, z, grid.cell * 0.3],
+                color: [radiance[0], radiance[1], radiance[2], 0.0],
             });
         }
     }
+    // The beams of the block the pulse just left are still being drawn.
+    let drawing = light
+        .pulse
+        .and_then(|(floor, frac)| floor.checked_sub(1).map(|b| (b, frac)));
     for e in arcs {
-        let span = e.from.abs_diff(e.to);
-        let n = (5 + span * 2).min(40);
-        let bead = grid.cell * (0.06 + 0.14 * e.weight.sqrt());
-        let bright = 0.45 + 0.55 * e.weight.sqrt();
-        for p in grid.arc_points(e.layer, e.from, e.to, n) {
-            out.push(CubeInstance {
-                pos_size: [p[0], p[1], p[2], bead],
-                color: [1.0 * bright, 0.5 * bright, 0.12 * bright, 0.0],
-            });
-        }
+        let (x1, y) = (
+            grid.cell_center(e.from, 0)[0],
+            grid.arc_floors.get(e.layer).copied().unwrap_or(0.0),
+        );
+        let x2 = grid.cell_center(e.to, 0)[0];
+        let strength = e.weight.clamp(0.0, 1.0).sqrt();
+        let base = if e.head == usize::MAX { BEAM } else { head_color(e.head) };
+        let bright = (0.25 + 1.1 * strength) * if light.glow { 1.6 } else { 1.0 };
+        let flow = match drawing {
+            Some((b, frac)) if b == e.layer => frac,
+            _ => 1.0,
+        };
+        out.beams.push(BeamInstance {
+            start: [x1, y, 0.0, grid.cell * (0.05 + 0.2 * strength)],
+            end: [x2, y, 0.0, grid.arc_bulge(e.from, e.to)],
+            color: [base[0] * bright, base[1] * bright, base[2] * bright, flow],
+        });
     }
     out
 }

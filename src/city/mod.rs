@@ -35,6 +35,7 @@ pub struct CityPlugin;
 impl Plugin for CityPlugin {
     fn build(&self, app: &mut App) {
         app.add_message::<crate::camera::FocusOn>()
+            .add_message::<crate::camera::FrameScene>()
             .init_resource::<CityView>()
             .init_resource::<CityScene>()
             .init_resource::<CityStats>()
@@ -142,8 +143,17 @@ pub enum Hovered {
 #[derive(Component)]
 pub struct CityBatch;
 
-fn spawn_city_batch(commands: Commands, meshes: Option<ResMut<Assets<Mesh>>>) {
-    crate::render::spawn_cube_batch(commands, meshes, (CityBatch, Name::new("city instances")));
+/// The entity carrying the city's beams (attention and the residual lines).
+#[derive(Component)]
+pub struct CityBeams;
+
+fn spawn_city_batch(mut commands: Commands, mut meshes: Option<ResMut<Assets<Mesh>>>) {
+    crate::render::spawn_cube_batch(
+        commands.reborrow(),
+        meshes.as_deref_mut(),
+        (CityBatch, Name::new("city instances")),
+    );
+    crate::render::spawn_beam_batch(commands, meshes.as_deref_mut(), (CityBeams, Name::new("city beams")));
 }
 
 /// The grid the city stands on in `current`'s layout.
@@ -300,7 +310,7 @@ fn frame_city_on_change(
     current: Option<Res<CurrentModel>>,
     settings: Res<ViewSettings>,
     mut last: Local<(Option<LayoutKind>, u64, bool)>,
-    mut focus: MessageWriter<crate::camera::FocusOn>,
+    mut focus: MessageWriter<crate::camera::FrameScene>,
 ) {
     let (layout, framed_run, framed_done) = &mut *last;
     let entering = settings.layout == LayoutKind::City && *layout != Some(LayoutKind::City);
@@ -324,16 +334,8 @@ fn frame_city_on_change(
 }
 
 /// A camera glide that shows the trunk and a city of `tokens` columns.
-fn frame_city(current: &CurrentModel, tokens: usize) -> crate::camera::FocusOn {
-    let b = &current.layout.bounds;
-    let grid = grid_of(current);
-    let (x0, x1) = (b.min[0], grid.x_end(tokens));
-    let (y0, y1) = (b.min[1], b.max[1]);
-    crate::camera::FocusOn {
-        center: Vec3::new((x0 + x1) * 0.5, (y0 + y1) * 0.5, 0.0),
-        // `FocusOn` backs off 5x its size; a whole scene needs about 1.7x its extent.
-        size: (x1 - x0).max(y1 - y0) * 0.35,
-    }
+fn frame_city(current: &CurrentModel, tokens: usize) -> crate::camera::FrameScene {
+    crate::camera::FrameScene(grid_of(current).bounds_with(&current.layout.bounds, tokens))
 }
 
 type CameraView = (&'static Camera, &'static GlobalTransform);
@@ -348,17 +350,24 @@ fn draw_city(
     playback: Res<CityPlayback>,
     cameras: Query<CameraView, WithMain>,
     moved: Query<(), MovedCamera>,
+    settings: Option<Res<crate::view::ViewSettings>>,
     mut stats: ResMut<CityStats>,
     // Disjoint from the trunk's batch (`render` fills that one).
     mut batch: Query<&mut CubeInstances, (With<CityBatch>, Without<crate::render::CubeBatch>)>,
+    mut beams: Query<&mut crate::render::BeamInstances, With<CityBeams>>,
 ) {
-    if !city.is_changed() && moved.is_empty() {
+    let glow = settings.as_ref().is_none_or(|s| s.glow);
+    if !city.is_changed() && moved.is_empty() && !settings.is_some_and(|s| s.is_changed()) {
         return;
     }
     let Ok(mut instances) = batch.single_mut() else { return };
+    let mut beams = beams.single_mut().ok();
     let (scene, Some(grid)) = (&city.scene, &city.grid) else {
         if !instances.is_empty() {
             instances.set(Vec::new());
+        }
+        if let Some(beams) = beams.as_mut().filter(|b| !b.data().is_empty()) {
+            beams.set(Vec::new());
         }
         *stats = CityStats::default();
         return;
@@ -382,23 +391,25 @@ fn draw_city(
             }
         }
     }
-    let position = selected.position(scene.tokens.len());
-    let mut out = draw::city_instances(
-        grid,
-        &scene.cells,
-        &scene.arcs,
-        position,
-        playback.pulse(),
-        &|c: &view::Cell| opened.contains(&(c.token, c.floor)),
-    );
-    out.extend(strips);
+    let light = draw::Lighting {
+        selected: selected.position(scene.tokens.len()),
+        pulse: playback.pulse(),
+        glow,
+    };
+    let mut out = draw::city_instances(grid, &scene.cells, &scene.arcs, light, &|c: &view::Cell| {
+        opened.contains(&(c.token, c.floor))
+    });
+    out.cubes.extend(strips);
     *stats = CityStats {
         cells: scene.cells.len(),
         arcs: scene.arcs.len(),
         heads: scene.heads,
         strips: opened.len(),
     };
-    instances.set(out);
+    instances.set(out.cubes);
+    if let Some(mut beams) = beams {
+        beams.set(out.beams);
+    }
 }
 
 /// Hovering a cell or an arc shows its numbers; clicking a cell selects its

@@ -77,11 +77,17 @@ impl CityGrid {
         ]
     }
 
+    /// How far towards +z the arc between columns `from` and `to` curves at
+    /// its middle: in proportion to the distance it spans.
+    pub fn arc_bulge(&self, from: usize, to: usize) -> f32 {
+        from.abs_diff(to) as f32 * self.pitch * 0.5 + self.pitch * 0.3
+    }
+
     /// `n` points (n >= 2) along the arc of block `b` from column `from` to column `to`.
     pub fn arc_points(&self, b: usize, from: usize, to: usize, n: usize) -> Vec<[f32; 3]> {
         let y = self.arc_floors.get(b).copied().unwrap_or(0.0);
         let (x1, x2) = (self.x0 + from as f32 * self.pitch, self.x0 + to as f32 * self.pitch);
-        let bulge = (x2 - x1).abs() * 0.5 + self.pitch * 0.3;
+        let bulge = self.arc_bulge(from, to);
         let n = n.max(2);
         (0..n)
             .map(|i| {
@@ -178,7 +184,7 @@ mod tests {
     #[test]
     fn floors_follow_the_trunk_and_columns_stand_beside_it() {
         let arch = load_model(&ModelRef::Embedded, &LoadOptions::default()).unwrap();
-        let layout = Layout::compute(&arch, LayoutKind::Trunk, CubeScale::Relative);
+        let layout = Layout::compute(&arch, LayoutKind::City, CubeScale::Relative);
         let grid = CityGrid::new(&layout, 7);
         assert_eq!(grid.floors.len(), 7);
         assert_eq!(grid.arc_floors.len(), 6);
@@ -208,7 +214,7 @@ mod tests {
     #[test]
     fn a_ray_through_the_top_of_an_arc_picks_that_arc() {
         let arch = load_model(&ModelRef::Embedded, &LoadOptions::default()).unwrap();
-        let layout = Layout::compute(&arch, LayoutKind::Trunk, CubeScale::Relative);
+        let layout = Layout::compute(&arch, LayoutKind::City, CubeScale::Relative);
         let grid = CityGrid::new(&layout, 7);
         let arcs = [(1, 0, 4), (3, 0, 4), (3, 5, 6)];
         // From the front through the top of block 3's long arc.

@@ -28,6 +28,9 @@ impl Candidate {
     }
 }
 
+/// Labels at most per frame (the rest would not fit anyway).
+pub const MAX_LABELS: usize = 160;
+
 /// Pixels kept free around every label.
 pub const PADDING: f32 = 3.0;
 
@@ -61,6 +64,94 @@ pub fn place(candidates: &[Candidate], view: [f32; 4], max: usize) -> Vec<usize>
 /// Whether two rectangles come within [`PADDING`] of each other.
 fn touches(a: [f32; 4], b: [f32; 4]) -> bool {
     a[0] < b[2] + PADDING && b[0] < a[2] + PADDING && a[1] < b[3] + PADDING && b[1] < a[3] + PADDING
+}
+
+/// One label of the scene before placing: its text, colour (sRGBA), size in
+/// logical pixels, anchor on screen, alignment and priority (see [`Candidate::at`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SceneLabel {
+    pub text: String,
+    pub rgba: [u8; 4],
+    pub size: f32,
+    pub anchor: [f32; 2],
+    pub align: f32,
+    pub priority: f32,
+}
+
+/// What the labels are read from.
+pub struct LabelScene<'a> {
+    pub layout: &'a super::Layout,
+    pub grid: Option<&'a super::city::CityGrid>,
+    /// The tokens' texts (the city's columns).
+    pub texts: &'a [String],
+    pub selected: Option<usize>,
+}
+
+/// Text size of layer names and of token texts (logical pixels at 720 lines).
+pub const LAYER_TEXT: f32 = 12.0;
+pub const TOKEN_TEXT: f32 = 13.0;
+
+/// Every label the scene could show: each group's name left of it at its
+/// middle height, each token's text under the foot of its column (the
+/// selected one in gold). `project` maps a world point to the screen (None
+/// behind the camera); `scale` multiplies the text sizes.
+pub fn scene_labels(scene: &LabelScene, project: &dyn Fn([f32; 3]) -> Option<[f32; 2]>, scale: f32) -> Vec<SceneLabel> {
+    let mut out = Vec::new();
+    for group in &scene.layout.groups {
+        let b = group.bounds;
+        let gap = (b.max[1] - b.min[1]).max(1e-3) * 0.2;
+        let anchor = [b.min[0] - gap, (b.min[1] + b.max[1]) / 2.0, (b.min[2] + b.max[2]) / 2.0];
+        if let Some([x, y]) = project(anchor) {
+            out.push(SceneLabel {
+                text: group.label.clone(),
+                rgba: [200, 205, 215, 200],
+                size: LAYER_TEXT * scale,
+                anchor: [x - 6.0 * scale, y],
+                align: 1.0,
+                priority: layer_priority(group.layer),
+            });
+        }
+    }
+    if let Some(grid) = scene.grid {
+        for (t, text) in scene.texts.iter().enumerate() {
+            let [x, y, z] = grid.cell_center(t, 0);
+            let Some(anchor) = project([x, y - grid.cell * 1.1, z]) else {
+                continue;
+            };
+            let selected = scene.selected == Some(t);
+            out.push(SceneLabel {
+                text: token_label(text),
+                rgba: if selected {
+                    [255, 230, 140, 255]
+                } else {
+                    [235, 235, 235, 255]
+                },
+                size: TOKEN_TEXT * scale,
+                anchor,
+                align: 0.5,
+                priority: if selected { 5.0 } else { 2.5 },
+            });
+        }
+    }
+    out
+}
+
+/// The labels drawn and where: [`place`] over `labels`, each measured by
+/// `measure(text, size) -> [width, height]`; (index into `labels`, rectangle).
+pub fn placed(
+    labels: &[SceneLabel],
+    measure: &mut dyn FnMut(&str, f32) -> [f32; 2],
+    view: [f32; 4],
+    max: usize,
+) -> Vec<(usize, [f32; 4])> {
+    let candidates: Vec<Candidate> = labels
+        .iter()
+        .map(|l| Candidate::at(l.anchor, measure(&l.text, l.size), l.align, l.priority))
+        .collect();
+    place(&candidates, view, max)
+        .into_iter()
+        .map(|i| (i, candidates[i].rect))
+        .collect()
 }
 
 /// A layer label's priority: the ends (embeddings, head) first, then every

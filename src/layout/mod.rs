@@ -7,6 +7,7 @@ mod floors;
 pub mod labels;
 pub mod pick;
 mod trunk;
+mod wrap;
 
 use serde::{Deserialize, Serialize};
 
@@ -16,7 +17,8 @@ use crate::arch::{Architecture, CubeScale, TensorKind};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LayoutKind {
-    /// trunkplot's single vertical column, model order bottom to top.
+    /// trunkplot's vertical column, model order bottom to top, wrapped into
+    /// side-by-side columns when one would be too tall for the frame.
     #[default]
     Trunk,
     /// One floor per layer with its tensors around the axis; experts in a grid.
@@ -143,10 +145,14 @@ impl Layout {
         let params: Vec<u64> = arch.tensors.iter().map(|t| t.params).collect();
         let sizes = scale.sizes(&params);
         let groups = group_tensors(arch, &order);
-        let placed = match kind {
+        let mut placed = match kind {
             LayoutKind::Trunk | LayoutKind::City => trunk::place(&groups, &sizes),
             LayoutKind::Floors => floors::place(arch, &groups, &sizes),
         };
+        // The city's floors line up with one trunk column; the others wrap to fill the frame.
+        if kind != LayoutKind::City {
+            wrap::wrap(&groups, &mut placed, &sizes);
+        }
         finish(kind, scale, arch, groups, placed, &sizes)
     }
 }
@@ -262,7 +268,8 @@ mod tests {
 
     #[test]
     fn trunk_is_one_column_in_model_order_with_proportional_gaps() {
-        let (arch, l) = layout("gpt2", LayoutKind::Trunk);
+        // The city's trunk is never wrapped: its floors line up with it.
+        let (arch, l) = layout("gpt2", LayoutKind::City);
         assert_eq!(l.cubes.len(), arch.tensors.len());
         assert_eq!(arch.tensors[l.cubes[0].tensor].name, "wte.weight");
         assert_eq!(arch.tensors[l.cubes.last().unwrap().tensor].name, "ln_f.bias");
@@ -276,6 +283,64 @@ mod tests {
         assert_eq!(l.groups.len(), 12 + 2);
         assert_eq!(l.groups[0].label, "embeddings");
         assert_eq!(l.groups[13].label, "head");
+    }
+
+    /// Columns of whole groups, left to right, each bottom to top in model
+    /// order; returns how many columns there are.
+    fn wrapped_columns(l: &Layout) -> usize {
+        let (mut columns, mut last_bottom) = (0, f32::MIN);
+        // Right edge of the columns before this one, and of this one so far.
+        let (mut before, mut this) = (f32::MIN, f32::MIN);
+        for g in &l.groups {
+            if columns == 0 || g.bounds.min[1] <= last_bottom {
+                before = this;
+                columns += 1;
+            }
+            assert!(g.bounds.min[0] > before, "{} reaches into the column before", g.label);
+            this = this.max(g.bounds.max[0]);
+            last_bottom = g.bounds.min[1];
+        }
+        columns
+    }
+
+    #[test]
+    fn deep_models_wrap_into_columns_that_fill_a_wide_frame() {
+        for (id, kind) in [
+            ("gpt2", LayoutKind::Trunk),
+            ("meta-llama/Llama-3.1-405B", LayoutKind::Trunk),
+            ("meta-llama/Llama-3.1-405B", LayoutKind::Floors),
+            ("mistralai/Mixtral-8x7B-v0.1", LayoutKind::Floors),
+        ] {
+            let (arch, l) = layout(id, kind);
+            assert_eq!(l.cubes.len(), arch.tensors.len());
+            let b = l.bounds;
+            let aspect = (b.max[0] - b.min[0]) / (b.max[1] - b.min[1]);
+            assert!((0.9..4.0).contains(&aspect), "{id} {kind:?}: width : height {aspect}");
+            let columns = wrapped_columns(&l);
+            // Groups never overlap one another.
+            for (i, a) in l.groups.iter().enumerate() {
+                for other in &l.groups[i + 1..] {
+                    let overlap = (0..2).all(|k| {
+                        a.bounds.min[k] < other.bounds.max[k] - 1e-3 && other.bounds.min[k] < a.bounds.max[k] - 1e-3
+                    });
+                    assert!(!overlap, "{id}: {} overlaps {}", a.label, other.label);
+                }
+            }
+            // gpt2's trunk becomes several columns; the 405B's floors a skyline of towers.
+            let least = if id.contains("405B") && kind == LayoutKind::Floors {
+                6
+            } else {
+                2
+            };
+            assert!(columns >= least, "{id} {kind:?}: {columns} columns");
+        }
+        // A model whose one column already fits stays one column.
+        let mut arch = catalogue_entry("gpt2").unwrap().architecture().unwrap();
+        arch.tensors.retain(|t| t.layer.is_none_or(|l| l < 1));
+        assert_eq!(
+            wrapped_columns(&Layout::compute(&arch, LayoutKind::Floors, CubeScale::Relative)),
+            1
+        );
     }
 
     #[test]

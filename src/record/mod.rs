@@ -10,6 +10,8 @@ pub mod keyframes;
 #[cfg(feature = "app")]
 pub mod live;
 #[cfg(feature = "app")]
+pub mod overlay;
+#[cfg(feature = "app")]
 pub mod path;
 #[cfg(feature = "app")]
 mod run;

@@ -55,6 +55,12 @@ pub struct RecordJob {
     pub scale: CubeScale,
     /// Draw no progress bar (tests, logs).
     pub quiet: bool,
+    /// HDR, bloom and fog (false: flat colours).
+    pub glow: bool,
+    /// A title card over the first seconds (`--title`).
+    pub title: Option<String>,
+    /// No caption or legend painted over the scene (`--clean`).
+    pub clean: bool,
 }
 
 /// What a finished recording measured.
@@ -104,8 +110,12 @@ pub fn record(job: RecordJob) -> anyhow::Result<RecordStats> {
         }
         _ => None,
     };
-    let (current, settings, run) =
-        crate::headless::load_scene(&job.model, &job.options, (job.layout, job.scale), job.prompt.as_deref())?;
+    let (current, settings, run) = crate::headless::load_scene(
+        &job.model,
+        &job.options,
+        (job.layout, job.scale, job.glow),
+        job.prompt.as_deref(),
+    )?;
     let gpu = offscreen::check_gpu()?;
     if job.size.0.max(job.size.1) > gpu.max_texture {
         bail!(
@@ -134,10 +144,14 @@ pub fn record(job: RecordJob) -> anyhow::Result<RecordStats> {
         }
         _ => CameraPath::orbit(bounds, aspect),
     };
-    eprintln!(
-        "scene bounds: min ({:.1}, {:.1}, {:.1}) max ({:.1}, {:.1}, {:.1}) (world units, for camera path files)",
-        bounds.min[0], bounds.min[1], bounds.min[2], bounds.max[0], bounds.max[1], bounds.max[2]
-    );
+    if crate::verbose() {
+        eprintln!(
+            "scene bounds: min ({:.1}, {:.1}, {:.1}) max ({:.1}, {:.1}, {:.1}) (world units, for camera path files)",
+            bounds.min[0], bounds.min[1], bounds.min[2], bounds.max[0], bounds.max[1], bounds.max[2]
+        );
+    }
+    let mut overlay = crate::headless::overlay_for(&current, &settings, run.as_ref(), job.clean, job.title.clone());
+    let painter = super::overlay::Painter::new()?;
 
     // With a prompt, the pulses climb through every floor in the first 60% of the clip.
     let speed = floors as f32 / (job.duration * 0.6);
@@ -175,7 +189,11 @@ pub fn record(job: RecordJob) -> anyhow::Result<RecordStats> {
         place_camera(&mut app, &path, t, job.duration);
         app.update();
         app.insert_resource(TimeUpdateStrategy::ManualDuration(Duration::ZERO));
-        let rgba = offscreen::read_back(&mut app, &target)?;
+        let mut rgba = offscreen::read_back(&mut app, &target)?;
+        if !job.clean {
+            overlay.labels = crate::headless::frame_labels(&mut app, job.size);
+        }
+        painter.paint(&overlay, &mut rgba, job.size, t);
         render += rendering.elapsed();
         let encoding = Instant::now();
         sink.push(&offscreen::rgba_to_rgb(&rgba))?;

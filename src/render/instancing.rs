@@ -1,9 +1,11 @@
-//! The instanced cube pipeline: one vertex buffer of per-instance data
-//! (position, size, colour, highlight) drawn with the unit cube in a single
-//! `draw_indexed`. Vertex-buffer instancing, no storage buffers, so it runs on
-//! WebGL2 too. Adapted from Bevy's `custom_shader_instancing` example; the
-//! instance buffer is re-uploaded only when the data's generation changes.
-//! Shader: `shaders/cubes.wgsl`.
+//! The instanced pipeline: one vertex buffer of per-instance data drawn with
+//! one mesh in a single `draw_indexed`. Two shapes share it: cubes (the unit
+//! cube; position, size, colour, highlight; `shaders/cubes.wgsl`) and beams
+//! (a ribbon strip bent into an arc in the vertex shader, blended additively
+//! as light; `shaders/beams.wgsl`). Vertex-buffer instancing, no storage
+//! buffers, so it runs on WebGL2 too. Adapted from Bevy's
+//! `custom_shader_instancing` example; the instance buffer is re-uploaded only
+//! when the data's generation changes.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -54,13 +56,38 @@ impl CubeDraws {
 /// The cube shader, compiled into the binary (no asset folder needed at run
 /// time, natively or on the web).
 pub const CUBE_SHADER: Handle<Shader> = bevy::asset::uuid_handle!("6f1d2c3a-8a4e-4b8e-9a55-2c1e7d0b3f11");
+/// The beam shader, likewise.
+pub const BEAM_SHADER: Handle<Shader> = bevy::asset::uuid_handle!("0b7c9e52-3d14-4f6a-8c2b-5e9a1f4d7c30");
+
+/// What the instances of a batch are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Shape {
+    /// Lit cubes (see [`CubeInstance`]).
+    Cubes,
+    /// Ribbons of light (see [`BeamInstance`]).
+    Beams,
+}
 
 /// One cube: `pos_size` = centre xyz + edge length; `color` = linear RGB +
-/// highlight (0 plain, 0.5 hovered, 1 selected).
+/// highlight (0 plain, 0.5 hovered, 1 selected). RGB is radiance and may
+/// exceed 1: the part above the surface colour (`rgb / max(1, max(rgb))`)
+/// glows, unlit, and blooms.
 #[derive(Clone, Copy, Debug, PartialEq, Pod, Zeroable)]
 #[repr(C)]
 pub struct CubeInstance {
     pub pos_size: [f32; 4],
+    pub color: [f32; 4],
+}
+
+/// One beam: a ribbon of light from `start` to `end` (xyz + width at the
+/// start), curving `end.w` towards +z at its middle (0: straight), of
+/// radiance `color.rgb`; `color.a` is how far along it the light has come
+/// (0..1; the front of the flow is brightest).
+#[derive(Clone, Copy, Debug, PartialEq, Pod, Zeroable)]
+#[repr(C)]
+pub struct BeamInstance {
+    pub start: [f32; 4],
+    pub end: [f32; 4],
     pub color: [f32; 4],
 }
 
@@ -91,19 +118,78 @@ impl CubeInstances {
     }
 }
 
-impl SyncComponent for CubeInstances {
-    type Target = Self;
+/// All beams drawn by one entity (like [`CubeInstances`]).
+#[derive(Component, Clone, Default)]
+pub struct BeamInstances {
+    data: Arc<Vec<BeamInstance>>,
+    generation: u64,
 }
 
-impl ExtractComponent for CubeInstances {
-    type QueryData = &'static CubeInstances;
-    type QueryFilter = ();
-    type Out = Self;
+impl BeamInstances {
+    pub fn set(&mut self, data: Vec<BeamInstance>) {
+        self.data = Arc::new(data);
+        self.generation += 1;
+    }
 
-    fn extract_component(item: bevy::ecs::query::QueryItem<'_, '_, Self::QueryData>) -> Option<Self> {
-        Some(item.clone())
+    pub fn data(&self) -> &[BeamInstance] {
+        &self.data
     }
 }
+
+/// What the render world needs of an instance list.
+trait InstanceList: Component + Clone {
+    const SHAPE: Shape;
+    fn bytes(&self) -> &[u8];
+    fn count(&self) -> usize;
+    fn generation(&self) -> u64;
+}
+
+impl InstanceList for CubeInstances {
+    const SHAPE: Shape = Shape::Cubes;
+    fn bytes(&self) -> &[u8] {
+        bytemuck::cast_slice(&self.data)
+    }
+    fn count(&self) -> usize {
+        self.data.len()
+    }
+    fn generation(&self) -> u64 {
+        self.generation
+    }
+}
+
+impl InstanceList for BeamInstances {
+    const SHAPE: Shape = Shape::Beams;
+    fn bytes(&self) -> &[u8] {
+        bytemuck::cast_slice(&self.data)
+    }
+    fn count(&self) -> usize {
+        self.data.len()
+    }
+    fn generation(&self) -> u64 {
+        self.generation
+    }
+}
+
+macro_rules! extracted {
+    ($t:ty) => {
+        impl SyncComponent for $t {
+            type Target = Self;
+        }
+
+        impl ExtractComponent for $t {
+            type QueryData = &'static $t;
+            type QueryFilter = ();
+            type Out = Self;
+
+            fn extract_component(item: bevy::ecs::query::QueryItem<'_, '_, Self::QueryData>) -> Option<Self> {
+                Some(item.clone())
+            }
+        }
+    };
+}
+
+extracted!(CubeInstances);
+extracted!(BeamInstances);
 
 pub struct CubeInstancingPlugin;
 
@@ -114,10 +200,17 @@ impl Plugin for CubeInstancingPlugin {
             if let Err(e) = shaders.insert(CUBE_SHADER.id(), shader) {
                 error!("cube shader: {e}");
             }
+            let shader = Shader::from_wgsl(include_str!("../../shaders/beams.wgsl"), "shaders/beams.wgsl");
+            if let Err(e) = shaders.insert(BEAM_SHADER.id(), shader) {
+                error!("beam shader: {e}");
+            }
         }
         let draws = CubeDraws::default();
-        app.add_plugins(ExtractComponentPlugin::<CubeInstances>::default())
-            .insert_resource(draws.clone());
+        app.add_plugins((
+            ExtractComponentPlugin::<CubeInstances>::default(),
+            ExtractComponentPlugin::<BeamInstances>::default(),
+        ))
+        .insert_resource(draws.clone());
         let Some(render_app) = app.get_sub_app_mut(RenderApp) else {
             return;
         };
@@ -129,21 +222,21 @@ impl Plugin for CubeInstancingPlugin {
             .add_systems(
                 Render,
                 (
-                    queue_cubes.in_set(RenderSystems::QueueMeshes),
-                    prepare_instance_buffers.in_set(RenderSystems::PrepareResources),
+                    (queue::<CubeInstances>, queue::<BeamInstances>).in_set(RenderSystems::QueueMeshes),
+                    (prepare::<CubeInstances>, prepare::<BeamInstances>).in_set(RenderSystems::PrepareResources),
                 ),
             );
     }
 }
 
-fn queue_cubes(
+fn queue<T: InstanceList>(
     draw_functions: Res<DrawFunctions<Transparent3d>>,
     pipeline: Res<CubePipeline>,
     mut pipelines: ResMut<SpecializedMeshPipelines<CubePipeline>>,
     pipeline_cache: Res<PipelineCache>,
     meshes: Res<RenderAssets<RenderMesh>>,
     render_mesh_instances: Res<RenderMeshInstances>,
-    batches: Query<(Entity, &MainEntity, &CubeInstances)>,
+    batches: Query<(Entity, &MainEntity, &T)>,
     mut phases: ResMut<ViewSortedRenderPhases<Transparent3d>>,
     views: Query<&ExtractedView>,
     view_key_cache: Res<ViewKeyCache>,
@@ -157,7 +250,7 @@ fn queue_cubes(
             continue;
         };
         for (entity, main_entity, instances) in &batches {
-            if instances.is_empty() {
+            if instances.count() == 0 {
                 continue;
             }
             let Some(mesh_instance) = render_mesh_instances.render_mesh_queue_data(*main_entity) else {
@@ -166,18 +259,26 @@ fn queue_cubes(
             let Some(mesh) = meshes.get(mesh_instance.mesh_asset_id()) else {
                 continue;
             };
-            let key = view_key
-                | MeshPipelineKey::from_primitive_topology_and_strip_index(
-                    mesh.primitive_topology(),
-                    mesh.index_format(),
-                );
+            let key = InstancedKey {
+                mesh: view_key
+                    | MeshPipelineKey::from_primitive_topology_and_strip_index(
+                        mesh.primitive_topology(),
+                        mesh.index_format(),
+                    ),
+                shape: T::SHAPE,
+            };
             let Ok(pipeline_id) = pipelines.specialize(&pipeline_cache, &pipeline, key, &mesh.layout) else {
                 continue;
+            };
+            // Beams are light added over what is behind them: drawn after every cube.
+            let depth_bias = match T::SHAPE {
+                Shape::Cubes => 0.0,
+                Shape::Beams => 1e30,
             };
             phase.add_retained(Transparent3d {
                 sorting_info: TransparentSortingInfo3d::Sorted {
                     mesh_center: Vec3::ZERO,
-                    depth_bias: 0.0,
+                    depth_bias,
                 },
                 entity: (entity, *main_entity),
                 pipeline: pipeline_id,
@@ -199,70 +300,98 @@ struct InstanceBuffer {
     generation: u64,
 }
 
-fn prepare_instance_buffers(
+fn prepare<T: InstanceList>(
     mut commands: Commands,
-    query: Query<(Entity, &CubeInstances, Option<&InstanceBuffer>)>,
+    query: Query<(Entity, &T, Option<&InstanceBuffer>)>,
     render_device: Res<RenderDevice>,
 ) {
     for (entity, instances, existing) in &query {
-        if existing.is_some_and(|b| b.generation == instances.generation) || instances.is_empty() {
+        if existing.is_some_and(|b| b.generation == instances.generation()) || instances.count() == 0 {
             continue;
         }
         let buffer = render_device.create_buffer_with_data(&BufferInitDescriptor {
-            label: Some("cube instance buffer"),
-            contents: bytemuck::cast_slice(instances.data()),
+            label: Some("instance buffer"),
+            contents: instances.bytes(),
             usage: BufferUsages::VERTEX | BufferUsages::COPY_DST,
         });
         commands.entity(entity).insert(InstanceBuffer {
             buffer,
-            length: instances.len(),
-            generation: instances.generation,
+            length: instances.count(),
+            generation: instances.generation(),
         });
     }
 }
 
 #[derive(Resource)]
 struct CubePipeline {
-    shader: Handle<Shader>,
     mesh_pipeline: MeshPipeline,
 }
 
 fn init_pipeline(mut commands: Commands, mesh_pipeline: Res<MeshPipeline>) {
     commands.insert_resource(CubePipeline {
-        shader: CUBE_SHADER,
         mesh_pipeline: mesh_pipeline.clone(),
     });
 }
 
+/// The mesh pipeline's key and the batch's shape.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct InstancedKey {
+    mesh: MeshPipelineKey,
+    shape: Shape,
+}
+
 impl SpecializedMeshPipeline for CubePipeline {
-    type Key = MeshPipelineKey;
+    type Key = InstancedKey;
 
     fn specialize(
         &self,
         key: Self::Key,
         layout: &MeshVertexBufferLayoutRef,
     ) -> Result<RenderPipelineDescriptor, SpecializedMeshPipelineError> {
-        let mut descriptor = self.mesh_pipeline.specialize(key, layout)?;
-        descriptor.vertex.shader = self.shader.clone();
+        let mut descriptor = self.mesh_pipeline.specialize(key.mesh, layout)?;
+        let shader = match key.shape {
+            Shape::Cubes => CUBE_SHADER,
+            Shape::Beams => BEAM_SHADER,
+        };
+        descriptor.vertex.shader = shader.clone();
+        // Locations 0-2 are the mesh's position, normal and uv; then one vec4 per field.
+        let (stride, fields) = match key.shape {
+            Shape::Cubes => (size_of::<CubeInstance>(), 2),
+            Shape::Beams => (size_of::<BeamInstance>(), 3),
+        };
         descriptor.vertex.buffers.push(VertexBufferLayout {
-            array_stride: size_of::<CubeInstance>() as u64,
+            array_stride: stride as u64,
             step_mode: VertexStepMode::Instance,
-            attributes: vec![
-                // Locations 0-2 are the mesh's position, normal and uv.
-                VertexAttribute {
+            attributes: (0..fields)
+                .map(|i| VertexAttribute {
                     format: VertexFormat::Float32x4,
-                    offset: 0,
-                    shader_location: 3,
-                },
-                VertexAttribute {
-                    format: VertexFormat::Float32x4,
-                    offset: VertexFormat::Float32x4.size(),
-                    shader_location: 4,
-                },
-            ],
+                    offset: i * VertexFormat::Float32x4.size(),
+                    shader_location: 3 + i as u32,
+                })
+                .collect(),
         });
         if let Some(fragment) = descriptor.fragment.as_mut() {
-            fragment.shader = self.shader.clone();
+            fragment.shader = shader;
+            if key.shape == Shape::Beams {
+                // Light adds up where beams cross; they never hide what is behind them.
+                let additive = BlendComponent {
+                    src_factor: BlendFactor::One,
+                    dst_factor: BlendFactor::One,
+                    operation: BlendOperation::Add,
+                };
+                for target in fragment.targets.iter_mut().flatten() {
+                    target.blend = Some(BlendState {
+                        color: additive,
+                        alpha: additive,
+                    });
+                }
+            }
+        }
+        if key.shape == Shape::Beams {
+            descriptor.primitive.cull_mode = None;
+            if let Some(depth) = descriptor.depth_stencil.as_mut() {
+                depth.depth_write_enabled = Some(false);
+            }
         }
         Ok(descriptor)
     }

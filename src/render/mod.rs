@@ -3,11 +3,13 @@
 //! per-instance position, size, colour and highlight.
 
 mod instancing;
+pub mod legend;
+pub mod look;
 
 use bevy::camera::visibility::NoFrustumCulling;
 use bevy::prelude::*;
 
-pub use instancing::{CubeDraws, CubeInstance, CubeInstances};
+pub use instancing::{BeamInstance, BeamInstances, CubeDraws, CubeInstance, CubeInstances};
 
 use crate::AppSystems;
 use crate::arch::{TensorKind, hex_to_rgb, kind_color};
@@ -28,7 +30,7 @@ impl Plugin for CubeRenderPlugin {
 }
 
 pub(crate) fn plugin(app: &mut App) {
-    app.add_plugins(CubeRenderPlugin)
+    app.add_plugins((CubeRenderPlugin, look::plugin))
         .init_resource::<Highlight>()
         .add_systems(Update, rebuild_instances.in_set(AppSystems::Render));
 }
@@ -47,13 +49,17 @@ pub struct Highlight {
 #[derive(Component)]
 pub struct CubeBatch;
 
-fn spawn_batch(commands: Commands, meshes: Option<ResMut<Assets<Mesh>>>) {
-    spawn_cube_batch(commands, meshes, (CubeBatch, Name::new("cube instances")));
+fn spawn_batch(commands: Commands, mut meshes: Option<ResMut<Assets<Mesh>>>) {
+    spawn_cube_batch(
+        commands,
+        meshes.as_deref_mut(),
+        (CubeBatch, Name::new("cube instances")),
+    );
 }
 
 /// Spawns an entity that draws its own [`CubeInstances`] with the instanced
 /// cube pipeline (`marker` tells the batches apart).
-pub fn spawn_cube_batch(mut commands: Commands, meshes: Option<ResMut<Assets<Mesh>>>, marker: impl Bundle) {
+pub fn spawn_cube_batch(mut commands: Commands, meshes: Option<&mut Assets<Mesh>>, marker: impl Bundle) {
     let mut batch = commands.spawn((
         marker,
         CubeInstances::default(),
@@ -62,9 +68,49 @@ pub fn spawn_cube_batch(mut commands: Commands, meshes: Option<ResMut<Assets<Mes
         NoFrustumCulling,
     ));
     // Without a renderer (ECS tests) there are no mesh assets; the instances are still built.
-    if let Some(mut meshes) = meshes {
+    if let Some(meshes) = meshes {
         batch.insert(Mesh3d(meshes.add(Cuboid::new(1.0, 1.0, 1.0))));
     }
+}
+
+/// Spawns an entity that draws its own [`BeamInstances`] (a ribbon strip,
+/// bent and lit per instance in the beam shader).
+pub fn spawn_beam_batch(mut commands: Commands, meshes: Option<&mut Assets<Mesh>>, marker: impl Bundle) {
+    let mut batch = commands.spawn((marker, BeamInstances::default(), Transform::default(), NoFrustumCulling));
+    if let Some(meshes) = meshes {
+        batch.insert(Mesh3d(meshes.add(ribbon(BEAM_SEGMENTS))));
+    }
+}
+
+/// Segments along a beam: enough that the longest arcs stay smooth.
+const BEAM_SEGMENTS: u32 = 48;
+
+/// A strip of `segments` quads: x runs 0..1 along it, y is -1 or +1 across.
+fn ribbon(segments: u32) -> Mesh {
+    use bevy::asset::RenderAssetUsages;
+    use bevy::mesh::{Indices, PrimitiveTopology};
+    let n = segments.max(1);
+    let mut positions = Vec::with_capacity(2 * (n as usize + 1));
+    let mut uvs = Vec::with_capacity(positions.capacity());
+    for i in 0..=n {
+        let s = i as f32 / n as f32;
+        for side in [-1.0f32, 1.0] {
+            positions.push([s, side, 0.0]);
+            uvs.push([s, side * 0.5 + 0.5]);
+        }
+    }
+    let normals = vec![[0.0, 0.0, 1.0]; positions.len()];
+    let indices: Vec<u32> = (0..n)
+        .flat_map(|i| {
+            let k = 2 * i;
+            [k, k + 1, k + 2, k + 1, k + 3, k + 2]
+        })
+        .collect();
+    Mesh::new(PrimitiveTopology::TriangleList, RenderAssetUsages::RENDER_WORLD)
+        .with_inserted_attribute(Mesh::ATTRIBUTE_POSITION, positions)
+        .with_inserted_attribute(Mesh::ATTRIBUTE_NORMAL, normals)
+        .with_inserted_attribute(Mesh::ATTRIBUTE_UV_0, uvs)
+        .with_inserted_indices(Indices::U32(indices))
 }
 
 /// Linear RGB of a kind's sRGB palette colour.

@@ -271,6 +271,14 @@ fn run_script(
         }
         Step::ArcsLayer(layer) => inference.city.layer = layer,
         Step::Threshold(t) => inference.city.threshold = t,
+        Step::Heads(heads) => {
+            use crate::city::view::HeadFilter;
+            inference.city.heads = match heads {
+                super::steps::Heads::Mean => HeadFilter::Mean,
+                super::steps::Heads::Max => HeadFilter::Max,
+                super::steps::Heads::One(h) => HeadFilter::Head(h),
+            }
+        }
         Step::Record => {
             inference.toggles.write(crate::record::live::ToggleRecording);
         }

@@ -47,11 +47,21 @@ pub enum Step {
     Playhead(f32),
     Tokens(Option<usize>),
     ArcsLayer(Option<usize>),
+    /// `heads mean|max|N`: how the city's beams combine attention heads (N: that head alone).
+    Heads(Heads),
     Threshold(f32),
     Pca3d(Option<usize>),
     Record,
     Shot(u32),
     Exit,
+}
+
+/// Which attention heads the city's beams show.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Heads {
+    Mean,
+    Max,
+    One(usize),
 }
 
 /// What the viewer's UI shows (`panels …`): every panel, none, or the presentation mode.
@@ -156,6 +166,11 @@ pub fn parse(text: &str) -> Result<Vec<Step>, String> {
             "playhead" => Step::Playhead(num(rest)?.max(0.0)),
             "tokens" => Step::Tokens(all_or(rest).map_err(|_| err("expected a token count or `all`"))?),
             "arcs-layer" => Step::ArcsLayer(all_or(rest).map_err(|_| err("expected a block or `all`"))?),
+            "heads" => Step::Heads(match rest {
+                "mean" => Heads::Mean,
+                "max" => Heads::Max,
+                h => Heads::One(h.parse().map_err(|_| err("expected `mean`, `max` or a head number"))?),
+            }),
             "threshold" => Step::Threshold(num(rest)?.clamp(0.0, 1.0)),
             "pca3d" => Step::Pca3d(match rest {
                 "off" => None,
@@ -187,7 +202,10 @@ mod tests {
         assert_eq!(steps[2], Step::Orbit { yaw: 10.0, pitch: -5.0 });
         assert_eq!(steps[6], Step::Hide(TensorKind::Norm));
         assert!(parse("fly away").unwrap_err().starts_with("line 1"));
-        let city = parse("playhead 2.5\ntokens 4\ntokens all\narcs-layer 3\narcs-layer all\nthreshold 0.3").unwrap();
+        let city = parse(
+            "playhead 2.5\ntokens 4\ntokens all\narcs-layer 3\narcs-layer all\nthreshold 0.3\nheads 2\nheads mean",
+        )
+        .unwrap();
         assert_eq!(
             city,
             [
@@ -196,7 +214,9 @@ mod tests {
                 Step::Tokens(None),
                 Step::ArcsLayer(Some(3)),
                 Step::ArcsLayer(None),
-                Step::Threshold(0.3)
+                Step::Threshold(0.3),
+                Step::Heads(Heads::One(2)),
+                Step::Heads(Heads::Mean)
             ]
         );
         let zoom = parse("weights h.0.attn.c_attn.weight\nwait-weights\nweights close").unwrap();

@@ -130,13 +130,17 @@ fn draw_ui(
     if *chrome == Chrome::Presentation
         && let Some(current) = &panel.current
     {
-        let subtitle = (!run.0.texts.is_empty()).then(|| presentation_prompt(&run.0.texts));
+        use crate::render::legend;
+        let subtitle = (!run.0.texts.is_empty()).then(|| legend::prompt_line(&run.0.texts));
         let city = panel.settings.layout == crate::layout::LayoutKind::City && !run.0.hidden.is_empty();
-        let legend = presentation_legend(&current.summary, &panel.settings, city);
-        chrome::presentation(&ctx, &current.arch.name, subtitle.as_deref(), &legend);
+        let entries: Vec<_> = legend::entries(&current.summary, &panel.settings, city)
+            .into_iter()
+            .map(|([r, g, b], label)| (egui::Color32::from_rgb(r, g, b), label))
+            .collect();
+        chrome::presentation(&ctx, &current.arch.name, subtitle.as_deref(), &entries);
     }
     if let (Some(current), Ok((cam, at))) = (&panel.current, camera.single()) {
-        let scene = labels::Scene {
+        let scene = crate::layout::labels::LabelScene {
             layout: &current.layout,
             grid: city.city.grid.as_ref(),
             texts: &city.city.scene.texts,
@@ -170,66 +174,6 @@ fn draw_ui(
         }
     }
     Ok(())
-}
-
-/// The prompt as the presentation title's second line: the tokens' text on
-/// one line, at most 90 characters (the end kept: where the model is).
-fn presentation_prompt(texts: &[String]) -> String {
-    let line: String = texts.concat().split_whitespace().collect::<Vec<_>>().join(" ");
-    let chars: Vec<char> = line.chars().collect();
-    if chars.len() <= 90 {
-        return format!("“{line}”");
-    }
-    let tail: String = chars[chars.len() - 89..].iter().collect();
-    format!("“…{tail}”")
-}
-
-/// What the colours mean, for the presentation overlay: the kinds drawn, or
-/// the statistic the cubes are coloured by.
-fn presentation_legend(
-    summary: &crate::arch::Summary,
-    settings: &crate::view::ViewSettings,
-    city: bool,
-) -> Vec<(egui::Color32, String)> {
-    use crate::weights::color::{ColorBy, viridis};
-    let linear = |[r, g, b]: [f32; 3]| {
-        let c = Color::linear_rgb(r, g, b).to_srgba();
-        egui::Color32::from_rgb((c.red * 255.0) as u8, (c.green * 255.0) as u8, (c.blue * 255.0) as u8)
-    };
-    let mut entries = Vec::new();
-    if city {
-        use crate::city::view::heat;
-        entries.push((
-            linear(heat(1.0)),
-            "token's residual stream: strongest on its floor".to_string(),
-        ));
-        entries.push((
-            linear(heat(0.0)),
-            "token's residual stream: weakest on its floor".to_string(),
-        ));
-        entries.push((
-            linear([1.0, 0.5, 0.12]),
-            "attention: from key to query, brighter = more".to_string(),
-        ));
-    }
-    if settings.color != ColorBy::Kind {
-        let swatch = |t: f32| {
-            let [r, g, b] = viridis(t).map(|c| (c * 255.0).round() as u8);
-            egui::Color32::from_rgb(r, g, b)
-        };
-        entries.push((swatch(1.0), format!("weights: high {}", settings.color.label())));
-        entries.push((swatch(0.0), format!("weights: low {}", settings.color.label())));
-        return entries;
-    }
-    let mut kinds: Vec<crate::arch::TensorKind> = summary
-        .by_kind
-        .iter()
-        .map(|k| k.kind)
-        .filter(|k| !settings.hidden_kinds.contains(k))
-        .collect();
-    kinds.sort();
-    entries.extend(kinds.into_iter().map(|k| (kind_color32(k), k.label().to_string())));
-    entries
 }
 
 /// An egui colour swatch of a kind's palette colour.

@@ -242,6 +242,7 @@ fn view_settings(ui: &mut egui::Ui, p: &mut PanelParams) {
     let mut layout = p.settings.layout;
     let mut scale = p.settings.scale;
     let mut lod = p.settings.lod;
+    let mut glow = p.settings.glow;
     ui.horizontal(|ui| {
         ui.selectable_value(&mut layout, LayoutKind::Trunk, "trunk");
         ui.selectable_value(&mut layout, LayoutKind::Floors, "floors");
@@ -251,7 +252,12 @@ fn view_settings(ui: &mut egui::Ui, p: &mut PanelParams) {
         ui.selectable_value(&mut scale, CubeScale::Relative, "relative size");
         ui.selectable_value(&mut scale, CubeScale::Absolute, "absolute size");
     });
-    ui.checkbox(&mut lod, "collapse far layers");
+    ui.horizontal(|ui| {
+        ui.checkbox(&mut lod, "collapse far layers");
+        ui.checkbox(&mut glow, "glow").on_hover_text(
+            "Busy cells, pulses and beams glow (HDR, bloom) and far things fade; off: flat, exact colours",
+        );
+    });
     // Write only real changes so change detection stays meaningful.
     if layout != p.settings.layout {
         p.settings.layout = layout;
@@ -261,6 +267,9 @@ fn view_settings(ui: &mut egui::Ui, p: &mut PanelParams) {
     }
     if lod != p.settings.lod {
         p.settings.lod = lod;
+    }
+    if glow != p.settings.glow {
+        p.settings.glow = glow;
     }
     ui.small(if p.fly.active {
         format!(

@@ -294,8 +294,8 @@ pub(super) struct Saved {
     zoom_lower_limit: f32,
 }
 
-/// While a zoom is open: no tonemapping, so the planes show exactly the
-/// legend's colours (TonyMcMapface would pale them); the near plane follows
+/// While a zoom is open: no tonemapping, bloom or fog, so the planes show
+/// exactly the legend's colours (TonyMcMapface would pale them); the near plane follows
 /// the orbit radius and the orbit may come as close as a few elements, so
 /// one element can fill the view however many rows the plane packs into the
 /// model's height. Everything comes back when it closes.
@@ -303,9 +303,11 @@ pub(super) fn camera_while_zoomed(
     zoom: Res<Zoom>,
     current: Option<Res<CurrentModel>>,
     mut saved: Local<Option<Saved>>,
-    mut cameras: Query<(&mut Tonemapping, &mut Projection, &mut PanOrbitCamera), With<MainCamera>>,
+    mut commands: Commands,
+    mut cameras: Query<(Entity, &mut Tonemapping, &mut Projection, &mut PanOrbitCamera), With<MainCamera>>,
 ) {
-    for (mut tonemapping, mut projection, mut cam) in &mut cameras {
+    use crate::render::look::OwnLook;
+    for (entity, mut tonemapping, mut projection, mut cam) in &mut cameras {
         let Projection::Perspective(perspective) = &mut *projection else {
             continue;
         };
@@ -316,6 +318,14 @@ pub(super) fn camera_while_zoomed(
                     near: perspective.near,
                     zoom_lower_limit: cam.zoom_lower_limit,
                 });
+                if saved.is_none() {
+                    // No bloom or fog either: the planes show the legend's exact colours.
+                    commands.entity(entity).insert(OwnLook).remove::<(
+                        bevy::camera::Hdr,
+                        bevy::post_process::bloom::Bloom,
+                        bevy::pbr::DistanceFog,
+                    )>();
+                }
                 *saved = Some(before);
                 tonemapping.set_if_neq(Tonemapping::None);
                 let radius = cam.radius.unwrap_or(1.0);
@@ -333,6 +343,8 @@ pub(super) fn camera_while_zoomed(
                 }
             }
             (None, Some(before)) => {
+                // The scene's look comes back with the tonemapping (render::look).
+                commands.entity(entity).remove::<OwnLook>();
                 *tonemapping = before.tonemapping;
                 perspective.near = before.near;
                 cam.zoom_lower_limit = before.zoom_lower_limit;

@@ -86,6 +86,9 @@ fn main() {
             layout,
             scale: CubeScale::Relative,
             quiet: true,
+            glow: true,
+            title: None,
+            clean: false,
         };
         match record(job) {
             Ok(s) => println!(

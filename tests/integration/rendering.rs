@@ -105,6 +105,69 @@ fn headless_render_draws_the_kind_colours() {
     assert!(shares[1] + shares[3] + shares[4] > 0.5, "{shares:?}");
 }
 
+/// `render MODEL --out x.png` with no other flags: deep models wrap into
+/// columns that fill a good part of the picture (no hairline), and every
+/// kind the model has shows its colour, at 1280x720 and at 480x360.
+#[test]
+fn default_renders_fill_the_frame_with_every_kind_colour() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut report = Vec::new();
+    for model in ["gpt2", "meta-llama/Llama-3.1-405B", "mistralai/Mixtral-8x7B-v0.1"] {
+        let arch = tensorcity::arch::catalogue_entry(model)
+            .unwrap()
+            .architecture()
+            .unwrap();
+        let summary = tensorcity::arch::Summary::of(&arch);
+        let kinds: Vec<TensorKind> = summary.by_kind.iter().map(|k| k.kind).collect();
+        for size in ["1280x720", "480x360"] {
+            let out = tmp.path().join(format!("{}-{size}.png", model.replace('/', "_")));
+            let o = Command::new(env!("CARGO_BIN_EXE_tensorcity"))
+                .args(["render", model, "--catalogue", "--size", size, "--clean", "--out"])
+                .arg(&out)
+                .output()
+                .unwrap();
+            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+            let img = image::open(&out).unwrap().to_rgb8();
+            let total = (img.width() * img.height()) as f32;
+            // Pixels of the model: coloured, or brighter than the background and the ground.
+            let model_pixels = img
+                .pixels()
+                .filter(|p| hue_sat(&p.0).1 > 0.3 || p.0.iter().any(|&c| c > 70))
+                .count();
+            let coverage = model_pixels as f32 / total;
+            // Every kind: pixels within 10 degrees of its hue (palette hues are further apart).
+            let mut missing = Vec::new();
+            for &kind in &kinds {
+                let c = kind_color(kind);
+                let (hue, sat) = hue_sat(&[(c >> 16) as u8, (c >> 8) as u8, c as u8]);
+                let n = img
+                    .pixels()
+                    .filter(|p| {
+                        let (h, s) = hue_sat(&p.0);
+                        if sat < 0.2 {
+                            // A grey kind (norms): lit grey, brighter than the ground.
+                            s < 0.12 && p.0.iter().all(|&v| v > 60)
+                        } else {
+                            s > 0.3 && hue_distance(h, hue) < 10.0
+                        }
+                    })
+                    .count();
+                if n < 4 {
+                    missing.push(format!("{kind:?} ({n} px)"));
+                }
+            }
+            report.push(format!("{model} {size}: {:.0}% covered", coverage * 100.0));
+            assert!(
+                coverage > 0.12,
+                "{model} at {size} covers only {:.1}% of the picture",
+                coverage * 100.0
+            );
+            assert!(missing.is_empty(), "{model} at {size}: no pixels of {missing:?}");
+        }
+    }
+    eprintln!("{}", report.join("; "));
+}
+
 #[test]
 fn render_rejects_bad_requests_before_rendering() {
     let tmp = tempfile::tempdir().unwrap();
