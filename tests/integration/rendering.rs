@@ -596,7 +596,7 @@ fn the_pointer_hovers_the_cube_under_it() {
         tmp.path(),
         &["gpt2".as_ref(), "--catalogue".as_ref()],
         (1200, 800),
-        "wait-ready\nfocus h.5.mlp.c_fc.weight\nframes 40\npointer 610 305\nframes 10\nexpect-hovered h.5.mlp.c_fc.weight\npointer 1100 700\nframes 10\nexpect-hovered nothing\nexit\n",
+        "wait-ready\nfocus h.5.mlp.c_fc.weight\nframes 40\npointer 610 305\nframes 10\nexpect-hovered h.5.mlp.c_fc.weight\npointer 305 4\nframes 10\nexpect-hovered nothing\nexit\n",
     );
 }
 
