@@ -211,27 +211,15 @@ pub struct RenderArgs {
     /// Image size, WIDTHxHEIGHT.
     #[arg(long, default_value = "1280x720", value_parser = parse_size)]
     pub size: (u32, u32),
-    /// Arrangement of the cubes (default: city with --prompt, else trunk).
-    #[arg(long, value_enum)]
-    pub layout: Option<LayoutArg>,
-    /// Camera: iso, front, side, top, or YAW,PITCH[,ZOOM] in degrees.
+    /// Camera: iso, front, side, top, base, or YAW,PITCH[,ZOOM[,HEIGHT]] in degrees.
     #[arg(long, default_value = "iso")]
     pub camera: CameraSpec,
-    /// Size cubes on a fixed log scale (compare models) instead of per model.
-    #[arg(long)]
-    pub absolute: bool,
-    /// Run this prompt and draw the finished neural city.
-    #[arg(long)]
-    pub prompt: Option<String>,
-    /// Flat, exact colours: no glow (HDR, bloom) and no fog.
-    #[arg(long)]
-    pub flat: bool,
-    /// A title across the lower third of the picture.
-    #[arg(long)]
-    pub title: Option<String>,
-    /// The scene alone: no model name, prompt or legend painted over it.
-    #[arg(long)]
-    pub clean: bool,
+    #[command(flatten)]
+    pub picture: PictureArgs,
+    /// The city part way up, as it is mid-run: the playhead in hidden states
+    /// (2.5 = a pulse half way from hidden state 2 to 3); default the finished pass.
+    #[arg(long, value_name = "FLOORS", requires = "prompt")]
+    pub at: Option<f32>,
 }
 
 #[derive(Debug, Args)]
@@ -253,7 +241,17 @@ pub struct RecordArgs {
     /// orbit (one turn around the model), flythrough (embeddings to head), or a keyframe file PATH.ron.
     #[arg(long, default_value = "orbit")]
     pub camera: crate::record::CameraChoice,
-    /// Run this prompt and play its activations in the neural city.
+    #[command(flatten)]
+    pub picture: PictureArgs,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// What a still (`render`) and a clip (`record`) draw besides the model and the camera.
+#[derive(Debug, Args)]
+pub struct PictureArgs {
+    /// Run this prompt and show its neural city (a clip plays it; a still shows the finished pass, or --at).
     #[arg(long)]
     pub prompt: Option<String>,
     /// Arrangement of the cubes (default: city with --prompt, else trunk).
@@ -262,18 +260,41 @@ pub struct RecordArgs {
     /// Size cubes on a fixed log scale (compare models) instead of per model.
     #[arg(long)]
     pub absolute: bool,
-    /// No progress bar.
-    #[arg(long)]
-    pub quiet: bool,
+    /// Attention beams: the mean over heads, the strongest head (max), or head N alone in its own colour.
+    #[arg(long, default_value = "mean", requires = "prompt")]
+    pub heads: crate::script::Heads,
+    /// Select token N (from 0): its column lit, the attention into it, and the
+    /// camera centred on its column (with --camera's zoom, a close-up).
+    #[arg(long, value_name = "N", requires = "prompt")]
+    pub select: Option<usize>,
     /// Flat, exact colours: no glow (HDR, bloom) and no fog.
     #[arg(long)]
     pub flat: bool,
-    /// A title card across the lower third for the first seconds.
+    /// A title across the lower third (a clip shows it for the first seconds).
     #[arg(long)]
     pub title: Option<String>,
     /// The scene alone: no model name, prompt or legend painted over it.
     #[arg(long)]
     pub clean: bool,
+}
+
+impl PictureArgs {
+    fn picture(self) -> crate::headless::Picture {
+        crate::headless::Picture {
+            layout: scene_layout(self.layout, self.prompt.as_deref()),
+            scale: if self.absolute {
+                CubeScale::Absolute
+            } else {
+                CubeScale::Relative
+            },
+            prompt: self.prompt,
+            heads: self.heads.into(),
+            select: self.select,
+            glow: !self.flat,
+            title: self.title,
+            clean: self.clean,
+        }
+    }
 }
 
 /// The layout a still or a clip draws: the one asked for, else the city when
@@ -378,17 +399,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             options: args.model.load_options(),
             out: args.out,
             size: args.size,
-            layout: scene_layout(args.layout, args.prompt.as_deref()),
-            scale: if args.absolute {
-                CubeScale::Absolute
-            } else {
-                CubeScale::Relative
-            },
             camera: args.camera,
-            prompt: args.prompt,
-            glow: !args.flat,
-            title: args.title,
-            clean: args.clean,
+            picture: args.picture.picture(),
+            at: args.at,
         }),
         Some(Command::Record(args)) => crate::record::record(crate::record::RecordJob {
             model: args.model.model_ref(),
@@ -398,16 +411,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             fps: args.fps,
             size: args.size,
             camera: args.camera,
-            layout: scene_layout(args.layout, args.prompt.as_deref()),
-            prompt: args.prompt,
-            glow: !args.flat,
-            title: args.title,
-            clean: args.clean,
-            scale: if args.absolute {
-                CubeScale::Absolute
-            } else {
-                CubeScale::Relative
-            },
+            picture: args.picture.picture(),
             quiet: args.quiet,
         })
         .map(|_| ()),

@@ -9,6 +9,7 @@ use bevy::prelude::*;
 
 use crate::arch::{CubeScale, LoadOptions, ModelRef};
 use crate::camera::math::{OrbitView, frame_bounds_at, orbit_transform};
+use crate::city::{HeadFilter, Playback};
 use crate::layout::LayoutKind;
 use crate::model::CurrentModel;
 use crate::offscreen;
@@ -97,18 +98,18 @@ impl CameraSpec {
     }
 }
 
-/// What to render.
+/// What a still or a clip draws besides the model and the camera: what
+/// `render` and `record` share.
 #[derive(Debug, Clone)]
-pub struct RenderJob {
-    pub model: ModelRef,
-    pub options: LoadOptions,
-    pub out: PathBuf,
-    pub size: (u32, u32),
+pub struct Picture {
     pub layout: LayoutKind,
     pub scale: CubeScale,
-    pub camera: CameraSpec,
-    /// Run this prompt first and draw the finished neural city (`city` layout).
+    /// Run this prompt and draw its neural city (`city` layout).
     pub prompt: Option<String>,
+    /// Which heads the attention beams show.
+    pub heads: HeadFilter,
+    /// The selected token: its column lit, and the camera centred on it.
+    pub select: Option<usize>,
     /// HDR, bloom and fog (false: flat colours).
     pub glow: bool,
     /// A title painted across the lower third (`--title`).
@@ -117,29 +118,58 @@ pub struct RenderJob {
     pub clean: bool,
 }
 
+/// What to render.
+#[derive(Debug, Clone)]
+pub struct RenderJob {
+    pub model: ModelRef,
+    pub options: LoadOptions,
+    pub out: PathBuf,
+    pub size: (u32, u32),
+    pub camera: CameraSpec,
+    pub picture: Picture,
+    /// The city's playhead in hidden states (`None`: the finished pass).
+    pub at: Option<f32>,
+}
+
 /// Renders one still. Loads the model (and runs the prompt) first, so bad
 /// input fails before any rendering.
 pub fn render(job: RenderJob) -> anyhow::Result<()> {
     offscreen::check_output(&job.out, &["png"])?;
-    let (current, settings, run) = load_scene(
-        &job.model,
-        &job.options,
-        (job.layout, job.scale, job.glow),
-        job.prompt.as_deref(),
-    )?;
+    let scene = load_scene(&job.model, &job.options, &job.picture)?;
+    let floors = scene.current.arch.num_layers() as f32;
+    let playhead = match job.at {
+        Some(at) if !(at.is_finite() && (0.0..=floors).contains(&at)) => anyhow::bail!(
+            "--at {at}: the playhead is in hidden states, from 0 to {floors} for this model; choose one in that range"
+        ),
+        // A still shows the finished pass unless asked: no climbing animation.
+        at => Playback {
+            position: at.unwrap_or(floors),
+            playing: at.is_none(),
+            speed: f32::MAX,
+            tokens: None,
+        },
+    };
     offscreen::check_gpu()?;
-    let bounds = scene_bounds(&current, run.as_ref());
-    let view = job.camera.view(&bounds, job.size.0 as f32 / job.size.1 as f32);
-    let overlay = overlay_for(&current, &settings, run.as_ref(), job.clean, job.title.clone());
-
-    // A still shows the finished pass: no climbing animation.
-    let mut app = scene_app(current, settings, run, f32::MAX);
+    let aspect = job.size.0 as f32 / job.size.1 as f32;
+    let mut view = job.camera.view(&scene.bounds(), aspect);
+    if let Some(column) = scene.selected_column(job.picture.select) {
+        view.focus.x = column[0];
+        view.focus.z = column[2];
+    }
+    let overlay = overlay_for(&scene, &job.picture);
+    let clean = job.picture.clean;
+    let mut app = scene_app(scene, &job.picture, playhead);
     let target = offscreen::spawn_main_camera(&mut app, job.size, orbit_transform(view));
     app.finish();
     app.cleanup();
+    // The first frame takes the run in (which restarts the playhead); then it is placed.
+    app.update();
+    if let Some(mut playback) = app.world_mut().get_resource_mut::<crate::city::CityPlayback>() {
+        playback.0 = playhead;
+    }
     let mut frame = offscreen::warm_up(&mut app, &target)?;
     let overlay = crate::record::overlay::Overlay {
-        labels: if job.clean {
+        labels: if clean {
             Vec::new()
         } else {
             frame_labels(&mut app, job.size)
@@ -179,43 +209,72 @@ pub fn frame_labels(app: &mut App, size: (u32, u32)) -> Vec<crate::layout::label
 /// What a still or a clip paints over its scene, as the viewer's presentation
 /// mode shows it: the model and the prompt, the legend (none when `clean`),
 /// and the `title` card.
-pub fn overlay_for(
-    current: &CurrentModel,
-    settings: &ViewSettings,
-    run: Option<&crate::activations::RunState>,
-    clean: bool,
-    title: Option<String>,
-) -> crate::record::overlay::Overlay {
+pub fn overlay_for(scene: &Scene, picture: &Picture) -> crate::record::overlay::Overlay {
     use crate::render::legend;
-    if clean {
+    let title = picture.title.clone();
+    if picture.clean {
         return crate::record::overlay::Overlay {
             title,
             ..Default::default()
         };
     }
-    let city = run.filter(|r| settings.layout == LayoutKind::City && !r.hidden.is_empty());
+    let city = scene.city_run();
     crate::record::overlay::Overlay {
-        caption: Some(current.arch.name.clone()),
+        caption: Some(scene.current.arch.name.clone()),
         subtitle: city.map(|r| legend::prompt_line(&r.texts)),
-        legend: legend::entries(&current.summary, settings, city.is_some()),
+        legend: legend::entries(&scene.current.summary, &scene.settings, city.is_some()),
         title,
         labels: Vec::new(),
     }
 }
 
+/// A still's or a clip's model, laid out, and its run (when there is a prompt).
+pub struct Scene {
+    pub current: CurrentModel,
+    pub settings: ViewSettings,
+    pub run: Option<crate::activations::RunState>,
+}
+
+impl Scene {
+    /// The run, when it is drawn as a city.
+    fn city_run(&self) -> Option<&crate::activations::RunState> {
+        self.run
+            .as_ref()
+            .filter(|r| self.settings.layout == LayoutKind::City && !r.tokens.is_empty())
+    }
+
+    /// What the camera frames: the trunk, and the city beside it when a run
+    /// is drawn in the city layout.
+    pub fn bounds(&self) -> crate::layout::Bounds {
+        let layout = &self.current.layout;
+        match self.city_run() {
+            Some(run) => self.grid().bounds_with(&layout.bounds, run.tokens.len()),
+            None => layout.bounds,
+        }
+    }
+
+    fn grid(&self) -> crate::layout::city::CityGrid {
+        crate::layout::city::CityGrid::new(&self.current.layout, self.current.arch.num_layers() as usize + 1)
+    }
+
+    /// The middle of the selected token's column (city layout).
+    pub fn selected_column(&self, token: Option<usize>) -> Option<[f32; 3]> {
+        let token = token?;
+        let run = self.city_run()?;
+        let middle = self.current.arch.num_layers() as usize / 2;
+        (token < run.tokens.len()).then(|| self.grid().cell_center(token, middle))
+    }
+}
+
 /// Loads and lays out what a still or a clip draws, printing the model's
 /// notices, and runs the prompt (one pass) when there is one: every check on
-/// the input happens here, before any rendering.
-pub fn load_scene(
-    model: &ModelRef,
-    options: &LoadOptions,
-    (layout, scale, glow): (LayoutKind, CubeScale, bool),
-    prompt: Option<&str>,
-) -> anyhow::Result<(CurrentModel, ViewSettings, Option<crate::activations::RunState>)> {
+/// the input (the selected token and head against the run) happens here,
+/// before any rendering.
+pub fn load_scene(model: &ModelRef, options: &LoadOptions, picture: &Picture) -> anyhow::Result<Scene> {
     let settings = ViewSettings {
-        layout,
-        scale,
-        glow,
+        layout: picture.layout,
+        scale: picture.scale,
+        glow: picture.glow,
         lod: false,
         ..default()
     };
@@ -223,31 +282,44 @@ pub fn load_scene(
     for notice in &current.arch.notices {
         eprintln!("note: {notice}");
     }
-    let run = prompt
+    let run = picture
+        .prompt
+        .as_deref()
         .map(|prompt| crate::activations::run::run_prompt(model, prompt))
         .transpose()?;
-    Ok((current, settings, run))
+    if let Some(run) = &run {
+        check_city_choice(run, picture)?;
+    }
+    Ok(Scene { current, settings, run })
 }
 
-/// What a still or a clip frames: the trunk, and the city beside it when a
-/// run is drawn in the city layout.
-pub fn scene_bounds(current: &CurrentModel, run: Option<&crate::activations::RunState>) -> crate::layout::Bounds {
-    let layout = &current.layout;
-    match run.filter(|r| layout.kind == LayoutKind::City && !r.tokens.is_empty()) {
-        Some(run) => crate::layout::city::CityGrid::new(layout, current.arch.num_layers() as usize + 1)
-            .bounds_with(&layout.bounds, run.tokens.len()),
-        None => layout.bounds,
+/// `--select` and `--heads N` name a token and a head the run has.
+fn check_city_choice(run: &crate::activations::RunState, picture: &Picture) -> anyhow::Result<()> {
+    let tokens = run.tokens.len();
+    if let Some(n) = picture.select.filter(|&n| n >= tokens) {
+        anyhow::bail!(
+            "--select {n}: the prompt ran as {tokens} tokens; choose 0 to {}",
+            tokens.saturating_sub(1)
+        );
+    }
+    let heads = run.attn.values().next().and_then(|a| a.dim(0).ok());
+    match (picture.heads, heads) {
+        (HeadFilter::Head(h), Some(heads)) if h >= heads => anyhow::bail!(
+            "--heads {h}: the model has {heads} attention heads; choose 0 to {}, mean or max",
+            heads - 1
+        ),
+        (HeadFilter::Head(_), None) => {
+            anyhow::bail!("--heads: this run has no attention weights to choose a head from; leave --heads out")
+        }
+        _ => Ok(()),
     }
 }
 
-/// A windowless app drawing `current` (and, with a run, its neural city,
-/// animated at `floors_per_second`): what `render` and `record` share.
-pub fn scene_app(
-    current: CurrentModel,
-    settings: ViewSettings,
-    run: Option<crate::activations::RunState>,
-    floors_per_second: f32,
-) -> App {
+/// A windowless app drawing `scene` (and, with a run, its neural city at
+/// `playback`, with the picture's heads and selection): what `render` and
+/// `record` share.
+pub fn scene_app(scene: Scene, picture: &Picture, playback: Playback) -> App {
+    let Scene { current, settings, run } = scene;
     let mut app = offscreen::windowless_app();
     // A mixture of experts' cubes glow with the run's routing.
     if let Some(run) = &run {
@@ -259,10 +331,14 @@ pub fn scene_app(
         .insert_resource(current);
     if let Some(run) = run {
         app.add_plugins(crate::city::CityPlugin)
-            .insert_resource(crate::city::CityPlayback(crate::city::Playback {
-                speed: floors_per_second,
-                ..Default::default()
+            .insert_resource(crate::city::CityPlayback(playback))
+            .insert_resource(crate::city::CityView(crate::city::CityFilter {
+                heads: picture.heads,
+                // A selected token's view: only the attention into and out of it.
+                only_selected: picture.select.is_some(),
+                ..default()
             }))
+            .insert_resource(crate::activations::SelectedToken(picture.select))
             .insert_resource(crate::activations::CurrentRun(run));
     }
     app

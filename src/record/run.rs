@@ -10,8 +10,7 @@ use bevy::prelude::*;
 use bevy::time::TimeUpdateStrategy;
 
 use crate::activations::SelectedToken;
-use crate::arch::{CubeScale, LoadOptions, ModelRef};
-use crate::layout::LayoutKind;
+use crate::arch::{LoadOptions, ModelRef};
 use crate::offscreen;
 use crate::view::ViewSettings;
 use encode::Output;
@@ -50,17 +49,9 @@ pub struct RecordJob {
     pub fps: u32,
     pub size: (u32, u32),
     pub camera: CameraChoice,
-    pub prompt: Option<String>,
-    pub layout: LayoutKind,
-    pub scale: CubeScale,
+    pub picture: crate::headless::Picture,
     /// Draw no progress bar (tests, logs).
     pub quiet: bool,
-    /// HDR, bloom and fog (false: flat colours).
-    pub glow: bool,
-    /// A title card over the first seconds (`--title`).
-    pub title: Option<String>,
-    /// No caption or legend painted over the scene (`--clean`).
-    pub clean: bool,
 }
 
 /// What a finished recording measured.
@@ -110,12 +101,7 @@ pub fn record(job: RecordJob) -> anyhow::Result<RecordStats> {
         }
         _ => None,
     };
-    let (current, settings, run) = crate::headless::load_scene(
-        &job.model,
-        &job.options,
-        (job.layout, job.scale, job.glow),
-        job.prompt.as_deref(),
-    )?;
+    let scene = crate::headless::load_scene(&job.model, &job.options, &job.picture)?;
     let gpu = offscreen::check_gpu()?;
     if job.size.0.max(job.size.1) > gpu.max_texture {
         bail!(
@@ -128,9 +114,9 @@ pub fn record(job: RecordJob) -> anyhow::Result<RecordStats> {
     }
 
     // The camera path sees the trunk, and the city beside it when there is one.
-    let floors = current.arch.num_layers() as usize + 1;
-    let bounds = crate::headless::scene_bounds(&current, run.as_ref());
-    let layout = current.layout.clone();
+    let floors = scene.current.arch.num_layers() as usize + 1;
+    let bounds = scene.bounds();
+    let layout = scene.current.layout.clone();
     let aspect = job.size.0 as f32 / job.size.1 as f32;
     let path = match (&job.camera, keyframes) {
         (_, Some(file)) => CameraPath::Keyframes(file),
@@ -150,12 +136,15 @@ pub fn record(job: RecordJob) -> anyhow::Result<RecordStats> {
             bounds.min[0], bounds.min[1], bounds.min[2], bounds.max[0], bounds.max[1], bounds.max[2]
         );
     }
-    let mut overlay = crate::headless::overlay_for(&current, &settings, run.as_ref(), job.clean, job.title.clone());
+    let mut overlay = crate::headless::overlay_for(&scene, &job.picture);
     let painter = super::overlay::Painter::new()?;
 
     // With a prompt, the pulses climb through every floor in the first 60% of the clip.
-    let speed = floors as f32 / (job.duration * 0.6);
-    let mut app = crate::headless::scene_app(current, settings, run, speed);
+    let playback = crate::city::Playback {
+        speed: floors as f32 / (job.duration * 0.6),
+        ..Default::default()
+    };
+    let mut app = crate::headless::scene_app(scene, &job.picture, playback);
     app.insert_resource(TimeUpdateStrategy::ManualDuration(Duration::ZERO));
     app.finish();
     app.cleanup();
@@ -190,7 +179,7 @@ pub fn record(job: RecordJob) -> anyhow::Result<RecordStats> {
         app.update();
         app.insert_resource(TimeUpdateStrategy::ManualDuration(Duration::ZERO));
         let mut rgba = offscreen::read_back(&mut app, &target)?;
-        if !job.clean {
+        if !job.picture.clean {
             overlay.labels = crate::headless::frame_labels(&mut app, job.size);
         }
         painter.paint(&overlay, &mut rgba, job.size, t);

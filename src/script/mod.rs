@@ -27,7 +27,7 @@
 //! ```
 
 mod steps;
-pub use steps::{Step, parse};
+pub use steps::{Heads, Step, parse};
 
 #[cfg(feature = "app")]
 mod run;

@@ -271,14 +271,7 @@ fn run_script(
         }
         Step::ArcsLayer(layer) => inference.city.layer = layer,
         Step::Threshold(t) => inference.city.threshold = t,
-        Step::Heads(heads) => {
-            use crate::city::view::HeadFilter;
-            inference.city.heads = match heads {
-                super::steps::Heads::Mean => HeadFilter::Mean,
-                super::steps::Heads::Max => HeadFilter::Max,
-                super::steps::Heads::One(h) => HeadFilter::Head(h),
-            }
-        }
+        Step::Heads(heads) => inference.city.heads = heads.into(),
         Step::Record => {
             inference.toggles.write(crate::record::live::ToggleRecording);
         }
@@ -296,4 +289,15 @@ fn run_script(
         }
     }
     script.next += 1;
+}
+
+/// The script's (and the command line's) heads as the city's filter.
+impl From<super::Heads> for crate::city::HeadFilter {
+    fn from(heads: super::Heads) -> Self {
+        match heads {
+            super::Heads::Mean => crate::city::HeadFilter::Mean,
+            super::Heads::Max => crate::city::HeadFilter::Max,
+            super::Heads::One(h) => crate::city::HeadFilter::Head(h),
+        }
+    }
 }

@@ -56,12 +56,29 @@ pub enum Step {
     Exit,
 }
 
-/// Which attention heads the city's beams show.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Which attention heads the city's beams show (`mean`, `max` or a head
+/// number): the frame script's `heads` and `render`/`record --heads`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Heads {
+    #[default]
     Mean,
     Max,
     One(usize),
+}
+
+impl std::str::FromStr for Heads {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "mean" => Ok(Heads::Mean),
+            "max" => Ok(Heads::Max),
+            h => h
+                .parse()
+                .map(Heads::One)
+                .map_err(|_| format!("heads `{h}`: expected `mean`, `max` or a head number")),
+        }
+    }
 }
 
 /// What the viewer's UI shows (`panels …`): every panel, none, or the presentation mode.
@@ -166,11 +183,7 @@ pub fn parse(text: &str) -> Result<Vec<Step>, String> {
             "playhead" => Step::Playhead(num(rest)?.max(0.0)),
             "tokens" => Step::Tokens(all_or(rest).map_err(|_| err("expected a token count or `all`"))?),
             "arcs-layer" => Step::ArcsLayer(all_or(rest).map_err(|_| err("expected a block or `all`"))?),
-            "heads" => Step::Heads(match rest {
-                "mean" => Heads::Mean,
-                "max" => Heads::Max,
-                h => Heads::One(h.parse().map_err(|_| err("expected `mean`, `max` or a head number"))?),
-            }),
+            "heads" => Step::Heads(rest.parse().map_err(|e: String| err(&e))?),
             "threshold" => Step::Threshold(num(rest)?.clamp(0.0, 1.0)),
             "pca3d" => Step::Pca3d(match rest {
                 "off" => None,

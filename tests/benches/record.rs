@@ -10,6 +10,8 @@
 //! Usage: `cargo bench --bench record [-- --size 1280x720 --duration 3 --fps 30]`.
 
 use tensorcity::arch::{CubeScale, LoadOptions, ModelRef};
+use tensorcity::city::HeadFilter;
+use tensorcity::headless::Picture;
 use tensorcity::layout::LayoutKind;
 use tensorcity::record::{CameraChoice, RecordJob, record};
 
@@ -82,13 +84,17 @@ fn main() {
             fps,
             size,
             camera,
-            prompt,
-            layout,
-            scale: CubeScale::Relative,
+            picture: Picture {
+                layout,
+                scale: CubeScale::Relative,
+                prompt,
+                heads: HeadFilter::Mean,
+                select: None,
+                glow: true,
+                title: None,
+                clean: false,
+            },
             quiet: true,
-            glow: true,
-            title: None,
-            clean: false,
         };
         match record(job) {
             Ok(s) => println!(

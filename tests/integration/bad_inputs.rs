@@ -487,6 +487,24 @@ fn rows() -> Vec<Row> {
             r#"{dir}/s.txt: line 2: unknown command (`fly away`)"#,
         ),
         row(
+            "`--select` past the prompt's last token",
+            |_| {},
+            &["render", "--prompt", "ROMEO:", "--select", "99", "--out", "{dir}/x.png"],
+            r#"--select 99: the prompt ran as 2 tokens; choose 0 to 1"#,
+        ),
+        row(
+            "`--heads` past the model's last head",
+            |_| {},
+            &["render", "--prompt", "ROMEO:", "--heads", "6", "--out", "{dir}/x.png"],
+            r#"--heads 6: the model has 6 attention heads; choose 0 to 5, mean or max"#,
+        ),
+        row(
+            "`--at` above the top floor",
+            |_| {},
+            &["render", "--prompt", "ROMEO:", "--at", "9", "--out", "{dir}/x.png"],
+            r#"--at 9: the playhead is in hidden states, from 0 to 6 for this model; choose one in that range"#,
+        ),
+        row(
             "`diff` against a file that does not exist",
             |d| copy("inference/gpt2-tiny/model.safetensors", d, "a.safetensors"),
             &["diff", "{dir}/a.safetensors", "{dir}/b.safetensors"],
