@@ -24,10 +24,14 @@ pub fn beside(path: &Path) -> std::io::Result<NamedTempFile> {
         .extension()
         .map(|e| format!(".{}", e.to_string_lossy()))
         .unwrap_or_default();
-    tempfile::Builder::new()
-        .prefix(&format!(".{name}."))
-        .suffix(&format!(".partial{ext}"))
-        .tempfile_in(dir)
+    let (prefix, suffix) = (format!(".{name}."), format!(".partial{ext}"));
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(&prefix).suffix(&suffix);
+    // A picture or a clip is the user's file like any other: the usual mode
+    // (0666 less the umask), not a temporary file's private 0600.
+    #[cfg(unix)]
+    builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666));
+    builder.tempfile_in(dir)
 }
 
 /// Gives the finished temporary file its real name (replacing an older file).
@@ -64,5 +68,18 @@ mod tests {
         write_whole::<std::io::Error>(&path, |tmp| std::fs::write(tmp, b"new")).unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"new");
         assert_eq!(names(dir.path()), 1);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_written_file_gets_the_mode_of_any_new_file() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let plain = dir.path().join("plain.png");
+        std::fs::write(&plain, b"x").unwrap();
+        let path = dir.path().join("out.png");
+        write_whole::<std::io::Error>(&path, |tmp| std::fs::write(tmp, b"png")).unwrap();
+        assert_eq!(mode(&path), mode(&plain));
     }
 }

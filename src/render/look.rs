@@ -42,6 +42,10 @@ pub fn glow_tonemapping() -> Tonemapping {
 fn bloom() -> Bloom {
     Bloom {
         intensity: 0.18,
+        // Half the default mip chain's top size: the glow is as wide, a
+        // quarter of the pixels are blurred (on a software rasteriser the
+        // blur was most of the frame).
+        max_mip_dimension: 256,
         ..Bloom::NATURAL
     }
 }

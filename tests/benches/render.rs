@@ -16,7 +16,8 @@
 //!   and densest (max over heads, threshold 0.03: tens of thousands of arcs);
 //! - peak memory (VmHWM) of each scenario, each run in its own process.
 //!
-//! Usage: `cargo bench --bench render [-- --sizes 10000,100000 --frames 20 --only city]`.
+//! Usage: `cargo bench --bench render [-- --sizes 10000,100000 --frames 20 --only city]`
+//! (`TENSORCITY_BENCH_FLAT=1` draws the city as `--flat` does: no HDR, bloom or fog).
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -293,6 +294,8 @@ fn city_scenario(scenario: &str, tokens: usize, frames: usize) {
     let settings = ViewSettings {
         layout: LayoutKind::City,
         lod: false,
+        // TENSORCITY_BENCH_FLAT=1: as `--flat` (no HDR, bloom or fog).
+        glow: std::env::var_os("TENSORCITY_BENCH_FLAT").is_none(),
         ..default()
     };
     let current = CurrentModel::load(&model_ref, &options, &settings).expect("catalogue");
