@@ -61,11 +61,16 @@ pub const BEAM_SHADER: Handle<Shader> = bevy::asset::uuid_handle!("0b7c9e52-3d14
 
 /// What the instances of a batch are.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-enum Shape {
+pub enum Shape {
     /// Lit cubes (see [`CubeInstance`]).
     Cubes,
     /// Ribbons of light (see [`BeamInstance`]).
     Beams,
+}
+
+/// One instance of a batch, as the GPU reads it (one vec4 per field).
+pub trait Instance: Pod + Send + Sync + 'static {
+    const SHAPE: Shape;
 }
 
 /// One cube: `pos_size` = centre xyz + edge length; `color` = linear RGB +
@@ -91,21 +96,43 @@ pub struct BeamInstance {
     pub color: [f32; 4],
 }
 
+impl Instance for CubeInstance {
+    const SHAPE: Shape = Shape::Cubes;
+}
+
+impl Instance for BeamInstance {
+    const SHAPE: Shape = Shape::Beams;
+}
+
 /// All instances drawn by one entity. Cheap to extract (an `Arc`); the GPU
 /// buffer is rebuilt only when `generation` changes.
-#[derive(Component, Clone, Default)]
-pub struct CubeInstances {
-    data: Arc<Vec<CubeInstance>>,
+#[derive(Component, Clone)]
+pub struct Instances<T: Instance> {
+    data: Arc<Vec<T>>,
     generation: u64,
 }
 
-impl CubeInstances {
-    pub fn set(&mut self, data: Vec<CubeInstance>) {
+/// The cubes of one batch.
+pub type CubeInstances = Instances<CubeInstance>;
+/// The beams of one batch.
+pub type BeamInstances = Instances<BeamInstance>;
+
+impl<T: Instance> Default for Instances<T> {
+    fn default() -> Self {
+        Instances {
+            data: Arc::default(),
+            generation: 0,
+        }
+    }
+}
+
+impl<T: Instance> Instances<T> {
+    pub fn set(&mut self, data: Vec<T>) {
         self.data = Arc::new(data);
         self.generation += 1;
     }
 
-    pub fn data(&self) -> &[CubeInstance] {
+    pub fn data(&self) -> &[T] {
         &self.data
     }
 
@@ -116,80 +143,25 @@ impl CubeInstances {
     pub fn is_empty(&self) -> bool {
         self.data.is_empty()
     }
-}
 
-/// All beams drawn by one entity (like [`CubeInstances`]).
-#[derive(Component, Clone, Default)]
-pub struct BeamInstances {
-    data: Arc<Vec<BeamInstance>>,
-    generation: u64,
-}
-
-impl BeamInstances {
-    pub fn set(&mut self, data: Vec<BeamInstance>) {
-        self.data = Arc::new(data);
-        self.generation += 1;
-    }
-
-    pub fn data(&self) -> &[BeamInstance] {
-        &self.data
-    }
-}
-
-/// What the render world needs of an instance list.
-trait InstanceList: Component + Clone {
-    const SHAPE: Shape;
-    fn bytes(&self) -> &[u8];
-    fn count(&self) -> usize;
-    fn generation(&self) -> u64;
-}
-
-impl InstanceList for CubeInstances {
-    const SHAPE: Shape = Shape::Cubes;
     fn bytes(&self) -> &[u8] {
         bytemuck::cast_slice(&self.data)
     }
-    fn count(&self) -> usize {
-        self.data.len()
-    }
-    fn generation(&self) -> u64 {
-        self.generation
-    }
 }
 
-impl InstanceList for BeamInstances {
-    const SHAPE: Shape = Shape::Beams;
-    fn bytes(&self) -> &[u8] {
-        bytemuck::cast_slice(&self.data)
-    }
-    fn count(&self) -> usize {
-        self.data.len()
-    }
-    fn generation(&self) -> u64 {
-        self.generation
-    }
+impl<T: Instance> SyncComponent for Instances<T> {
+    type Target = Self;
 }
 
-macro_rules! extracted {
-    ($t:ty) => {
-        impl SyncComponent for $t {
-            type Target = Self;
-        }
+impl<T: Instance> ExtractComponent for Instances<T> {
+    type QueryData = &'static Self;
+    type QueryFilter = ();
+    type Out = Self;
 
-        impl ExtractComponent for $t {
-            type QueryData = &'static $t;
-            type QueryFilter = ();
-            type Out = Self;
-
-            fn extract_component(item: bevy::ecs::query::QueryItem<'_, '_, Self::QueryData>) -> Option<Self> {
-                Some(item.clone())
-            }
-        }
-    };
+    fn extract_component(item: bevy::ecs::query::QueryItem<'_, '_, Self::QueryData>) -> Option<Self> {
+        Some(item.clone())
+    }
 }
-
-extracted!(CubeInstances);
-extracted!(BeamInstances);
 
 pub struct CubeInstancingPlugin;
 
@@ -222,21 +194,21 @@ impl Plugin for CubeInstancingPlugin {
             .add_systems(
                 Render,
                 (
-                    (queue::<CubeInstances>, queue::<BeamInstances>).in_set(RenderSystems::QueueMeshes),
-                    (prepare::<CubeInstances>, prepare::<BeamInstances>).in_set(RenderSystems::PrepareResources),
+                    (queue::<CubeInstance>, queue::<BeamInstance>).in_set(RenderSystems::QueueMeshes),
+                    (prepare::<CubeInstance>, prepare::<BeamInstance>).in_set(RenderSystems::PrepareResources),
                 ),
             );
     }
 }
 
-fn queue<T: InstanceList>(
+fn queue<T: Instance>(
     draw_functions: Res<DrawFunctions<Transparent3d>>,
     pipeline: Res<CubePipeline>,
     mut pipelines: ResMut<SpecializedMeshPipelines<CubePipeline>>,
     pipeline_cache: Res<PipelineCache>,
     meshes: Res<RenderAssets<RenderMesh>>,
     render_mesh_instances: Res<RenderMeshInstances>,
-    batches: Query<(Entity, &MainEntity, &T)>,
+    batches: Query<(Entity, &MainEntity, &Instances<T>)>,
     mut phases: ResMut<ViewSortedRenderPhases<Transparent3d>>,
     views: Query<&ExtractedView>,
     view_key_cache: Res<ViewKeyCache>,
@@ -250,7 +222,7 @@ fn queue<T: InstanceList>(
             continue;
         };
         for (entity, main_entity, instances) in &batches {
-            if instances.count() == 0 {
+            if instances.is_empty() {
                 continue;
             }
             let Some(mesh_instance) = render_mesh_instances.render_mesh_queue_data(*main_entity) else {
@@ -300,13 +272,13 @@ struct InstanceBuffer {
     generation: u64,
 }
 
-fn prepare<T: InstanceList>(
+fn prepare<T: Instance>(
     mut commands: Commands,
-    query: Query<(Entity, &T, Option<&InstanceBuffer>)>,
+    query: Query<(Entity, &Instances<T>, Option<&InstanceBuffer>)>,
     render_device: Res<RenderDevice>,
 ) {
     for (entity, instances, existing) in &query {
-        if existing.is_some_and(|b| b.generation == instances.generation()) || instances.count() == 0 {
+        if existing.is_some_and(|b| b.generation == instances.generation) || instances.is_empty() {
             continue;
         }
         let buffer = render_device.create_buffer_with_data(&BufferInitDescriptor {
@@ -316,8 +288,8 @@ fn prepare<T: InstanceList>(
         });
         commands.entity(entity).insert(InstanceBuffer {
             buffer,
-            length: instances.count(),
-            generation: instances.generation(),
+            length: instances.len(),
+            generation: instances.generation,
         });
     }
 }
