@@ -167,10 +167,12 @@ impl Architecture {
     /// Tensor indices in model order: embeddings, then every block in layer order
     /// (each in forward order: norm, attention, norm, MLP/experts), then final
     /// norm and heads. Published files are sorted by name (`h.10` before `h.2`),
-    /// so drawing in file order would scramble the trunk.
+    /// so drawing in file order would scramble the trunk. Each key is computed
+    /// once (`forward_rank` matches names: computing it in every comparison
+    /// took 0.7 s for a fuzzed 84-layer config under AddressSanitizer).
     pub fn model_order(&self) -> Vec<usize> {
         let mut order: Vec<usize> = (0..self.tensors.len()).collect();
-        order.sort_by_key(|&i| {
+        order.sort_by_cached_key(|&i| {
             let t = &self.tensors[i];
             let (major, minor) = kind::forward_rank(&t.clean_name, t.kind);
             let stage = match (t.layer, t.kind) {
