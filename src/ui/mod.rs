@@ -66,6 +66,9 @@ pub struct UiState {
     pub engine_input: String,
     pub search: String,
     pub show_buffers: bool,
+    /// The tensor tree is open (it starts as a slim bar at the right edge:
+    /// the 3D view gets the room).
+    pub tree_open: bool,
 }
 
 /// The egui pass, in order (schedule `EguiPrimaryContextPass`, after `Update`).
@@ -109,13 +112,18 @@ fn draw_ui(
             .response
             .rect
             .width();
-        right = egui::Panel::right("tree_panel")
-            .resizable(true)
-            .default_size(280.0)
-            .show_inside(&mut root, |ui| tree::show(ui, &mut state, &mut tree))
-            .response
-            .rect
-            .width();
+        right = egui::Panel::show_animated_between_inside(
+            &mut root,
+            state.tree_open,
+            egui::Panel::right("tree_bar")
+                .resizable(false)
+                .exact_size(tree::BAR_WIDTH),
+            egui::Panel::right("tree_panel").resizable(true).default_size(280.0),
+            |ui, expanded| tree::show_or_bar(ui, expanded, &mut state, &mut tree),
+        )
+        .response
+        .rect
+        .width();
         bottom = egui::Panel::bottom("prompt_panel")
             .resizable(true)
             .default_size(190.0)

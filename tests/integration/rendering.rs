@@ -518,14 +518,14 @@ fn windowed_viewer_zooms_into_the_weights_and_loads_tiles_up_close() {
             stack.display()
         ),
     );
-    // Red and blue pixels in the middle of the 3D view (x 300..680, y 0..410
-    // between the panels at 960 x 600), where the plane is framed: not the
-    // trunk's cubes nor the legend's bar.
+    // Red and blue pixels in the middle of the 3D view (x 300..930, y 0..410
+    // between the panels at 960 x 600, the tree a 30-px bar), where the plane
+    // is framed: not the trunk's cubes nor the legend's bar.
     let shares = |p: &Path| {
         let img = image::open(p).unwrap().to_rgb8();
         let (mut red, mut blue) = (0usize, 0usize);
         for (x, y, px) in img.enumerate_pixels() {
-            if !(440..560).contains(&x) || !(60..230).contains(&y) {
+            if !(555..675).contains(&x) || !(60..230).contains(&y) {
                 continue;
             }
             let [r, g, b] = px.0.map(i32::from);
@@ -591,12 +591,13 @@ fn windowed_viewer_zooms_into_the_weights_and_loads_tiles_up_close() {
 #[ignore = "needs Xvfb (xvfb-run) and Mesa's software Vulkan; .ci/test runs it"]
 fn the_pointer_hovers_the_cube_under_it() {
     let tmp = tempfile::tempdir().unwrap();
-    // 1200 x 800: the 3D view spans x 300..920 and y 0..610 between the panels.
+    // 1200 x 800: the 3D view spans x 300..1170 and y 0..610 between the
+    // panels (the tree is a 30-px bar at the right edge).
     xvfb_view(
         tmp.path(),
         &["gpt2".as_ref(), "--catalogue".as_ref()],
         (1200, 800),
-        "wait-ready\nfocus h.5.mlp.c_fc.weight\nframes 40\npointer 610 305\nframes 10\nexpect-hovered h.5.mlp.c_fc.weight\nlayout city\nframes 60\npointer 305 4\nframes 10\nexpect-hovered nothing\nexit\n",
+        "wait-ready\nfocus h.5.mlp.c_fc.weight\nframes 40\npointer 735 305\nframes 10\nexpect-hovered h.5.mlp.c_fc.weight\nlayout city\nframes 60\npointer 305 4\nframes 10\nexpect-hovered nothing\nexit\n",
     );
 }
 
