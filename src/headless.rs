@@ -147,6 +147,7 @@ pub fn render(job: RenderJob) -> anyhow::Result<()> {
             playing: at.is_none(),
             speed: f32::MAX,
             tokens: None,
+            held: at.is_some(),
         },
     };
     offscreen::check_gpu()?;
@@ -162,11 +163,6 @@ pub fn render(job: RenderJob) -> anyhow::Result<()> {
     let target = offscreen::spawn_main_camera(&mut app, job.size, orbit_transform(view));
     app.finish();
     app.cleanup();
-    // The first frame takes the run in (which restarts the playhead); then it is placed.
-    app.update();
-    if let Some(mut playback) = app.world_mut().get_resource_mut::<crate::city::CityPlayback>() {
-        playback.0 = playhead;
-    }
     let mut frame = offscreen::warm_up(&mut app, &target)?;
     let overlay = crate::record::overlay::Overlay {
         labels: if clean {
@@ -233,6 +229,8 @@ pub struct Scene {
     pub current: CurrentModel,
     pub settings: ViewSettings,
     pub run: Option<crate::activations::RunState>,
+    /// Where the city stands beside the trunk (computed once).
+    grid: crate::layout::city::CityGrid,
 }
 
 impl Scene {
@@ -248,13 +246,9 @@ impl Scene {
     pub fn bounds(&self) -> crate::layout::Bounds {
         let layout = &self.current.layout;
         match self.city_run() {
-            Some(run) => self.grid().bounds_with(&layout.bounds, run.tokens.len()),
+            Some(run) => self.grid.bounds_with(&layout.bounds, run.tokens.len()),
             None => layout.bounds,
         }
-    }
-
-    fn grid(&self) -> crate::layout::city::CityGrid {
-        crate::layout::city::CityGrid::new(&self.current.layout, self.current.arch.num_layers() as usize + 1)
     }
 
     /// The middle of the selected token's column (city layout).
@@ -262,7 +256,7 @@ impl Scene {
         let token = token?;
         let run = self.city_run()?;
         let middle = self.current.arch.num_layers() as usize / 2;
-        (token < run.tokens.len()).then(|| self.grid().cell_center(token, middle))
+        (token < run.tokens.len()).then(|| self.grid.cell_center(token, middle))
     }
 }
 
@@ -290,7 +284,13 @@ pub fn load_scene(model: &ModelRef, options: &LoadOptions, picture: &Picture) ->
     if let Some(run) = &run {
         check_city_choice(run, picture)?;
     }
-    Ok(Scene { current, settings, run })
+    let grid = crate::layout::city::CityGrid::new(&current.layout, current.arch.num_layers() as usize + 1);
+    Ok(Scene {
+        current,
+        settings,
+        run,
+        grid,
+    })
 }
 
 /// `--select` and `--heads N` name a token and a head the run has.
@@ -319,7 +319,9 @@ fn check_city_choice(run: &crate::activations::RunState, picture: &Picture) -> a
 /// `playback`, with the picture's heads and selection): what `render` and
 /// `record` share.
 pub fn scene_app(scene: Scene, picture: &Picture, playback: Playback) -> App {
-    let Scene { current, settings, run } = scene;
+    let Scene {
+        current, settings, run, ..
+    } = scene;
     let mut app = offscreen::windowless_app();
     // A mixture of experts' cubes glow with the run's routing.
     if let Some(run) = &run {

@@ -161,6 +161,14 @@ fn grid_of(current: &CurrentModel) -> CityGrid {
     CityGrid::new(&current.layout, current.arch.num_layers() as usize + 1)
 }
 
+/// The viewer's pacing: a newly loaded model's pulse climbs it in a second
+/// or two (the speed stays the user's to change until the next model).
+pub fn pace_to_model(current: Option<Res<CurrentModel>>, mut playback: ResMut<CityPlayback>) {
+    if let Some(current) = current.filter(|c| c.is_changed()) {
+        playback.speed = Playback::pace(current.arch.num_layers() as usize);
+    }
+}
+
 /// Takes what is new in the run into the scene; a new run or pass restarts the playhead.
 fn ingest_run(run: Res<CurrentRun>, mut city: ResMut<CityScene>, mut playback: ResMut<CityPlayback>) {
     if !run.is_changed() {

@@ -15,6 +15,9 @@ pub struct Playback {
     /// Token columns shown (`None`: every column): stepping token by token
     /// replays how the city grew, one position at a time.
     pub tokens: Option<usize>,
+    /// Placed by hand for a still (`render --at`): a new pass does not move
+    /// the playhead back to the bottom.
+    pub held: bool,
 }
 
 impl Default for Playback {
@@ -24,11 +27,22 @@ impl Default for Playback {
             playing: true,
             speed: 4.0,
             tokens: None,
+            held: false,
         }
     }
 }
 
+/// How long a pulse takes to climb a whole model, live in the viewer.
+pub const CLIMB_SECONDS: f32 = 1.5;
+
 impl Playback {
+    /// The live speed for a model of `floors` hidden states above the
+    /// embeddings: the pulse reaches the top in [`CLIMB_SECONDS`] (a deep
+    /// model climbs faster), between 2 and 50 floors a second.
+    pub fn pace(floors: usize) -> f32 {
+        (floors as f32 / CLIMB_SECONDS).clamp(2.0, 50.0)
+    }
+
     /// Advances by `dt` seconds towards `available` (the highest floor that has arrived).
     pub fn tick(&mut self, dt: f32, available: f32) {
         if self.playing {
@@ -37,9 +51,11 @@ impl Playback {
         self.position = self.position.clamp(0.0, available.max(0.0));
     }
 
-    /// A new pass starts at the bottom.
+    /// A new pass starts at the bottom (unless the playhead is held).
     pub fn restart(&mut self) {
-        self.position = 0.0;
+        if !self.held {
+            self.position = 0.0;
+        }
     }
 
     /// One floor up (or down), paused, snapped to whole floors.
@@ -84,6 +100,34 @@ impl Playback {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pulse_climbs_any_model_in_a_second_or_two() {
+        for floors in [2usize, 6, 12, 32, 80, 126] {
+            let seconds = floors as f32 / Playback::pace(floors);
+            assert!((0.9..=2.6).contains(&seconds), "{floors} floors: {seconds} s");
+        }
+        assert_eq!(Playback::pace(6), Playback::default().speed);
+    }
+
+    #[test]
+    fn a_held_playhead_stays_where_it_was_placed_when_a_pass_starts() {
+        let mut free = Playback {
+            position: 3.5,
+            ..Playback::default()
+        };
+        free.restart();
+        assert_eq!(free.position, 0.0);
+        let mut held = Playback {
+            position: 3.5,
+            playing: false,
+            held: true,
+            ..Playback::default()
+        };
+        held.restart();
+        held.tick(0.1, 6.0);
+        assert_eq!(held.position, 3.5);
+    }
 
     #[test]
     fn the_playhead_climbs_to_what_has_arrived_and_steps_by_hand() {

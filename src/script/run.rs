@@ -34,6 +34,7 @@ pub(crate) struct RunParams<'w> {
     zoom: Res<'w, crate::zoom::Zoom>,
     zoom_requests: MessageWriter<'w, crate::zoom::ZoomRequest>,
     chrome: ResMut<'w, crate::ui::Chrome>,
+    folds: ResMut<'w, crate::ui::Folds>,
 }
 
 #[derive(Resource, Debug)]
@@ -139,10 +140,16 @@ fn run_script(
         Step::Panels(mode) => {
             use super::steps::PanelsMode;
             *inference.chrome = match mode {
-                PanelsMode::Show => crate::ui::Chrome::Panels,
+                PanelsMode::Show | PanelsMode::Bars => crate::ui::Chrome::Panels,
                 PanelsMode::Hide => crate::ui::Chrome::Hidden,
                 PanelsMode::Presentation => crate::ui::Chrome::Presentation,
             };
+            let folds = &mut *inference.folds;
+            match mode {
+                PanelsMode::Show => (folds.model, folds.prompt) = (true, true),
+                PanelsMode::Bars => *folds = crate::ui::Folds::BARS,
+                PanelsMode::Hide | PanelsMode::Presentation => {}
+            }
         }
         Step::Pointer(x, y) => {
             for mut window in &mut windows {

@@ -19,7 +19,7 @@ pub enum Step {
     Zoom(f32),
     /// `pointer X Y`: moves the mouse pointer to that window position (logical pixels).
     Pointer(f32, f32),
-    /// `panels show|hide|presentation`.
+    /// `panels show|bars|hide|presentation`.
     Panels(PanelsMode),
     /// `expect-hovered NAME|nothing`: the script fails unless the pointer is over that tensor.
     ExpectHovered(Option<String>),
@@ -81,10 +81,12 @@ impl std::str::FromStr for Heads {
     }
 }
 
-/// What the viewer's UI shows (`panels …`): every panel, none, or the presentation mode.
+/// What the viewer's UI shows (`panels …`): the panels (model and prompt
+/// panels open), the panels folded to bars, none, or the presentation mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PanelsMode {
     Show,
+    Bars,
     Hide,
     Presentation,
 }
@@ -126,9 +128,10 @@ pub fn parse(text: &str) -> Result<Vec<Step>, String> {
             "zoom" => Step::Zoom(num(rest)?).clone(),
             "panels" => Step::Panels(match rest {
                 "show" => PanelsMode::Show,
+                "bars" => PanelsMode::Bars,
                 "hide" => PanelsMode::Hide,
                 "presentation" => PanelsMode::Presentation,
-                _ => return Err(err("panels is show, hide or presentation")),
+                _ => return Err(err("panels is show, bars, hide or presentation")),
             }),
             "expect-hovered" if !rest.is_empty() => Step::ExpectHovered((rest != "nothing").then(|| rest.to_string())),
             "pointer" => {
@@ -247,7 +250,12 @@ mod tests {
             parse("panels presentation").unwrap(),
             [Step::Panels(PanelsMode::Presentation)]
         );
-        assert!(parse("panels off").unwrap_err().contains("show, hide or presentation"));
+        assert_eq!(parse("panels bars").unwrap(), [Step::Panels(PanelsMode::Bars)]);
+        assert!(
+            parse("panels off")
+                .unwrap_err()
+                .contains("show, bars, hide or presentation")
+        );
         assert_eq!(
             parse("expect-hovered wte.weight\nexpect-hovered nothing").unwrap(),
             [

@@ -3,7 +3,7 @@
 //! buttons stay), or the presentation mode (`P`): the scene alone with a
 //! small title — the model, and the prompt once one ran — and the colour
 //! legend, for talks and screen recordings (`F9`). Frame script: `panels
-//! show|hide|presentation`.
+//! show|bars|hide|presentation`.
 
 use bevy::prelude::*;
 use bevy_egui::egui;

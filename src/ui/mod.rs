@@ -5,6 +5,7 @@
 
 mod chrome;
 mod city_panel;
+mod fold;
 mod labels;
 mod model_panel;
 mod overlays;
@@ -13,6 +14,7 @@ mod stats_panel;
 mod tree;
 
 pub use chrome::Chrome;
+pub use fold::Folds;
 pub use prompt_panel::PromptUi;
 
 use bevy::camera::visibility::RenderLayers;
@@ -31,6 +33,7 @@ pub(crate) fn plugin(app: &mut App) {
     app.init_resource::<UiState>()
         .init_resource::<PromptUi>()
         .init_resource::<Chrome>()
+        .init_resource::<Folds>()
         .add_systems(Update, chrome::keys.in_set(crate::AppSystems::Input))
         .add_systems(Startup, spawn_ui_camera)
         .configure_sets(EguiPrimaryContextPass, (UiSystems::Panels, UiSystems::Overlays).chain())
@@ -66,9 +69,6 @@ pub struct UiState {
     pub engine_input: String,
     pub search: String,
     pub show_buffers: bool,
-    /// The tensor tree is open (it starts as a slim bar at the right edge:
-    /// the 3D view gets the room).
-    pub tree_open: bool,
 }
 
 /// The egui pass, in order (schedule `EguiPrimaryContextPass`, after `Update`).
@@ -93,6 +93,7 @@ fn draw_ui(
     mut camera: Query<(&mut Camera, &GlobalTransform), With<MainCamera>>,
     window: Query<&Window, With<PrimaryWindow>>,
     chrome: Res<Chrome>,
+    mut folds: ResMut<Folds>,
     run: Res<crate::activations::CurrentRun>,
 ) -> Result {
     let ctx = contexts.ctx_mut()?.clone();
@@ -105,32 +106,44 @@ fn draw_ui(
     );
     let (mut left, mut right, mut bottom) = (0.0, 0.0, 0.0);
     if chrome.panels() {
-        left = egui::Panel::left("model_panel")
-            .resizable(true)
-            .default_size(300.0)
-            .show_inside(&mut root, |ui| model_panel::show(ui, &mut state, &mut panel))
-            .response
-            .rect
-            .width();
-        right = egui::Panel::show_animated_between_inside(
+        use fold::{Edge, Fold};
+        let folds = &mut *folds;
+        left = fold::show(
             &mut root,
-            state.tree_open,
-            egui::Panel::right("tree_bar")
-                .resizable(false)
-                .exact_size(tree::BAR_WIDTH),
-            egui::Panel::right("tree_panel").resizable(true).default_size(280.0),
-            |ui, expanded| tree::show_or_bar(ui, expanded, &mut state, &mut tree),
-        )
-        .response
-        .rect
-        .width();
-        bottom = egui::Panel::bottom("prompt_panel")
-            .resizable(true)
-            .default_size(190.0)
-            .show_inside(&mut root, |ui| prompt_panel::show(ui, &mut prompt))
-            .response
-            .rect
-            .height();
+            &Fold {
+                edge: Edge::Left,
+                id: "model_panel",
+                name: "model panel",
+                bar: "model",
+                size: 300.0,
+            },
+            &mut folds.model,
+            |ui| model_panel::show(ui, &mut state, &mut panel),
+        );
+        right = fold::show(
+            &mut root,
+            &Fold {
+                edge: Edge::Right,
+                id: "tree_panel",
+                name: "tensor tree (search every layer and tensor)",
+                bar: "tensors",
+                size: 280.0,
+            },
+            &mut folds.tree,
+            |ui| tree::show(ui, &mut state, &mut tree),
+        );
+        bottom = fold::show(
+            &mut root,
+            &Fold {
+                edge: Edge::Bottom,
+                id: "prompt_panel",
+                name: "prompt panel",
+                bar: "prompt",
+                size: 190.0,
+            },
+            &mut folds.prompt,
+            |ui| prompt_panel::show(ui, &mut prompt),
+        );
         if let Some(token) = city_panel::show(&ctx, &mut city) {
             prompt.select(token);
         }

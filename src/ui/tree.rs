@@ -26,33 +26,7 @@ pub fn matches(name: &str, search: &str) -> bool {
     search.split_whitespace().all(|w| name.contains(&w.to_lowercase()))
 }
 
-/// Width of the tree's slim bar when it is closed.
-pub(super) const BAR_WIDTH: f32 = 30.0;
-
-/// The open tree with a button that closes it, or (while closed or
-/// `expanded` is still animating from 0) the slim bar with a button that opens it.
-pub(super) fn show_or_bar(ui: &mut egui::Ui, expanded: f32, state: &mut UiState, p: &mut TreeParams) {
-    if expanded < 1.0 {
-        let open = ui
-            .add(egui::Button::new("‹").min_size(egui::vec2(BAR_WIDTH - 10.0, 40.0)))
-            .on_hover_text("Open the tensor tree (search every layer and tensor)");
-        ui.add(egui::Label::new(egui::RichText::new("t\ne\nn\ns\no\nr\ns").weak()).selectable(false));
-        if open.clicked() {
-            state.tree_open = true;
-        }
-        return;
-    }
-    if ui
-        .small_button("›  close")
-        .on_hover_text("Close the tensor tree to a slim bar")
-        .clicked()
-    {
-        state.tree_open = false;
-    }
-    show(ui, state, p);
-}
-
-fn show(ui: &mut egui::Ui, state: &mut UiState, p: &mut TreeParams) {
+pub(super) fn show(ui: &mut egui::Ui, state: &mut UiState, p: &mut TreeParams) {
     ui.horizontal(|ui| {
         ui.label("Search");
         ui.add(

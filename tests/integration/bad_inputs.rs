@@ -313,7 +313,7 @@ fn rows() -> Vec<Row> {
                 )
             },
             &["info", "{dir}"],
-            r#"{dir}/config.json: 1000000000000 layers would need over 5000000 tensors; the config is not a real model"#,
+            r#"{dir}/config.json: 1000000000000 layers of 13 tensors would be over 100000 tensors; the config is not a real model"#,
         ),
         row(
             "config.json that is not JSON",

@@ -604,21 +604,23 @@ fn the_pointer_hovers_the_cube_under_it() {
 /// `panels presentation` (the `P` key) hides every panel: the panels' fill
 /// colour, a fifth of the window with the panels shown, is gone; the title and
 /// legend are text straight on the scene. `panels hide` (`Tab`) likewise.
+/// `panels bars` (each panel's fold button) leaves three 30-px bars.
 #[test]
 #[ignore = "needs Xvfb (xvfb-run) and Mesa's software Vulkan; .ci/test runs it"]
 fn the_presentation_mode_hides_every_panel() {
     let tmp = tempfile::tempdir().unwrap();
-    let shots = ["panels.png", "presentation.png", "hidden.png"].map(|n| tmp.path().join(n));
+    let shots = ["panels.png", "presentation.png", "hidden.png", "bars.png"].map(|n| tmp.path().join(n));
     xvfb_view(
         tmp.path(),
         &[],
         (960, 600),
         &format!(
             // The pointer to a corner: a tooltip (which `Tab` keeps) would have the fill.
-            "wait-ready\npointer 958 2\nframes 3\nscreenshot {}\npanels presentation\nframes 5\nscreenshot {}\npanels hide\nframes 5\nscreenshot {}\nexit\n",
+            "wait-ready\npointer 958 2\nframes 3\nscreenshot {}\npanels presentation\nframes 5\nscreenshot {}\npanels hide\nframes 5\nscreenshot {}\npanels bars\nframes 20\nscreenshot {}\nexit\n",
             shots[0].display(),
             shots[1].display(),
-            shots[2].display()
+            shots[2].display(),
+            shots[3].display()
         ),
     );
     let load = |p: &Path| image::open(p).unwrap().to_rgb8();
@@ -637,7 +639,15 @@ fn the_presentation_mode_hides_every_panel() {
         "the panels cover {:.1} % of the window",
         100.0 * share(&panels)
     );
-    for shot in &shots[1..] {
+    // Folded: a bar down each side and one along the bottom, 30 px each
+    // (11 % of 960 x 600, less the bars' words and buttons).
+    let bars = share(&load(&shots[3]));
+    assert!(
+        (0.05..0.12).contains(&bars),
+        "the folded panels cover {:.1} % of the window",
+        100.0 * bars
+    );
+    for shot in &shots[1..3] {
         let s = share(&load(shot));
         assert!(
             s < 0.01,

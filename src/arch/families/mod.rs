@@ -62,8 +62,11 @@ pub const GENERIC_RULES: Rules = &[
 
 /// Upper bound on a single dimension (2^40): beyond it a config is corrupt.
 const MAX_DIM: u64 = 1 << 40;
-/// Upper bound on synthesised tensors; a config asking for more is not a real model.
-const MAX_TENSORS: u64 = 5_000_000;
+/// Upper bound on synthesised tensors; a config asking for more is not a real
+/// model (every published one has fewer: Kimi K2, 61 layers x 384 experts,
+/// has ~70,000), and laying it out would take seconds (a fuzzed 77,776-layer
+/// Gemma 2 config, ~860,000 tensors, was a libFuzzer timeout).
+const MAX_TENSORS: u64 = 100_000;
 
 /// A config being laid out as a tensor list.
 pub struct Layout<'a> {
@@ -101,7 +104,7 @@ impl Layout<'_> {
             _ => Err(ArchError::UnsupportedConfig {
                 what: self.what.to_string(),
                 detail: format!(
-                    "{layers} layers would need over {MAX_TENSORS} tensors; the config is not a real model"
+                    "{layers} layers of {per_layer} tensors would be over {MAX_TENSORS} tensors; the config is not a real model"
                 ),
             }),
         }
