@@ -66,14 +66,21 @@ pub fn entries(summary: &Summary, settings: &ViewSettings, city: bool) -> Vec<En
         entries.push((swatch(0.0), format!("weights: low {}", settings.color.label())));
         return entries;
     }
-    let mut kinds: Vec<TensorKind> = summary
-        .by_kind
-        .iter()
-        .map(|k| k.kind)
-        .filter(|k| !settings.hidden_kinds.contains(k))
-        .collect();
+    let mut kinds: Vec<TensorKind> = summary.by_kind.iter().map(|k| k.kind).collect();
+    // Buffers (causal masks, position ids) are drawn in `other`'s grey.
+    if summary.buffer_params > 0 && !kinds.contains(&TensorKind::Other) {
+        kinds.push(TensorKind::Other);
+    }
+    kinds.retain(|k| !settings.hidden_kinds.contains(k));
     kinds.sort();
-    entries.extend(kinds.into_iter().map(|k| (kind_srgb(k), k.label().to_string())));
+    entries.extend(kinds.into_iter().map(|k| {
+        let label = if k == TensorKind::Other && summary.buffer_params > 0 {
+            "other (buffers: masks, position ids)".to_string()
+        } else {
+            k.label().to_string()
+        };
+        (kind_srgb(k), label)
+    }));
     entries
 }
 
@@ -88,5 +95,28 @@ mod tests {
         assert!(line.starts_with("“…") && line.chars().count() == 92);
         assert_eq!(srgb([0.0, 1.0, 0.001]), [0, 255, 3]);
         assert_eq!(srgb([2.0, -1.0, 0.5]), [255, 0, 188]);
+    }
+
+    #[test]
+    fn every_drawn_colour_has_an_entry_buffers_too() {
+        // The gpt2 catalogue entry carries the causal-mask buffers `h.N.attn.bias`.
+        let current = crate::model::CurrentModel::load(
+            &crate::arch::ModelRef::Id("gpt2".into()),
+            &crate::arch::LoadOptions {
+                catalogue_only: true,
+                ..Default::default()
+            },
+            &ViewSettings::default(),
+        )
+        .unwrap();
+        let entries = entries(&current.summary, &ViewSettings::default(), false);
+        let drawn: std::collections::BTreeSet<TensorKind> = current.arch.tensors.iter().map(|t| t.kind).collect();
+        for kind in drawn {
+            assert!(
+                entries.iter().any(|(c, _)| *c == kind_srgb(kind)),
+                "{kind:?} is drawn but not in the legend"
+            );
+        }
+        assert!(entries.iter().any(|(_, l)| l.contains("buffers")));
     }
 }
