@@ -146,7 +146,7 @@ fn run_script(
             };
             let folds = &mut *inference.folds;
             match mode {
-                PanelsMode::Show => (folds.model, folds.prompt) = (true, true),
+                PanelsMode::Show => (folds.model, folds.prompt, folds.city) = (true, true, Some(true)),
                 PanelsMode::Bars => *folds = crate::ui::Folds::BARS,
                 PanelsMode::Hide | PanelsMode::Presentation => {}
             }

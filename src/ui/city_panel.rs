@@ -24,7 +24,12 @@ pub(super) struct CityParams<'w> {
 }
 
 /// Shows the window; returns a token position the user clicked.
-pub(super) fn show(ctx: &egui::Context, p: &mut CityParams) -> Option<usize> {
+/// The city window's title (also its egui id).
+const WINDOW: &str = "Neural city";
+
+/// The city window, with its tooltips; a `fold` request (open, or collapsed
+/// to its title bar) is taken once the window shows.
+pub(super) fn show(ctx: &egui::Context, p: &mut CityParams, fold: &mut Option<bool>) -> Option<usize> {
     if p.run.attn.is_empty() && p.run.hidden.is_empty() {
         return None;
     }
@@ -78,7 +83,13 @@ pub(super) fn show(ctx: &egui::Context, p: &mut CityParams) -> Option<usize> {
     }
     let mut clicked = None;
     // Over the layer tree (the least needed panel while a prompt runs), out of the 3D view.
-    egui::Window::new("Neural city")
+    let collapsing = egui::Id::new(WINDOW).with("collapsing");
+    let mut state = egui::collapsing_header::CollapsingState::load_with_default_open(ctx, collapsing, true);
+    if let Some(open) = fold.take() {
+        state.set_open(open);
+        state.store(ctx);
+    }
+    egui::Window::new(WINDOW)
         .default_pos([ctx.viewport_rect().width() - 312.0, 36.0])
         .default_width(300.0)
         .resizable(false)

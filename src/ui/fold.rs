@@ -1,9 +1,10 @@
 //! Panels that fold to slim bars: the model panel (left), the tensor tree
 //! (right) and the prompt panel (bottom) each have a close button that folds
 //! it to a 30-px bar along its edge, and the bar a button that opens it again
-//! (animated). The tree starts folded, so the 3D view gets the room; the
-//! model and prompt panels start open. Frame script: `panels bars` folds all
-//! three, `panels show` opens the model and prompt panels.
+//! (animated); the floating Neural city window collapses to its title bar.
+//! The tree starts folded, so the 3D view gets the room; the model and
+//! prompt panels and the city window start open. Frame script: `panels bars`
+//! folds them all, `panels show` opens all but the tree.
 
 use bevy::prelude::*;
 use bevy_egui::egui;
@@ -17,6 +18,10 @@ pub struct Folds {
     pub model: bool,
     pub tree: bool,
     pub prompt: bool,
+    /// A request for the floating Neural city window: open (`Some(true)`) or
+    /// collapsed to its title bar, applied once the window shows (its own ▼
+    /// button folds it too; egui keeps that state).
+    pub city: Option<bool>,
 }
 
 impl Default for Folds {
@@ -25,6 +30,7 @@ impl Default for Folds {
             model: true,
             tree: false,
             prompt: true,
+            city: None,
         }
     }
 }
@@ -35,6 +41,7 @@ impl Folds {
         model: false,
         tree: false,
         prompt: false,
+        city: Some(false),
     };
 }
 

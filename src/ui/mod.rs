@@ -106,7 +106,7 @@ fn draw_ui(
     let (mut left, mut right, mut bottom) = (0.0, 0.0, 0.0);
     if chrome.panels() {
         use fold::{Edge, Fold};
-        let folds = &mut *folds;
+        let mut f = *folds;
         left = fold::show(
             &mut root,
             &Fold {
@@ -116,7 +116,7 @@ fn draw_ui(
                 bar: "model",
                 size: 300.0,
             },
-            &mut folds.model,
+            &mut f.model,
             |ui| model_panel::show(ui, &mut state, &mut panel),
         );
         right = fold::show(
@@ -128,7 +128,7 @@ fn draw_ui(
                 bar: "tensors",
                 size: 280.0,
             },
-            &mut folds.tree,
+            &mut f.tree,
             |ui| tree::show(ui, &mut state, &mut tree),
         );
         bottom = fold::show(
@@ -140,12 +140,13 @@ fn draw_ui(
                 bar: "prompt",
                 size: 190.0,
             },
-            &mut folds.prompt,
+            &mut f.prompt,
             |ui| prompt_panel::show(ui, &mut prompt),
         );
-        if let Some(token) = city_panel::show(&ctx, &mut city) {
+        if let Some(token) = city_panel::show(&ctx, &mut city, &mut f.city) {
             prompt.select(token);
         }
+        folds.set_if_neq(f);
     }
     if *chrome == Chrome::Presentation
         && let Some(current) = &panel.current
