@@ -154,7 +154,7 @@ impl Plugin for ViewerPlugin {
             ui::plugin,
         ))
         // Live, a pulse climbs any model in a second or two (stills and clips pace their own).
-        .add_systems(Update, city::pace_to_model.in_set(AppSystems::City));
+        .init_resource::<city::LivePace>();
         #[cfg(not(target_arch = "wasm32"))]
         app.add_plugins((record::live::LiveCapturePlugin, crate::zoom::plugin));
     }

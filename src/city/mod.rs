@@ -48,6 +48,7 @@ impl Plugin for CityPlugin {
             .add_systems(
                 Update,
                 (
+                    pace_to_model.run_if(resource_exists::<LivePace>),
                     ingest_run,
                     advance_playback,
                     refilter_scene,
@@ -161,9 +162,13 @@ fn grid_of(current: &CurrentModel) -> CityGrid {
     CityGrid::new(&current.layout, current.arch.num_layers() as usize + 1)
 }
 
+/// Present in the viewer: live runs are paced to the model's depth.
+#[derive(Resource, Default)]
+pub struct LivePace;
+
 /// The viewer's pacing: a newly loaded model's pulse climbs it in a second
 /// or two (the speed stays the user's to change until the next model).
-pub fn pace_to_model(current: Option<Res<CurrentModel>>, mut playback: ResMut<CityPlayback>) {
+fn pace_to_model(current: Option<Res<CurrentModel>>, mut playback: ResMut<CityPlayback>) {
     if let Some(current) = current.filter(|c| c.is_changed()) {
         playback.speed = Playback::pace(current.arch.num_layers() as usize);
     }
