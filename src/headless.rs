@@ -284,7 +284,7 @@ pub fn load_scene(model: &ModelRef, options: &LoadOptions, picture: &Picture) ->
     if let Some(run) = &run {
         check_city_choice(run, picture)?;
     }
-    let grid = crate::layout::city::CityGrid::new(&current.layout, current.arch.num_layers() as usize + 1);
+    let grid = crate::city::grid_of(&current);
     Ok(Scene {
         current,
         settings,

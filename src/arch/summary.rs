@@ -35,6 +35,17 @@ pub struct Summary {
 }
 
 impl Summary {
+    /// The kinds its cubes are drawn in, in legend order: those with
+    /// parameters, and `other` when there are buffers (drawn in its grey).
+    pub fn drawn_kinds(&self) -> Vec<TensorKind> {
+        let mut kinds: Vec<TensorKind> = self.by_kind.iter().map(|k| k.kind).collect();
+        if self.buffer_params > 0 && !kinds.contains(&TensorKind::Other) {
+            kinds.push(TensorKind::Other);
+        }
+        kinds.sort();
+        kinds
+    }
+
     pub fn of(arch: &Architecture) -> Summary {
         let total = arch.total_params();
         let cfg = arch.config.as_ref();

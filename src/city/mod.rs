@@ -158,7 +158,7 @@ fn spawn_city_batch(mut commands: Commands, mut meshes: Option<ResMut<Assets<Mes
 }
 
 /// The grid the city stands on in `current`'s layout.
-fn grid_of(current: &CurrentModel) -> CityGrid {
+pub fn grid_of(current: &CurrentModel) -> CityGrid {
     CityGrid::new(&current.layout, current.arch.num_layers() as usize + 1)
 }
 

@@ -110,7 +110,7 @@ pub(super) fn focus_pca(
     }
     *shown = now;
     if let (true, Some(current)) = (now, current) {
-        let grid = CityGrid::new(&current.layout, current.arch.num_layers() as usize + 1);
+        let grid = super::grid_of(&current);
         let (center, size) = placement(&grid, pca.coords.len());
         focus.write(crate::camera::FocusOn {
             center: Vec3::from_array(center),

@@ -66,13 +66,8 @@ pub fn entries(summary: &Summary, settings: &ViewSettings, city: bool) -> Vec<En
         entries.push((swatch(0.0), format!("weights: low {}", settings.color.label())));
         return entries;
     }
-    let mut kinds: Vec<TensorKind> = summary.by_kind.iter().map(|k| k.kind).collect();
-    // Buffers (causal masks, position ids) are drawn in `other`'s grey.
-    if summary.buffer_params > 0 && !kinds.contains(&TensorKind::Other) {
-        kinds.push(TensorKind::Other);
-    }
+    let mut kinds = summary.drawn_kinds();
     kinds.retain(|k| !settings.hidden_kinds.contains(k));
-    kinds.sort();
     entries.extend(kinds.into_iter().map(|k| {
         let label = if k == TensorKind::Other && summary.buffer_params > 0 {
             "other (buffers: masks, position ids)".to_string()

@@ -82,6 +82,33 @@ pub(super) struct Fold {
     pub size: f32,
 }
 
+/// The model panel.
+pub(super) const MODEL: Fold = Fold {
+    edge: Edge::Left,
+    id: "model_panel",
+    name: "model panel",
+    bar: "model",
+    size: 300.0,
+};
+
+/// The tensor tree.
+pub(super) const TREE: Fold = Fold {
+    edge: Edge::Right,
+    id: "tree_panel",
+    name: "tensor tree (search every layer and tensor)",
+    bar: "tensors",
+    size: 280.0,
+};
+
+/// The prompt panel.
+pub(super) const PROMPT: Fold = Fold {
+    edge: Edge::Bottom,
+    id: "prompt_panel",
+    name: "prompt panel",
+    bar: "prompt",
+    size: 190.0,
+};
+
 /// Shows the panel open (with a fold button above `content`) or as its bar,
 /// animating between the two; returns the size it takes along its axis.
 pub(super) fn show(root: &mut egui::Ui, fold: &Fold, open: &mut bool, content: impl FnOnce(&mut egui::Ui)) -> f32 {

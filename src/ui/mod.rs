@@ -105,44 +105,16 @@ fn draw_ui(
     );
     let (mut left, mut right, mut bottom) = (0.0, 0.0, 0.0);
     if chrome.panels() {
-        use fold::{Edge, Fold};
         let mut f = *folds;
-        left = fold::show(
-            &mut root,
-            &Fold {
-                edge: Edge::Left,
-                id: "model_panel",
-                name: "model panel",
-                bar: "model",
-                size: 300.0,
-            },
-            &mut f.model,
-            |ui| model_panel::show(ui, &mut state, &mut panel),
-        );
-        right = fold::show(
-            &mut root,
-            &Fold {
-                edge: Edge::Right,
-                id: "tree_panel",
-                name: "tensor tree (search every layer and tensor)",
-                bar: "tensors",
-                size: 280.0,
-            },
-            &mut f.tree,
-            |ui| tree::show(ui, &mut state, &mut tree),
-        );
-        bottom = fold::show(
-            &mut root,
-            &Fold {
-                edge: Edge::Bottom,
-                id: "prompt_panel",
-                name: "prompt panel",
-                bar: "prompt",
-                size: 190.0,
-            },
-            &mut f.prompt,
-            |ui| prompt_panel::show(ui, &mut prompt),
-        );
+        left = fold::show(&mut root, &fold::MODEL, &mut f.model, |ui| {
+            model_panel::show(ui, &mut state, &mut panel)
+        });
+        right = fold::show(&mut root, &fold::TREE, &mut f.tree, |ui| {
+            tree::show(ui, &mut state, &mut tree)
+        });
+        bottom = fold::show(&mut root, &fold::PROMPT, &mut f.prompt, |ui| {
+            prompt_panel::show(ui, &mut prompt)
+        });
         if let Some(token) = city_panel::show(&ctx, &mut city, &mut f.city) {
             prompt.select(token);
         }

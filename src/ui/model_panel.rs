@@ -206,11 +206,7 @@ fn params_chart(ui: &mut egui::Ui, summary: &arch::Summary) {
 fn legend(ui: &mut egui::Ui, summary: &arch::Summary, settings: &mut ViewSettings) {
     ui.label("Legend (click to hide / show)");
     // Kinds the model has, in legend order (buffers are drawn as `other`).
-    let mut present: Vec<arch::TensorKind> = summary.by_kind.iter().map(|k| k.kind).collect();
-    if summary.buffer_params > 0 && !present.contains(&arch::TensorKind::Other) {
-        present.push(arch::TensorKind::Other);
-    }
-    present.sort();
+    let present = summary.drawn_kinds();
     for kind in present {
         let hidden = settings.hidden_kinds.contains(&kind);
         ui.horizontal(|ui| {
