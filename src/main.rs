@@ -14,7 +14,8 @@ fn main() -> std::process::ExitCode {
         }
     };
     runtime_dir();
-    thread_count();
+    // SAFETY: first thing in `main`, before any thread is started.
+    unsafe { tensorcity::inference::count_threads_once() };
     match tensorcity::cli::run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
@@ -62,18 +63,6 @@ fn runtime_dir() {
     if private {
         // SAFETY: first thing in `main`, before any thread is started.
         unsafe { std::env::set_var("XDG_RUNTIME_DIR", &dir) };
-    }
-}
-
-/// candle asks for its thread count before every matrix product, and without
-/// `RAYON_NUM_THREADS` it counts the physical cores by reading `/proc/cpuinfo`
-/// each time (3.5 % of a generation's samples in `perf`). Counted once here,
-/// the same way, and handed to candle and rayon through that variable.
-#[cfg(not(target_arch = "wasm32"))]
-fn thread_count() {
-    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
-        // SAFETY: first thing in `main`, before any thread is started.
-        unsafe { std::env::set_var("RAYON_NUM_THREADS", num_cpus::get_physical().max(1).to_string()) };
     }
 }
 

@@ -199,58 +199,42 @@ const WIDEN_CHUNK: usize = 1 << 22;
 
 /// Products of at most this many rows (a generation step: one row, or the
 /// head's lens rows) split their inner dimension across threads.
+#[cfg(not(target_arch = "wasm32"))]
 const FEW_ROWS: usize = 4;
 
 /// `x @ w` for a `[in, out]` weight. gemm multiplies a single row on one
 /// thread (its gemv), and a few rows barely faster, though such a product only
 /// streams the weight from memory: with the inner dimension split in one part
 /// per thread and the partial products added, both cores read (measured on
-/// GPT-2-small's 49 matrices at one row: 25.2 -> 22.0 ms per step, at two rows
-/// 24.2 -> 16.3 ms; `cargo bench --bench inference` shows it per token).
+/// GPT-2-small's 49 matrices at one row, in one run: 23.3 -> 15.5 ms per step;
+/// `cargo bench --bench inference` shows it per token).
+#[cfg(not(target_arch = "wasm32"))]
 fn in_out_product(x: &Tensor, w: &Tensor) -> candle_core::Result<Tensor> {
+    use rayon::prelude::*;
     let (rows, fan_in) = x.dims2()?;
-    let parts = threads().min(fan_in / 256);
-    if rows > FEW_ROWS || parts < 2 {
+    let threads = rayon::current_num_threads().min(fan_in / 256);
+    if rows > FEW_ROWS || threads < 2 {
         return x.matmul(w);
     }
-    let step = fan_in.div_ceil(parts);
-    let partial = |from: usize| {
-        let n = step.min(fan_in - from);
-        x.narrow(1, from, n)?.matmul(&w.narrow(0, from, n)?)
-    };
+    let step = fan_in.div_ceil(threads);
     let starts: Vec<usize> = (0..fan_in).step_by(step).collect();
-    let partials = parallel_map(&starts, partial)?;
-    let mut parts = partials.into_iter();
-    let first = parts.next().map_or_else(|| x.matmul(w), Ok)?;
-    parts.try_fold(first, |sum, p| sum + p)
-}
-
-#[cfg(not(target_arch = "wasm32"))]
-fn threads() -> usize {
-    rayon::current_num_threads()
-}
-
-#[cfg(not(target_arch = "wasm32"))]
-fn parallel_map<F>(items: &[usize], f: F) -> candle_core::Result<Vec<Tensor>>
-where
-    F: Fn(usize) -> candle_core::Result<Tensor> + Sync,
-{
-    use rayon::prelude::*;
-    items.par_iter().map(|&i| f(i)).collect()
+    let partials = starts
+        .par_iter()
+        .map(|&from| {
+            let n = step.min(fan_in - from);
+            x.narrow(1, from, n)?.matmul(&w.narrow(0, from, n)?)
+        })
+        .collect::<candle_core::Result<Vec<_>>>()?;
+    let (first, rest) = partials
+        .split_first()
+        .ok_or_else(|| candle_core::Error::Msg("empty product".into()))?;
+    rest.iter().try_fold(first.clone(), |sum, p| sum + p)
 }
 
 /// The browser build has one thread.
 #[cfg(target_arch = "wasm32")]
-fn threads() -> usize {
-    1
-}
-
-#[cfg(target_arch = "wasm32")]
-fn parallel_map<F>(items: &[usize], f: F) -> candle_core::Result<Vec<Tensor>>
-where
-    F: Fn(usize) -> candle_core::Result<Tensor>,
-{
-    items.iter().map(|&i| f(i)).collect()
+fn in_out_product(x: &Tensor, w: &Tensor) -> candle_core::Result<Tensor> {
+    x.matmul(w)
 }
 
 impl Module for Linear {

@@ -37,11 +37,9 @@ const GPT2_SMALL: &str = r#"{"model_type":"gpt2","n_layer":12,"n_embd":768,"n_he
     "n_positions":1024,"vocab_size":50257,"layer_norm_epsilon":1e-5}"#;
 
 fn main() {
-    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
-        // As the `tensorcity` binary does first (see its `thread_count`).
-        // SAFETY: first thing in `main`, before any thread is started.
-        unsafe { std::env::set_var("RAYON_NUM_THREADS", num_cpus::get_physical().max(1).to_string()) };
-    }
+    // As the `tensorcity` binary does first.
+    // SAFETY: first thing in `main`, before any thread is started.
+    unsafe { tensorcity::inference::count_threads_once() };
     let args: Vec<String> = std::env::args().collect();
     let arg = |name: &str, default: usize| {
         args.iter()
