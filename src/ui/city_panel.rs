@@ -23,9 +23,18 @@ pub(super) struct CityParams<'w> {
     routing: Res<'w, ExpertRouting>,
 }
 
-/// Shows the window; returns a token position the user clicked.
 /// The city window's title (also its egui id).
 const WINDOW: &str = "Neural city";
+
+/// Narrower windows than this open the city window collapsed to its title
+/// bar: opened, its 300 px would cover a fifth or more of the 3D view (at
+/// 1280x720 the right third of the city and the prompt panel's Run button).
+const OPEN_FROM_WIDTH: f32 = 1600.0;
+
+/// Whether the city window first shows opened in a viewport `width` wide.
+fn starts_open(width: f32) -> bool {
+    width >= OPEN_FROM_WIDTH
+}
 
 /// The city window, with its tooltips; a `fold` request (open, or collapsed
 /// to its title bar) is taken once the window shows.
@@ -84,7 +93,8 @@ pub(super) fn show(ctx: &egui::Context, p: &mut CityParams, fold: &mut Option<bo
     let mut clicked = None;
     // Over the layer tree (the least needed panel while a prompt runs), out of the 3D view.
     let collapsing = egui::Id::new(WINDOW).with("collapsing");
-    let mut state = egui::collapsing_header::CollapsingState::load_with_default_open(ctx, collapsing, true);
+    let default_open = starts_open(ctx.viewport_rect().width());
+    let mut state = egui::collapsing_header::CollapsingState::load_with_default_open(ctx, collapsing, default_open);
     if let Some(open) = fold.take() {
         state.set_open(open);
         state.store(ctx);
@@ -92,6 +102,7 @@ pub(super) fn show(ctx: &egui::Context, p: &mut CityParams, fold: &mut Option<bo
     egui::Window::new(WINDOW)
         .default_pos([ctx.viewport_rect().width() - 312.0, 36.0])
         .default_width(300.0)
+        .default_open(default_open)
         .resizable(false)
         .show(ctx, |ui| {
             playback(ui, p);
@@ -357,4 +368,17 @@ fn pca_plot(ui: &mut egui::Ui, p: &mut CityParams) {
             plot.text(Text::new(text.as_str(), (*point).into(), text.as_str()).anchor(egui::Align2::LEFT_BOTTOM));
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::starts_open;
+
+    #[test]
+    fn the_city_window_starts_collapsed_on_narrow_windows() {
+        assert!(!starts_open(960.0));
+        assert!(!starts_open(1280.0));
+        assert!(starts_open(1600.0));
+        assert!(starts_open(1920.0));
+    }
 }

@@ -3,7 +3,8 @@
 //! it to a 30-px bar along its edge, and the bar a button that opens it again
 //! (animated); the floating Neural city window collapses to its title bar.
 //! The tree starts folded, so the 3D view gets the room; the model and
-//! prompt panels and the city window start open. Frame script: `panels bars`
+//! prompt panels start open, and the city window too on windows 1600 px
+//! wide or more (narrower, it starts as its title bar). Frame script: `panels bars`
 //! folds them all, `panels show` opens all but the tree.
 
 use bevy::prelude::*;
