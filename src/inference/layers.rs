@@ -231,6 +231,12 @@ fn in_out_product(x: &Tensor, w: &Tensor) -> candle_core::Result<Tensor> {
     rest.iter().try_fold(first.clone(), |sum, p| sum + p)
 }
 
+/// The browser build has one thread.
+#[cfg(target_arch = "wasm32")]
+fn in_out_product(x: &Tensor, w: &Tensor) -> candle_core::Result<Tensor> {
+    x.matmul(w)
+}
+
 /// Products of at most this many rows with a `[out, in]` weight run as
 /// `(w @ xᵀ)ᵀ`.
 const FEW_OUT_IN_ROWS: usize = 16;
@@ -246,12 +252,6 @@ fn out_in_product(x: &Tensor, w: &Tensor) -> candle_core::Result<Tensor> {
         return x.matmul(&w.t()?);
     }
     w.matmul(&x.t()?.contiguous()?)?.t()?.contiguous()
-}
-
-/// The browser build has one thread.
-#[cfg(target_arch = "wasm32")]
-fn in_out_product(x: &Tensor, w: &Tensor) -> candle_core::Result<Tensor> {
-    x.matmul(w)
 }
 
 impl Module for Linear {

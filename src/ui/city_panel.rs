@@ -93,14 +93,15 @@ pub(super) fn show(ctx: &egui::Context, p: &mut CityParams, fold: &mut Option<bo
     let mut clicked = None;
     // Over the layer tree (the least needed panel while a prompt runs), out of the 3D view.
     let collapsing = egui::Id::new(WINDOW).with("collapsing");
-    let default_open = starts_open(ctx.viewport_rect().width());
+    let width = ctx.viewport_rect().width();
+    let default_open = starts_open(width);
     let mut state = egui::collapsing_header::CollapsingState::load_with_default_open(ctx, collapsing, default_open);
     if let Some(open) = fold.take() {
         state.set_open(open);
         state.store(ctx);
     }
     egui::Window::new(WINDOW)
-        .default_pos([ctx.viewport_rect().width() - 312.0, 36.0])
+        .default_pos([width - 312.0, 36.0])
         .default_width(300.0)
         .default_open(default_open)
         .resizable(false)
