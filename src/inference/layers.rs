@@ -411,7 +411,7 @@ impl Activation {
         match self {
             Activation::Silu => x.silu(),
             Activation::GeluErf => x.gelu_erf(),
-            Activation::GeluTanh => x.gelu(),
+            Activation::GeluTanh => super::gelu::gelu_tanh(x),
             Activation::Relu => x.relu(),
         }
     }

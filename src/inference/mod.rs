@@ -14,6 +14,7 @@ pub mod cache;
 mod capture;
 mod family;
 mod files;
+mod gelu;
 mod gemma2;
 pub mod gguf;
 pub mod gguf_tokenizer;

@@ -125,7 +125,8 @@ fn stream(worker: &mut Worker, tokens: Vec<u32>, new_tokens: usize) {
     });
     let mut kept = Vec::new();
     loop {
-        let frames = worker.drain(64);
+        // As the viewer does: at most its per-update share each frame.
+        let frames = worker.drain(tensorcity::activations::MAX_FRAMES_PER_UPDATE);
         let done = frames
             .iter()
             .any(|f| matches!(f.data, FrameData::Done | FrameData::Failed(_)));
@@ -133,7 +134,9 @@ fn stream(worker: &mut Worker, tokens: Vec<u32>, new_tokens: usize) {
         if done {
             break;
         }
-        std::thread::sleep(Duration::from_micros(200));
+        // One frame at 60 fps (polling every 0.2 ms woke a third thread 5,000
+        // times a second beside the two computing).
+        std::thread::sleep(Duration::from_millis(16));
     }
     assert!(kept.iter().any(|f| matches!(f.data, FrameData::Done)), "run failed");
 }
