@@ -6,7 +6,7 @@
 // widened). Drawn additively after the cubes, without writing depth.
 // Vertex-buffer instancing only: runs on WebGL2.
 
-#import bevy_pbr::mesh_functions::{get_world_from_local, mesh_position_local_to_clip}
+#import bevy_pbr::view_transformations::position_world_to_clip
 #import bevy_pbr::mesh_view_bindings::view
 #ifdef DISTANCE_FOG
 #import bevy_pbr::mesh_view_bindings::fog
@@ -48,8 +48,8 @@ fn vertex(vertex: Vertex) -> VertexOutput {
     across = normalize(across);
 
     // World units per pixel at this distance: keep the beam at least 1.5 px wide.
-    let world_from_local = get_world_from_local(0u);
-    let centre = mesh_position_local_to_clip(world_from_local, vec4<f32>(p, 1.0));
+    // Instances are in world space: projected by the view alone.
+    let centre = position_world_to_clip(p);
     let pixels_per_unit = view.clip_from_view[1][1] * view.viewport.w * 0.5 / max(centre.w, 1e-6);
     let wanted = vertex.i_start.w;
     let width = max(wanted, 1.5 / max(pixels_per_unit, 1e-6));
@@ -57,7 +57,7 @@ fn vertex(vertex: Vertex) -> VertexOutput {
 
     let world = p + across * width * 0.5 * vertex.position.y;
     var out: VertexOutput;
-    out.clip_position = mesh_position_local_to_clip(world_from_local, vec4<f32>(world, 1.0));
+    out.clip_position = position_world_to_clip(world);
     out.color = vertex.i_color.rgb * dim;
     out.coords = vec4<f32>(s, vertex.position.y, vertex.i_color.a, length(eye));
     return out;

@@ -6,7 +6,7 @@
 // camera's linear fog on, cubes fade into the fog colour with distance.
 // Vertex-buffer instancing only (no storage buffers): runs on WebGL2.
 
-#import bevy_pbr::mesh_functions::{get_world_from_local, mesh_position_local_to_clip}
+#import bevy_pbr::view_transformations::position_world_to_clip
 #import bevy_pbr::mesh_view_bindings::view
 #ifdef DISTANCE_FOG
 #import bevy_pbr::mesh_view_bindings::fog
@@ -34,8 +34,9 @@ struct VertexOutput {
 fn vertex(vertex: Vertex) -> VertexOutput {
     let position = vertex.position * vertex.i_pos_size.w + vertex.i_pos_size.xyz;
     var out: VertexOutput;
-    // The batch entity sits at the origin with an identity transform; index 0 is its mesh uniform.
-    out.clip_position = mesh_position_local_to_clip(get_world_from_local(0u), vec4<f32>(position, 1.0));
+    // Instances are in world space: projected by the view alone (no mesh
+    // uniform, whose slot 0 belongs to whichever mesh Bevy batched first).
+    out.clip_position = position_world_to_clip(position);
     out.color = vertex.i_color;
     out.normal = vertex.normal;
     out.uv = vertex.uv;

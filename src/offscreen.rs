@@ -181,8 +181,14 @@ pub fn warm_up(app: &mut App, target: &Handle<Image>) -> anyhow::Result<Vec<u8>>
     let draws = app.world().resource::<CubeDraws>().clone();
     let base = draws.count();
     let start = Instant::now();
-    while draws.count() < base + 2 {
+    // The cubes have drawn twice, and for a few updates in a row no pipeline
+    // has been waiting to compile: materials (the city's ground) and bloom are
+    // asked for only once their assets are prepared, and compile in the
+    // background after the cubes' (stills came out without them before).
+    let mut settled = 0;
+    while draws.count() < base + 2 || settled < SETTLED_UPDATES {
         app.update();
+        settled = if pipelines_waiting(app) { 0 } else { settled + 1 };
         if let Some(exit) = app.should_exit() {
             bail!("the renderer stopped before drawing ({exit:?}; a GPU error, see the log above)");
         }
@@ -204,6 +210,20 @@ pub fn warm_up(app: &mut App, target: &Handle<Image>) -> anyhow::Result<Vec<u8>>
         }
     }
     unreachable!("the loop above returns")
+}
+
+/// Updates in a row without a pipeline waiting before a frame is taken.
+const SETTLED_UPDATES: u32 = 5;
+
+/// Whether the renderer still compiles a pipeline it was asked for.
+fn pipelines_waiting(app: &App) -> bool {
+    app.get_sub_app(bevy::render::RenderApp)
+        .and_then(|render| {
+            render
+                .world()
+                .get_resource::<bevy::render::render_resource::PipelineCache>()
+        })
+        .is_some_and(|cache| cache.waiting_pipelines().next().is_some())
 }
 
 /// Screenshots `target` as it is now and returns its tightly packed RGBA

@@ -1,8 +1,8 @@
 //! The city's instances: cells (edge and colour from the residual norm; the
 //! busiest glow), pulses of light climbing the columns, attention beams
 //! between columns, the residual stream as a line of light up each column,
-//! and the hidden-vector strips of close cells, from the scene's numbers and
-//! the grid's geometry.
+//! the ground's grid (`ground`) and the hidden-vector strips of close cells,
+//! from the scene's numbers and the grid's geometry.
 
 use super::view::{Cell, Edge, diverging, heat};
 use crate::layout::city::CityGrid;
@@ -21,9 +21,7 @@ const PULSE: [f32; 3] = [3.2, 2.9, 2.2];
 /// Colour of the heads-combined attention beams.
 const BEAM: [f32; 3] = [1.0, 0.5, 0.12];
 /// Radiance of the residual stream's line up each column.
-const RESIDUAL: [f32; 3] = [0.16, 0.3, 0.6];
-/// Radiance of the faint grid the city stands on.
-const GROUND: [f32; 3] = [0.035, 0.06, 0.1];
+pub(super) const RESIDUAL: [f32; 3] = [0.16, 0.3, 0.6];
 
 /// Everything the city draws.
 #[derive(Debug, Default)]
@@ -98,8 +96,8 @@ pub fn city_instances(
         });
     }
     let first_floor = grid.floors.first().copied().unwrap_or(0.0);
-    let columns = top.keys().next_back().map_or(0, |&t| t + 1);
-    out.beams.extend(ground(grid, columns));
+    out.beams
+        .extend(super::ground::lines(grid, super::ground::columns(cells)));
     for (&token, &floor) in &top {
         let [x, y, _] = grid.cell_center(token, floor);
         out.beams.push(BeamInstance {
@@ -145,35 +143,6 @@ pub fn city_instances(
         });
     }
     out
-}
-
-/// The faint grid the city of `columns` token columns stands on, just below
-/// its first floor: a line under every column, running front to back as far
-/// as the arcs bulge, and lines across every column pitch.
-pub fn ground(grid: &CityGrid, columns: usize) -> Vec<BeamInstance> {
-    if columns == 0 {
-        return Vec::new();
-    }
-    let y = grid.floors.first().copied().unwrap_or(0.0) - grid.cell;
-    let (x_lo, x_hi) = (grid.x0 - 2.0 * grid.pitch, grid.x_end(columns) + grid.pitch);
-    // Front to back: as deep as the longest arc bulges (the city's bounds).
-    let rows = (columns / 2 + 2) as i64;
-    let (z_lo, z_hi) = (-2.0 * grid.pitch, rows as f32 * grid.pitch);
-    let width = grid.cell * 0.02;
-    let line = |a: [f32; 3], b: [f32; 3]| BeamInstance {
-        start: [a[0], a[1], a[2], width],
-        end: [b[0], b[1], b[2], 0.0],
-        color: [GROUND[0], GROUND[1], GROUND[2], 1.0],
-    };
-    let across = (-2..=rows).map(|k| {
-        let z = k as f32 * grid.pitch;
-        line([x_lo, y, z], [x_hi, y, z])
-    });
-    let along = (-2..=columns as i64).map(|t| {
-        let x = grid.x0 + t as f32 * grid.pitch;
-        line([x, y, z_lo], [x, y, z_hi])
-    });
-    across.chain(along).collect()
 }
 
 /// The full hidden vector of cell (`token`, `floor`) as a square grid of
@@ -229,36 +198,5 @@ mod tests {
         // Most negative value blue, most positive red.
         assert!(strip[0].color[2] > 0.9 && strip[0].color[0] < 0.1);
         assert!(strip[767].color[0] > 0.9);
-    }
-
-    #[test]
-    fn the_ground_grid_lies_under_every_column_below_the_first_floor() {
-        let grid = CityGrid {
-            x0: 10.0,
-            pitch: 1.0,
-            floors: vec![2.0, 3.0],
-            arc_floors: vec![2.5],
-            cell: 0.75,
-        };
-        assert!(ground(&grid, 0).is_empty());
-        let lines = ground(&grid, 8);
-        assert!(lines.iter().all(|l| l.start[1] < 2.0 - 0.5 && l.start[1] == l.end[1]));
-        for t in 0..8 {
-            let x = grid.cell_center(t, 0)[0];
-            assert!(
-                lines.iter().any(|l| l.start[0] == x && l.end[0] == x),
-                "a line under column {t}"
-            );
-        }
-        let (lo, hi) = lines
-            .iter()
-            .flat_map(|l| [l.start[0], l.end[0]])
-            .fold((f32::MAX, f32::MIN), |(a, b), x| (a.min(x), b.max(x)));
-        assert!(
-            lo < grid.x0 && hi > grid.cell_center(7, 0)[0],
-            "past the first and last columns"
-        );
-        // Faint: darker than the residual lines, never a glowing element.
-        assert!(lines.iter().all(|l| l.color[..3].iter().all(|&c| c < RESIDUAL[0])));
     }
 }

@@ -9,6 +9,7 @@
 //! extra instanced batch beside the trunk.
 
 pub mod draw;
+pub mod ground;
 pub mod pca;
 pub mod pca3d;
 pub mod playback;

@@ -34,9 +34,20 @@ pub const MAX_LABELS: usize = 160;
 /// Pixels kept free around every label.
 pub const PADDING: f32 = 3.0;
 
+/// Above and below, a label keeps this many of its own heights free (a
+/// tower of layer names reads as every second or fourth layer, with air
+/// between them, instead of a wall of text over the cubes).
+pub const LINE_GAP: f32 = 1.0;
+
+/// Each drawn label sits on a dark plate this many pixels larger than its
+/// text on every side, of this opacity (0..255), so it reads over cubes.
+pub const PLATE_GROW: f32 = 2.0;
+pub const PLATE_ALPHA: u8 = 120;
+
 /// The candidates drawn, by index, in the order placed: highest priority
 /// first (ties: the earlier candidate), each wholly inside `view` and clear
-/// of every label placed before it by [`PADDING`]. At most `max` labels.
+/// of every label placed before it by [`PADDING`] across and [`LINE_GAP`]
+/// heights up and down. At most `max` labels.
 pub fn place(candidates: &[Candidate], view: [f32; 4], max: usize) -> Vec<usize> {
     let mut order: Vec<usize> = (0..candidates.len())
         .filter(|&i| candidates[i].rect.iter().all(|v| v.is_finite()) && candidates[i].priority.is_finite())
@@ -61,9 +72,11 @@ pub fn place(candidates: &[Candidate], view: [f32; 4], max: usize) -> Vec<usize>
     placed
 }
 
-/// Whether two rectangles come within [`PADDING`] of each other.
+/// Whether two rectangles come within [`PADDING`] of each other side by
+/// side, or within [`LINE_GAP`] of the taller one's height above or below.
 fn touches(a: [f32; 4], b: [f32; 4]) -> bool {
-    a[0] < b[2] + PADDING && b[0] < a[2] + PADDING && a[1] < b[3] + PADDING && b[1] < a[3] + PADDING
+    let gap = PADDING.max(LINE_GAP * (a[3] - a[1]).max(b[3] - b[1]));
+    a[0] < b[2] + PADDING && b[0] < a[2] + PADDING && a[1] < b[3] + gap && b[1] < a[3] + gap
 }
 
 /// One label of the scene before placing: its text, colour (sRGBA), size in
@@ -210,10 +223,14 @@ mod tests {
             .collect();
         let view = [0.0, 0.0, 800.0, 620.0];
         let placed = place(&candidates, view, 1000);
-        assert!(placed.len() > 20 && placed.len() < 200, "{} placed", placed.len());
+        assert!(placed.len() > 10 && placed.len() < 200, "{} placed", placed.len());
         for (k, &a) in placed.iter().enumerate() {
             for &b in &placed[k + 1..] {
-                assert!(!overlap(candidates[a].rect, candidates[b].rect), "{a} and {b} overlap");
+                let (ra, rb) = (candidates[a].rect, candidates[b].rect);
+                assert!(!overlap(ra, rb), "{a} and {b} overlap");
+                // A line's height of air between labels stacked in a column.
+                let air = (rb[1] - ra[3]).max(ra[1] - rb[3]);
+                assert!(air >= LINE_GAP * 14.0, "{a} and {b}: {air} px apart");
             }
             let r = candidates[a].rect;
             assert!(
@@ -221,12 +238,13 @@ mod tests {
                 "inside the view"
             );
         }
-        // Placed first: layer 0; then every fourth layer as room allows (24 px
-        // apart: layers 0, 8, 16, …), a lesser one only in a gap left at the end.
+        // Placed first: layer 0; then every fourth layer as room allows (36 px
+        // apart — 14 px of text and 14 px of air above and below — so layers
+        // 0, 12, 24, …), a lesser one only in a gap left at the end.
         assert_eq!(placed[0], 0);
         let fourths = placed.iter().filter(|&&i| i % 4 == 0).count();
         assert!(fourths + 1 >= placed.len(), "{placed:?}");
-        assert!(placed[..fourths].iter().all(|&i| i % 8 == 0), "{placed:?}");
+        assert!(placed[..fourths].iter().all(|&i| i % 12 == 0), "{placed:?}");
         // Off-view and non-finite candidates are never placed; `max` caps.
         let odd = [
             Candidate::at([-50.0, 10.0], [40.0, 10.0], 0.0, 9.0),

@@ -104,6 +104,14 @@ impl Painter {
         for (i, r) in labels::placed(&overlay.labels, &mut measure, view, labels::MAX_LABELS) {
             let l = &overlay.labels[i];
             let [red, green, blue, alpha] = l.rgba;
+            let plate = f32::from(labels::PLATE_ALPHA) / 255.0;
+            frame.fill(
+                (r[0], r[1]),
+                (r[2] - r[0], r[3] - r[1]),
+                [0, 0, 0],
+                plate,
+                labels::PLATE_GROW * unit,
+            );
             self.text(
                 &mut frame,
                 (r[0], r[1]),

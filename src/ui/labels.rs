@@ -1,9 +1,10 @@
 //! Labels painted into the 3D view at their projected positions: each
 //! layer's name left of the trunk (or the floors' ring), and in the city each
 //! token's text at the foot of its column (the selected token's first). Which
-//! are drawn is `layout::labels::placed`: no two overlap, the ends and every
-//! fourth layer win when space is short. Clipped to the view, drawn in every
-//! panel mode. Headless stills and clips paint the same labels
+//! are drawn is `layout::labels::placed`: no two overlap (stacked ones keep
+//! a line of air between them), the ends and every fourth layer win when
+//! space is short; each sits on a dark plate. Clipped to the view, drawn in
+//! every panel mode. Headless stills and clips paint the same labels
 //! (`record::overlay`).
 
 use bevy::prelude::*;
@@ -36,6 +37,9 @@ pub(super) fn show(ctx: &egui::Context, camera: &Camera, at: &GlobalTransform, s
         let [red, green, blue, alpha] = label.rgba;
         let colour = egui::Color32::from_rgba_unmultiplied(red, green, blue, alpha);
         let font = egui::FontId::proportional(label.size);
+        // A dark plate keeps the text readable where it falls on bright cubes.
+        let plate = egui::Rect::from_min_max(egui::pos2(r[0], r[1]), egui::pos2(r[2], r[3])).expand(labels::PLATE_GROW);
+        painter.rect_filled(plate, 3.0, egui::Color32::from_black_alpha(labels::PLATE_ALPHA));
         let shadow = painter.layout_no_wrap(label.text.clone(), font.clone(), egui::Color32::from_black_alpha(190));
         painter.galley(egui::pos2(r[0] + 1.0, r[1] + 1.0), shadow, egui::Color32::BLACK);
         let galley = painter.layout_no_wrap(label.text.clone(), font, colour);
