@@ -200,8 +200,13 @@ pub fn warm_up(app: &mut App, target: &Handle<Image>) -> anyhow::Result<Vec<u8>>
         }
     }
     for attempt in 0.. {
+        // The cubes must have been drawn while the frame was taken (a busy
+        // machine once gave a frame of beams alone, the cubes' draw skipped
+        // that frame).
+        let before = draws.count();
         let frame = read_back(app, target)?;
-        if rgba_is_rendered(&frame) && rgba_shows_scene(&frame) {
+        let drew = draws.count() > before;
+        if drew && rgba_is_rendered(&frame) && rgba_shows_scene(&frame) {
             return Ok(frame);
         }
         if attempt >= EMPTY_TRIES {
