@@ -7,6 +7,7 @@
 //! GPT-2-small forward in a `perf` profile.
 
 use candle_core::{CpuStorage, CustomOp1, DType, Layout, Shape, Tensor};
+#[cfg(not(target_arch = "wasm32"))]
 use pulp::{Simd, WithSimd};
 
 /// `gelu_tanh(x)`, exact to f32 rounding of the rational tanh; other dtypes
@@ -54,15 +55,26 @@ impl CustomOp1 for GeluTanh {
 /// `out[i] = gelu(input[i])`, in the CPU's widest vectors (explicit SIMD:
 /// this crate's own code is built at opt-level 1 in dev builds, where the
 /// compiler does not vectorise loops).
+#[cfg(not(target_arch = "wasm32"))]
 fn apply(out: &mut [f32], input: &[f32]) {
     pulp::Arch::new().dispatch(Gelu { out, input });
 }
 
+/// The browser build: one scalar pass.
+#[cfg(target_arch = "wasm32")]
+fn apply(out: &mut [f32], input: &[f32]) {
+    for (o, &v) in out.iter_mut().zip(input) {
+        *o = gelu(v);
+    }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
 struct Gelu<'a> {
     out: &'a mut [f32],
     input: &'a [f32],
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 impl WithSimd for Gelu<'_> {
     type Output = ();
 
@@ -111,6 +123,7 @@ fn tanh(x: f32) -> f32 {
     x * p / q
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 #[inline(always)]
 fn gelu_simd<S: Simd>(simd: S, v: S::f32s) -> S::f32s {
     let splat = |c: f32| simd.splat_f32s(c);
