@@ -182,9 +182,9 @@ pub fn warm_up(app: &mut App, target: &Handle<Image>) -> anyhow::Result<Vec<u8>>
     let base = draws.count();
     let start = Instant::now();
     // The cubes have drawn twice, and for a few updates in a row no pipeline
-    // has been waiting to compile: materials (the city's ground) and bloom are
-    // asked for only once their assets are prepared, and compile in the
-    // background after the cubes' (stills came out without them before).
+    // has been waiting to compile: the tonemapping and bloom passes compile
+    // in the background after the cubes' (a still taken on a loaded machine
+    // came out without them before).
     let mut settled = 0;
     while draws.count() < base + 2 || settled < SETTLED_UPDATES {
         app.update();

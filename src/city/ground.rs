@@ -6,7 +6,7 @@ use crate::layout::city::CityGrid;
 use crate::render::BeamInstance;
 
 /// Radiance of the faint grid the city stands on.
-pub(super) const GRID: [f32; 3] = [0.035, 0.06, 0.1];
+const GRID: [f32; 3] = [0.035, 0.06, 0.1];
 
 /// The ground under a city of some columns: x and z ranges and the grid's height.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -23,13 +23,17 @@ pub fn footprint(grid: &CityGrid, columns: usize) -> Option<Footprint> {
         return None;
     }
     let y = grid.floors.first().copied().unwrap_or(0.0) - grid.cell;
-    // Front to back: as deep as the longest arc bulges (the city's bounds).
-    let rows = (columns / 2 + 2) as f32;
     Some(Footprint {
         x: [grid.x0 - 2.0 * grid.pitch, grid.x_end(columns) + grid.pitch],
-        z: [-2.0 * grid.pitch, rows * grid.pitch],
+        z: [-2.0 * grid.pitch, rows(columns) as f32 * grid.pitch],
         y,
     })
+}
+
+/// Column pitches front to back: as deep as the longest arc bulges (the
+/// city's bounds).
+fn rows(columns: usize) -> i64 {
+    (columns / 2 + 2) as i64
 }
 
 /// The grid's lines under `columns` token columns.
@@ -43,8 +47,7 @@ pub fn lines(grid: &CityGrid, columns: usize) -> Vec<BeamInstance> {
         end: [b[0], b[1], b[2], 0.0],
         color: [GRID[0], GRID[1], GRID[2], 1.0],
     };
-    let rows = (columns / 2 + 2) as i64;
-    let across = (-2..=rows).map(|k| {
+    let across = (-2..=rows(columns)).map(|k| {
         let z = k as f32 * grid.pitch;
         line([f.x[0], f.y, z], [f.x[1], f.y, z])
     });
