@@ -36,6 +36,14 @@ impl Drop for Remote {
     }
 }
 
+// A request message: `{ request: bytes, postedAt: ms since the epoch }` (the
+// page's and the worker's `Date.now()` share the clock). On each request the
+// worker answers `{ staleTokens: n }`: how many tokens the previous run
+// generated after the page posted this one.
+const REQUEST: &str = "request";
+const POSTED_AT: &str = "postedAt";
+const STALE_TOKENS: &str = "staleTokens";
+
 thread_local! {
     static REMOTE: RefCell<Option<Remote>> = const { RefCell::new(None) };
 }
@@ -67,19 +75,26 @@ pub fn spawn(files: &ModelFiles) -> Option<Worker> {
 
     let to_app = tx.clone();
     let (current, started) = (latest.clone(), posted_at.clone());
-    // Tokens older runs generated after a newer request (the worker should stop
-    // them within one pass): on `<body data-stale-tokens>` for the browser test.
+    // Tokens older runs generated after a newer request was posted (the worker
+    // should stop them within one pass), counted by the worker itself: the
+    // page may receive them much later behind a slow frame. On
+    // `<body data-stale-tokens>` for the browser test.
     let mut stale_tokens = 0u64;
     let on_message = Closure::<dyn FnMut(web_sys::MessageEvent)>::new(move |event: web_sys::MessageEvent| {
-        let bytes = js_sys::Uint8Array::new(&event.data()).to_vec();
+        let data = event.data();
+        if let Some(n) = js_sys::Reflect::get(&data, &STALE_TOKENS.into())
+            .ok()
+            .and_then(|v| v.as_f64())
+        {
+            stale_tokens = stale_tokens.saturating_add(n as u64);
+            super::set_body_data("data-stale-tokens", &stale_tokens.to_string());
+            return;
+        }
+        let bytes = js_sys::Uint8Array::new(&data).to_vec();
         let frame = wire::decode_frame(&bytes).unwrap_or_else(|e| ActivationFrame {
             run: u64::from_le_bytes(bytes.get(..8).and_then(|b| b.try_into().ok()).unwrap_or_default()),
             data: FrameData::Failed(e.to_string()),
         });
-        if matches!(frame.data, FrameData::Generated { .. }) && frame.run < current.load(Ordering::SeqCst) {
-            stale_tokens += 1;
-            super::set_body_data("data-stale-tokens", &stale_tokens.to_string());
-        }
         if matches!(frame.data, FrameData::Done) && frame.run == current.load(Ordering::SeqCst) {
             let ms = (js_sys::Date::now() as u64).saturating_sub(started.load(Ordering::SeqCst));
             super::set_body_data("data-last-compute", &format!("{ms} ms"));
@@ -128,11 +143,15 @@ pub fn spawn(files: &ModelFiles) -> Option<Worker> {
         })
     });
     let post = Box::new(move |run: u64, request: RunRequest| {
-        posted_at.store(js_sys::Date::now() as u64, Ordering::SeqCst);
+        let now = js_sys::Date::now();
+        posted_at.store(now as u64, Ordering::SeqCst);
+        let message = js_sys::Object::new();
         let bytes = js_sys::Uint8Array::from(wire::encode_request(run, &request).as_slice());
+        let built = js_sys::Reflect::set(&message, &REQUEST.into(), &bytes).is_ok()
+            && js_sys::Reflect::set(&message, &POSTED_AT.into(), &now.into()).is_ok();
         REMOTE.with(|r| {
-            if let Some(remote) = &*r.borrow() {
-                let _ = remote.worker.post_message(&bytes);
+            if let (true, Some(remote)) = (built, &*r.borrow()) {
+                let _ = remote.worker.post_message(&message);
             }
         });
     });
@@ -149,6 +168,8 @@ pub fn stop() {
 struct Served {
     runner: Option<Result<Rc<LocalRunner>, String>>,
     latest: u64,
+    /// When the newest run posted each generated token (ms since the epoch).
+    generated_at: Vec<f64>,
 }
 
 thread_local! {
@@ -171,10 +192,27 @@ pub fn serve(early: js_sys::Array) {
 }
 
 fn handle(message: JsValue) {
-    if let Some(bytes) = message.dyn_ref::<js_sys::Uint8Array>() {
+    let field = |key: &str| js_sys::Reflect::get(&message, &key.into()).ok();
+    if let Some(bytes) = field(REQUEST).and_then(|v| v.dyn_into::<js_sys::Uint8Array>().ok()) {
+        let posted_at = field(POSTED_AT)
+            .and_then(|v| v.as_f64())
+            .unwrap_or_else(js_sys::Date::now);
         match wire::decode_request(&bytes.to_vec()) {
             Ok((run, request)) => {
-                SERVED.with(|s| s.borrow_mut().latest = run);
+                // Tokens the previous run generated after this request was
+                // posted: it should stop within a pass (and not go on until
+                // it finished, as it would if it never yielded).
+                let stale = SERVED.with(|s| {
+                    let mut s = s.borrow_mut();
+                    s.latest = run;
+                    let stale = s.generated_at.iter().filter(|&&t| t > posted_at).count();
+                    s.generated_at.clear();
+                    stale
+                });
+                let report = js_sys::Object::new();
+                if js_sys::Reflect::set(&report, &STALE_TOKENS.into(), &(stale as f64).into()).is_ok() {
+                    let _ = scope().post_message(&report);
+                }
                 wasm_bindgen_futures::spawn_local(serve_run(run, request));
             }
             Err(e) => {
@@ -186,7 +224,6 @@ fn handle(message: JsValue) {
         }
         return;
     }
-    let field = |key: &str| js_sys::Reflect::get(&message, &key.into()).ok();
     let bytes = |key: &str| {
         field(key)
             .map(|v| js_sys::Uint8Array::new(&v).to_vec())
@@ -229,7 +266,13 @@ async fn serve_run(run: u64, request: RunRequest) {
         }
     };
     let mut generation = runner.start(run, &request);
-    while is_latest(run) && runner.step(&mut generation, &mut |frame| post(&frame)) {
+    let mut send = |frame: ActivationFrame| {
+        if matches!(frame.data, FrameData::Generated { .. }) {
+            SERVED.with(|s| s.borrow_mut().generated_at.push(js_sys::Date::now()));
+        }
+        post(&frame)
+    };
+    while is_latest(run) && runner.step(&mut generation, &mut send) {
         yield_to_events().await;
     }
 }

@@ -324,9 +324,11 @@ fn the_page_runs_the_embedded_model_in_a_worker() {
 /// A newer prompt (the page's `tensorcityRun`) cancels a long generation in
 /// the Web Worker between forward passes: the new run finishes, and the old
 /// one stops within a pass or so of the request instead of generating its
-/// remaining ~900 tokens (the page counts them on `data-stale-tokens`; the
-/// count includes tokens already in flight to a page that draws slowly, up to
-/// 53 measured while both cores compiled, hence the bound of 100).
+/// remaining ~900 tokens. The worker counts the tokens it generated after the
+/// page posted the newer request (by the clock they share) and the page puts
+/// the count on `data-stale-tokens`. (Counted on the page, as before, it
+/// included tokens already queued behind a slow frame: 53 and 115 on loaded
+/// machines.)
 #[test]
 #[ignore = "needs the web bundle (web/build.sh) in TENSORCITY_WEB_DIST and Chromium; .ci/test runs it"]
 fn a_newer_prompt_cancels_the_running_generation() {
@@ -352,7 +354,7 @@ fn a_newer_prompt_cancels_the_running_generation() {
         "the newer prompt's run finishes: {run}"
     );
     assert!(
-        page.stale_tokens < 100,
+        page.stale_tokens < 10,
         "the cancelled run kept generating: {} tokens after the newer prompt",
         page.stale_tokens
     );
