@@ -4,7 +4,8 @@
 served by tensorcity_stream, or `transport`: an engine that sends the same
 shapes from memory (no model), to time the transport alone. Before serving,
 the gpt2 engine prints the plain forward time of 128 tokens (no hooks, no
-outputs kept; median of 5) as `plain forward: N ms`.
+outputs kept; median of 5) as `plain forward: N ms`, and before each streamed
+pass the same plain forward again (`paired plain forward N ms`).
 
   python serve_bench.py gpt2|transport PORT [TORCH_THREADS (default 2)]
 """
@@ -36,7 +37,24 @@ if mode == "gpt2":
             model(ids)
             times.append(time.perf_counter() - t)
     print(f"plain forward: {1000 * sorted(times)[2]:.1f} ms", file=sys.stderr, flush=True)
-    tensorcity_stream.serve(model, port=port, name="random gpt2-small")
+    from tensorcity_stream.hf import TransformersEngine
+
+    class Paired(TransformersEngine):
+        """Each streamed pass right after a plain forward of the same tokens,
+        so the two are compared over the same second of a VM whose speed
+        drifts (a plain forward once at the start moved 337-458 ms between
+        runs of this bench)."""
+
+        def forward(self, ids, start, cache, run):
+            if cache is None:
+                with torch.no_grad():
+                    t = time.perf_counter()
+                    model(torch.tensor([ids]))
+                    print(f"paired plain forward {1000 * (time.perf_counter() - t):.1f} ms", file=sys.stderr,
+                          flush=True)
+            return super().forward(ids, start, cache, run)
+
+    serve(Paired(model, None, name="random gpt2-small"), port=port)
 else:
     from tensorcity_stream.hf import TransformersEngine
 
@@ -59,6 +77,9 @@ else:
                 run.emit(P.MLP, i, start, mlp)
                 run.emit(P.HIDDEN, i + 1, start, hidden)
             run.emit(P.LOGITS, 0, start, logits)
-            return logits, None, None
+            # As a torch tensor (no copy), so the top-k runs in torch as it
+            # does for a model's logits: the numpy path's per-row argpartition
+            # took ~13 % of this bench's samples, none of them transport.
+            return torch.from_numpy(logits), None, None
 
     serve(Transport(model, None, name="transport"), port=port)
