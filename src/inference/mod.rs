@@ -117,6 +117,14 @@ pub(crate) fn check_tokens(tokens: &[u32], vocab: usize, context: usize) -> Resu
 /// them before every matrix product by reading `/proc/cpuinfo` (3.5 % of a
 /// generation's samples in `perf`, most of a small model's time).
 ///
+/// Also shortens how long candle's own pool (the element-wise ops') spins
+/// after each op before it parks (`CANDLE_BARRIER_POOL_SPIN_LIMIT`, unless
+/// set: [`BARRIER_SPINS`] instead of candle's 25,000): its spinning thread
+/// took a core from the matrix product that follows every bias or residual
+/// add (gemm runs on rayon's threads, a second pool). On the 2-core machine a
+/// 128-token GPT-2-small forward went ~300 -> ~240 ms; generation steps did
+/// not change (`cargo bench --bench inference`, README Performance).
+///
 /// # Safety
 /// Sets an environment variable: call it before any other thread is started
 /// (first thing in `main`).
@@ -126,7 +134,15 @@ pub unsafe fn count_threads_once() {
         // SAFETY: the caller runs this before any other thread exists.
         unsafe { std::env::set_var("RAYON_NUM_THREADS", num_cpus::get_physical().max(1).to_string()) };
     }
+    if std::env::var_os("CANDLE_BARRIER_POOL_SPIN_LIMIT").is_none() {
+        // SAFETY: as above.
+        unsafe { std::env::set_var("CANDLE_BARRIER_POOL_SPIN_LIMIT", BARRIER_SPINS.to_string()) };
+    }
 }
+
+/// Spins of candle's element-wise pool before it parks (see [`count_threads_once`]).
+#[cfg(not(target_arch = "wasm32"))]
+const BARRIER_SPINS: u32 = 100;
 
 /// Whether every value of a tensor is finite (false when it cannot be read).
 pub fn all_finite(t: &Tensor) -> bool {

@@ -11,7 +11,8 @@
 //!   and PyTorch + transformers (eager, `output_hidden_states` +
 //!   `output_attentions`, same thread count) through `tests/benches/torch_gpt2.py`
 //!   when a Python with torch is available (`TENSORCITY_PYTHON`, else `python3`),
-//!   compared with the all-taps line;
+//!   compared with the all-taps line round by round (each round one pass of
+//!   each, so both sides see the same machine);
 //! - **generation**: 128 new tokens (greedy) after a 16-token prompt, all taps
 //!   of every step streamed — tensorcity with its KV cache vs transformers'
 //!   `generate` (KV cache, hidden states, attentions and logits of every step);
@@ -21,7 +22,7 @@
 //!   child process so the peak is its own). `-- --bf16 meta-llama/Llama-3.1-8B`
 //!   measures another catalogue shape the same way (8B: 16 GB of weights).
 //!
-//! Usage: `cargo bench --profile dev --bench inference [-- --tokens 128 --runs 5]`.
+//! Usage: `cargo bench --profile dev --bench inference [-- --tokens 128 --runs 5 --forward-only]`.
 
 #[path = "common/mod.rs"]
 mod common;
@@ -68,25 +69,52 @@ fn main() {
     }));
 
     println!("random GPT-2-small-sized model, {threads} threads, median of {runs} runs");
-    println!("forward over a {n_tokens}-token prompt:");
-    let bare = median(runs, || {
-        model.run(&tokens, &mut |_, _| true).expect("forward");
-    });
+    println!("forward over a {n_tokens}-token prompt ({runs} rounds, each one pass of every line in turn):");
+    let mut torch = TorchForward::start(threads, n_tokens);
+    // Warm-ups.
+    model.run(&tokens, &mut |_, _| true).expect("forward");
+    stream(&mut worker, tokens.clone(), 0);
+    let (mut bare, mut tapped, mut theirs, mut ratios) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..runs.max(1) {
+        bare.push(timed(|| {
+            model.run(&tokens, &mut |_, _| true).expect("forward");
+        }));
+        let ours = timed(|| stream(&mut worker, tokens.clone(), 0));
+        tapped.push(ours);
+        if let Some(t) = torch.as_mut().and_then(TorchForward::forward) {
+            theirs.push(t);
+            ratios.push(ours.as_secs_f64() / t.as_secs_f64());
+        }
+    }
+    let (bare, tapped) = (median_of(bare), median_of(tapped));
     report("tensorcity, no taps", n_tokens, bare, None);
-    let tapped = median(runs, || stream(&mut worker, tokens.clone(), 0));
     report(
         "tensorcity, all taps streamed",
         n_tokens,
         tapped,
         Some(("no taps", bare)),
     );
-    if let Some(torch) = pytorch(threads, n_tokens, runs, "forward") {
+    if !theirs.is_empty() {
+        let theirs = median_of(theirs);
         report(
             "PyTorch transformers, hidden states + attentions",
             n_tokens,
-            torch,
-            Some(("tensorcity all taps", tapped)),
+            theirs,
+            None,
         );
+        ratios.sort_by(f64::total_cmp);
+        println!(
+            "  tensorcity all taps takes {:.2}x PyTorch's time (median over the rounds of each round's ratio; \
+             {:.2}x to {:.2}x; ratio of the medians {:.2}x)",
+            ratios[ratios.len() / 2],
+            ratios[0],
+            ratios[ratios.len() - 1],
+            tapped.as_secs_f64() / theirs.as_secs_f64()
+        );
+    }
+    drop(torch);
+    if args.iter().any(|a| a == "--forward-only") {
+        return;
     }
 
     let new = 128;
@@ -258,6 +286,76 @@ fn bf16_child(id: &str, dtype: &str) {
         built.as_secs_f64(),
         rss_model,
     );
+}
+
+/// The PyTorch script serving one forward per request (`serve` mode), so its
+/// passes interleave with tensorcity's.
+struct TorchForward {
+    child: std::process::Child,
+    lines: std::io::Lines<std::io::BufReader<std::process::ChildStdout>>,
+}
+
+impl TorchForward {
+    fn start(threads: usize, tokens: usize) -> Option<TorchForward> {
+        use std::io::BufRead;
+        let python = std::env::var("TENSORCITY_PYTHON").unwrap_or_else(|_| "python3".into());
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/benches/torch_gpt2.py");
+        let spawned = std::process::Command::new(&python)
+            .args([script, &threads.to_string(), &tokens.to_string(), "1", "serve"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn();
+        let mut child = match spawned {
+            Ok(child) => child,
+            Err(e) => {
+                println!("PyTorch: not measured ({python}: {e})");
+                return None;
+            }
+        };
+        let mut lines = std::io::BufReader::new(child.stdout.take()?).lines();
+        for line in lines.by_ref().map_while(Result::ok) {
+            if line == "ready" {
+                return Some(TorchForward { child, lines });
+            }
+            println!("  ({line})");
+        }
+        println!("PyTorch: not measured ({python} with torch + transformers is needed; set TENSORCITY_PYTHON)");
+        let _ = child.kill();
+        None
+    }
+
+    /// One forward, after a pause for the other side's threads to go idle.
+    fn forward(&mut self) -> Option<Duration> {
+        use std::io::Write;
+        std::thread::sleep(Duration::from_millis(200));
+        let stdin = self.child.stdin.as_mut()?;
+        writeln!(stdin, "forward").ok()?;
+        stdin.flush().ok()?;
+        let line = self.lines.next()?.ok()?;
+        let seconds = line.strip_prefix("seconds ")?.trim().parse::<f64>().ok()?;
+        // And for torch's to go idle before tensorcity's next pass.
+        std::thread::sleep(Duration::from_millis(200));
+        Some(Duration::from_secs_f64(seconds))
+    }
+}
+
+impl Drop for TorchForward {
+    fn drop(&mut self) {
+        drop(self.child.stdin.take());
+        let _ = self.child.wait();
+    }
+}
+
+fn timed(f: impl FnOnce()) -> Duration {
+    let start = Instant::now();
+    f();
+    start.elapsed()
+}
+
+fn median_of(mut times: Vec<Duration>) -> Duration {
+    times.sort();
+    times[times.len() / 2]
 }
 
 fn median(runs: usize, mut f: impl FnMut()) -> Duration {

@@ -8,9 +8,12 @@ GPT-2-small-sized model (transformers, eager attention) and THREADS threads:
             16-token prompt, returning every step's hidden states,
             attentions and logits.
 
-Prints `seconds <median>` for the bench to read.
+Prints `seconds <median>` for the bench to read. With `serve` it runs one
+forward per line read on standard input (after a warm-up; `ready` first) and
+prints each one's `seconds`: the bench interleaves them with its own passes, so
+both sides see the same machine (a VM's speed drifts within a run).
 
-  python3 tests/benches/torch_gpt2.py [THREADS] [TOKENS] [RUNS] [forward|generate]
+  python3 tests/benches/torch_gpt2.py [THREADS] [TOKENS] [RUNS] [forward|generate|serve]
 """
 import statistics
 import sys
@@ -41,6 +44,18 @@ def generate():
                                   output_hidden_states=True, output_attentions=True, output_logits=True,
                                   return_dict_in_generate=True, pad_token_id=0)
 
+
+if mode == "serve":
+    run = forward()
+    with torch.no_grad():
+        run()  # warm-up
+        print(f"torch {torch.__version__} transformers {transformers.__version__} threads {torch.get_num_threads()} forward")
+        print("ready", flush=True)
+        for _ in sys.stdin:
+            start = time.perf_counter()
+            run()
+            print(f"seconds {time.perf_counter() - start}", flush=True)
+    sys.exit(0)
 
 run = {"forward": forward, "generate": generate}[mode]()
 times = []
