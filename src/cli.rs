@@ -196,9 +196,13 @@ pub struct ViewArgs {
     /// (a .safetensors/.gguf file or folder): ‖B − A‖ / ‖A‖, matched by name.
     #[arg(long, value_name = "B")]
     pub diff: Option<std::path::PathBuf>,
-    /// Flat, exact colours: no glow (HDR, bloom) and no fog.
-    #[arg(long)]
+    /// Flat, exact colours: no glow (HDR, bloom) and no fog. (The default on
+    /// a software renderer, where the glow about doubles the frame time.)
+    #[arg(long, conflicts_with = "glow")]
     pub flat: bool,
+    /// Glow (HDR, bloom, fog) even on a software renderer.
+    #[arg(long)]
+    pub glow: bool,
 }
 
 #[derive(Debug, Args)]
@@ -383,7 +387,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             size: (1600, 900),
             script: None,
             diff: None,
-            glow: true,
+            glow: None,
         }),
         Some(Command::View(args)) => crate::viewer::run(crate::viewer::ViewJob {
             model: args.model.model_ref(),
@@ -392,7 +396,11 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             size: args.size,
             script: args.script,
             diff: args.diff.map(ModelRef::Path),
-            glow: !args.flat,
+            glow: match (args.glow, args.flat) {
+                (true, _) => Some(true),
+                (_, true) => Some(false),
+                _ => None,
+            },
         }),
         Some(Command::Render(args)) => crate::headless::render(RenderJob {
             model: args.model.model_ref(),

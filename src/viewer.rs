@@ -34,8 +34,9 @@ pub struct ViewJob {
     /// A checkpoint to compare the model's weights with (`--diff B`): the
     /// trunk is coloured by the difference.
     pub diff: Option<ModelRef>,
-    /// HDR, bloom and fog (false: flat colours, `--flat`).
-    pub glow: bool,
+    /// HDR, bloom and fog (`--glow`), flat colours (`--flat`), or by the
+    /// adapter (`None`: flat on a software rasteriser, see `render::look`).
+    pub glow: Option<bool>,
 }
 
 #[cfg(not(target_arch = "wasm32"))]
@@ -53,7 +54,12 @@ pub fn run(job: ViewJob) -> anyhow::Result<()> {
         ..default()
     };
     let mut app = app(window, model, job.options, job.layout);
-    app.world_mut().resource_mut::<ViewSettings>().glow = job.glow;
+    match job.glow {
+        Some(glow) => app.world_mut().resource_mut::<ViewSettings>().glow = glow,
+        None => {
+            app.init_resource::<crate::render::look::GlowByAdapter>();
+        }
+    }
     if let Some(b) = job.diff {
         app.insert_resource(crate::weight_stats::DiffTarget(b));
         app.world_mut().resource_mut::<ViewSettings>().color = crate::weights::color::ColorBy::Delta;

@@ -6,12 +6,21 @@
 //! fades what is far, so a deep city still reads in depth. `glow = false` in
 //! [`ViewSettings`] (`--flat`, the model panel's *Glow* box) draws flat,
 //! exact colours: no HDR, bloom, tonemapping or fog.
+//!
+//! The interactive viewer chooses by its adapter unless told (`--glow`,
+//! `--flat`): on a software rasteriser (Mesa's llvmpipe, no GPU) the HDR
+//! target, the bloom blur and the tonemapping are full-screen passes on the
+//! CPU that about double a city frame (README Performance), so it starts flat
+//! there and says so beside the *Glow* box; stills and clips, which are not
+//! interactive, always glow unless `--flat`.
 
 use bevy::camera::Hdr;
 use bevy::core_pipeline::tonemapping::Tonemapping;
 use bevy::pbr::{DistanceFog, FogFalloff};
 use bevy::post_process::bloom::Bloom;
 use bevy::prelude::*;
+#[cfg(not(target_arch = "wasm32"))]
+use bevy::render::renderer::RenderAdapterInfo;
 
 use crate::AppSystems;
 use crate::model::CurrentModel;
@@ -22,6 +31,44 @@ pub(crate) fn plugin(app: &mut App) {
         Update,
         (apply_look, fog_follows_camera).chain().in_set(AppSystems::Render),
     );
+    // (The web build glows: a browser has a GPU, and wgpu is not a direct
+    // dependency there.)
+    #[cfg(not(target_arch = "wasm32"))]
+    app.add_systems(Update, glow_by_adapter.before(apply_look).in_set(AppSystems::Render));
+}
+
+/// Asks for the glow to follow the adapter (the viewer's default): removed
+/// once the adapter is known.
+#[derive(Resource, Debug, Default)]
+pub struct GlowByAdapter;
+
+/// Present when the glow was turned off because the adapter rasterises on
+/// the CPU: names the adapter for the model panel.
+#[derive(Resource, Debug, Clone)]
+pub struct SoftwareRenderer(pub String);
+
+/// Whether a scene should glow by default on an adapter of this type: not on
+/// a software rasteriser.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn glows_by_default(device: wgpu::DeviceType) -> bool {
+    device != wgpu::DeviceType::Cpu
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn glow_by_adapter(
+    asked: Option<Res<GlowByAdapter>>,
+    adapter: Option<Res<RenderAdapterInfo>>,
+    settings: Option<ResMut<ViewSettings>>,
+    mut commands: Commands,
+) {
+    let (Some(_), Some(adapter), Some(mut settings)) = (asked, adapter, settings) else {
+        return;
+    };
+    commands.remove_resource::<GlowByAdapter>();
+    if !glows_by_default(adapter.device_type) {
+        settings.glow = false;
+        commands.insert_resource(SoftwareRenderer(adapter.name.clone()));
+    }
 }
 
 /// Marks a camera whose look a system other than this module owns for now
@@ -119,6 +166,20 @@ mod tests {
             // The far side is less than half into the fog.
             let far = distance + radius;
             assert!((far - start) / (end - start) < 0.5, "{distance} {radius}");
+        }
+    }
+
+    #[test]
+    #[cfg(not(target_arch = "wasm32"))]
+    fn software_rasterisers_start_flat_and_gpus_glow() {
+        assert!(!glows_by_default(wgpu::DeviceType::Cpu));
+        for gpu in [
+            wgpu::DeviceType::DiscreteGpu,
+            wgpu::DeviceType::IntegratedGpu,
+            wgpu::DeviceType::VirtualGpu,
+            wgpu::DeviceType::Other,
+        ] {
+            assert!(glows_by_default(gpu), "{gpu:?}");
         }
     }
 }

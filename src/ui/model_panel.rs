@@ -24,6 +24,7 @@ pub(super) struct PanelParams<'w> {
     weight_stats: Res<'w, crate::weight_stats::WeightStats>,
     weight_diff: Res<'w, crate::weight_stats::WeightDiff>,
     diff_target: Option<Res<'w, crate::weight_stats::DiffTarget>>,
+    software: Option<Res<'w, crate::render::look::SoftwareRenderer>>,
 }
 
 pub(super) fn show(ui: &mut egui::Ui, state: &mut UiState, p: &mut PanelParams) {
@@ -254,6 +255,14 @@ fn view_settings(ui: &mut egui::Ui, p: &mut PanelParams) {
             "Busy cells, pulses and beams glow (HDR, bloom) and far things fade; off: flat, exact colours",
         );
     });
+    if let Some(software) = &p.software
+        && !glow
+    {
+        ui.small(format!(
+            "Glow starts off on a software renderer ({}): it about doubles the frame time. Tick it (or --glow) to see it.",
+            software.0
+        ));
+    }
     // Write only real changes so change detection stays meaningful.
     if layout != p.settings.layout {
         p.settings.layout = layout;

@@ -250,6 +250,8 @@ pub(crate) fn xvfb_view(dir: &Path, model_args: &[&std::ffi::OsStr], size: (u32,
         .arg(env!("CARGO_BIN_EXE_tensorcity"))
         .arg("view")
         .args(model_args)
+        // The look these tests check (on llvmpipe the viewer would start flat).
+        .arg("--glow")
         .args(["--size", &size, "--script"])
         .arg(&path)
         .current_dir(dir)
