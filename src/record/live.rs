@@ -349,9 +349,7 @@ pub(crate) fn capture_ui(
             if let Some((text, until)) = &live.message
                 && Instant::now() < *until
             {
-                // On one line: the area is as wide as the buttons, and a
-                // wrapped path overlapped itself.
-                ui.add(egui::Label::new(egui::RichText::new(text).small()).wrap_mode(egui::TextWrapMode::Extend));
+                ui.label(egui::RichText::new(text).small());
             }
         });
     Ok(())
