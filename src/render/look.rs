@@ -31,10 +31,11 @@ pub(crate) fn plugin(app: &mut App) {
         Update,
         (apply_look, fog_follows_camera).chain().in_set(AppSystems::Render),
     );
-    // (The web build glows: a browser has a GPU, and wgpu is not a direct
-    // dependency there.)
+    // With the outside requests (it sets `ViewSettings` once, before anything
+    // reads it). (The web build glows: a browser has a GPU, and wgpu is not a
+    // direct dependency there.)
     #[cfg(not(target_arch = "wasm32"))]
-    app.add_systems(Update, glow_by_adapter.before(apply_look).in_set(AppSystems::Render));
+    app.add_systems(Update, glow_by_adapter.in_set(AppSystems::Input));
 }
 
 /// Asks for the glow to follow the adapter (the viewer's default): removed
