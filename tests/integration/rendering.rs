@@ -245,8 +245,15 @@ pub(crate) fn xvfb_view(dir: &Path, model_args: &[&std::ffi::OsStr], size: (u32,
     let path = dir.join("view.script");
     std::fs::write(&path, script).unwrap();
     let size = format!("{}x{}", size.0, size.1);
+    // A display number of this call's own: with `-a` alone, viewers started
+    // at once by parallel tests raced for the same free number, and the
+    // loser's X server never came up (XOpenDisplayFailed in CI). `-a` still
+    // moves on if the number is taken.
+    static CALLS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let display = 200 + (std::process::id() % 500) * 32 + call % 32;
     let out = Command::new("xvfb-run")
-        .args(["-a", "-s", &format!("-screen 0 {size}x24")])
+        .args(["-a", "-n", &display.to_string(), "-s", &format!("-screen 0 {size}x24")])
         .arg(env!("CARGO_BIN_EXE_tensorcity"))
         .arg("view")
         .args(model_args)
