@@ -57,7 +57,7 @@ pub fn run(job: ViewJob) -> anyhow::Result<()> {
     match job.glow {
         Some(glow) => app.world_mut().resource_mut::<ViewSettings>().glow = glow,
         None => {
-            app.init_resource::<crate::render::look::GlowByAdapter>();
+            app.add_systems(Startup, crate::render::look::glow_by_adapter);
         }
     }
     if let Some(b) = job.diff {

@@ -31,17 +31,7 @@ pub(crate) fn plugin(app: &mut App) {
         Update,
         (apply_look, fog_follows_camera).chain().in_set(AppSystems::Render),
     );
-    // With the outside requests (it sets `ViewSettings` once, before anything
-    // reads it). (The web build glows: a browser has a GPU, and wgpu is not a
-    // direct dependency there.)
-    #[cfg(not(target_arch = "wasm32"))]
-    app.add_systems(Update, glow_by_adapter.in_set(AppSystems::Input));
 }
-
-/// Asks for the glow to follow the adapter (the viewer's default): removed
-/// once the adapter is known.
-#[derive(Resource, Debug, Default)]
-pub struct GlowByAdapter;
 
 /// Present when the glow was turned off because the adapter rasterises on
 /// the CPU: names the adapter for the model panel.
@@ -55,17 +45,18 @@ pub fn glows_by_default(device: wgpu::DeviceType) -> bool {
     device != wgpu::DeviceType::Cpu
 }
 
+/// The viewer's default look (a `Startup` system, added when neither
+/// `--glow` nor `--flat` was given): flat on a software rasteriser. The
+/// adapter is known by then (the render plugin's `finish` inserts it). (The
+/// web build glows: a browser has a GPU, and wgpu is not a direct dependency
+/// there.)
 #[cfg(not(target_arch = "wasm32"))]
-fn glow_by_adapter(
-    asked: Option<Res<GlowByAdapter>>,
+pub fn glow_by_adapter(
     adapter: Option<Res<RenderAdapterInfo>>,
-    settings: Option<ResMut<ViewSettings>>,
+    mut settings: ResMut<ViewSettings>,
     mut commands: Commands,
 ) {
-    let (Some(_), Some(adapter), Some(mut settings)) = (asked, adapter, settings) else {
-        return;
-    };
-    commands.remove_resource::<GlowByAdapter>();
+    let Some(adapter) = adapter else { return };
     if !glows_by_default(adapter.device_type) {
         settings.glow = false;
         commands.insert_resource(SoftwareRenderer(adapter.name.clone()));

@@ -169,10 +169,17 @@ fn stream(worker: &mut Worker, tokens: Vec<u32>, new_tokens: usize) {
     assert!(kept.iter().any(|f| matches!(f.data, FrameData::Done)), "run failed");
 }
 
+/// The Python to run the PyTorch side with, and its script.
+fn torch_script() -> (String, &'static str) {
+    (
+        std::env::var("TENSORCITY_PYTHON").unwrap_or_else(|_| "python3".into()),
+        concat!(env!("CARGO_MANIFEST_DIR"), "/tests/benches/torch_gpt2.py"),
+    )
+}
+
 /// The PyTorch script's median time, or why it was not measured.
 fn pytorch(threads: usize, tokens: usize, runs: usize, mode: &str) -> Option<Duration> {
-    let python = std::env::var("TENSORCITY_PYTHON").unwrap_or_else(|_| "python3".into());
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/benches/torch_gpt2.py");
+    let (python, script) = torch_script();
     let args = [
         script,
         &threads.to_string(),
@@ -298,8 +305,7 @@ struct TorchForward {
 impl TorchForward {
     fn start(threads: usize, tokens: usize) -> Option<TorchForward> {
         use std::io::BufRead;
-        let python = std::env::var("TENSORCITY_PYTHON").unwrap_or_else(|_| "python3".into());
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/benches/torch_gpt2.py");
+        let (python, script) = torch_script();
         let spawned = std::process::Command::new(&python)
             .args([script, &threads.to_string(), &tokens.to_string(), "1", "serve"])
             .stdin(std::process::Stdio::piped())
@@ -360,15 +366,7 @@ fn median_of(mut times: Vec<Duration>) -> Duration {
 
 fn median(runs: usize, mut f: impl FnMut()) -> Duration {
     f(); // warm-up
-    let mut times: Vec<Duration> = (0..runs.max(1))
-        .map(|_| {
-            let start = Instant::now();
-            f();
-            start.elapsed()
-        })
-        .collect();
-    times.sort();
-    times[times.len() / 2]
+    median_of((0..runs.max(1)).map(|_| timed(&mut f)).collect())
 }
 
 /// One line: time and tokens/s, and the ratio to the line it is compared with.
