@@ -14,6 +14,7 @@ use bevy::app::ScheduleRunnerPlugin;
 use bevy::camera::RenderTarget;
 use bevy::core_pipeline::tonemapping::Tonemapping;
 use bevy::prelude::*;
+use bevy::render::RenderPlugin;
 use bevy::render::render_resource::{TextureFormat, TextureUsages};
 use bevy::render::view::NoIndirectDrawing;
 use bevy::render::view::screenshot::{Screenshot, ScreenshotCaptured};
@@ -128,6 +129,15 @@ pub fn windowless_app() -> App {
             .set(WindowPlugin {
                 primary_window: None,
                 exit_condition: ExitCondition::DontExit,
+                ..default()
+            })
+            // Every pipeline is compiled in the frame that asks for it: with
+            // background compilation, the bloom and tonemapping passes could
+            // join a few frames after the cubes, so the same still came out
+            // with or without glow (and once with its cells blown to white)
+            // depending on how fast the machine compiled shaders.
+            .set(RenderPlugin {
+                synchronous_pipeline_compilation: true,
                 ..default()
             })
             .disable::<WinitPlugin>(),
