@@ -166,7 +166,7 @@ pub fn render(job: RenderJob) -> anyhow::Result<()> {
     let mut frame = offscreen::warm_up(&mut app, &target)?;
     let overlay = crate::record::overlay::Overlay {
         labels: if clean {
-            Vec::new()
+            Default::default()
         } else {
             frame_labels(&mut app, job.size)
         },
@@ -178,15 +178,15 @@ pub fn render(job: RenderJob) -> anyhow::Result<()> {
 
 /// The layer names and token texts of the frame the main camera sees now
 /// (as the viewer labels its scene), sized for `size`.
-pub fn frame_labels(app: &mut App, size: (u32, u32)) -> Vec<crate::layout::labels::SceneLabel> {
+pub fn frame_labels(app: &mut App, size: (u32, u32)) -> crate::layout::labels::SceneLabels {
     use crate::layout::labels::{LabelScene, scene_labels};
     let world = app.world_mut();
     let mut cameras = world.query_filtered::<(&Camera, &GlobalTransform), With<crate::camera::MainCamera>>();
     let Some((camera, at)) = cameras.iter(world).next() else {
-        return Vec::new();
+        return Default::default();
     };
     let Some(current) = world.get_resource::<CurrentModel>() else {
-        return Vec::new();
+        return Default::default();
     };
     let city = world.get_resource::<crate::city::CityScene>();
     let selected = world
@@ -197,8 +197,11 @@ pub fn frame_labels(app: &mut App, size: (u32, u32)) -> Vec<crate::layout::label
         grid: city.and_then(|c| c.grid.as_ref()),
         texts: city.map_or(&[][..], |c| &c.scene.texts),
         selected,
+        up: Vec3::from(at.up()).to_array(),
     };
-    let project = |p: [f32; 3]| camera.world_to_viewport(at, Vec3::from(p)).ok().map(|v| v.to_array());
+    let Some(project) = crate::camera::projector(camera, at) else {
+        return Default::default();
+    };
     scene_labels(&scene, &project, size.1 as f32 / 720.0)
 }
 
@@ -220,7 +223,7 @@ pub fn overlay_for(scene: &Scene, picture: &Picture) -> crate::record::overlay::
         subtitle: city.map(|r| legend::prompt_line(&r.texts)),
         legend: legend::entries(&scene.current.summary, &scene.settings, city.is_some()),
         title,
-        labels: Vec::new(),
+        labels: Default::default(),
     }
 }
 

@@ -53,7 +53,15 @@ pub fn run(job: ViewJob) -> anyhow::Result<()> {
         resolution: bevy::window::WindowResolution::new(job.size.0, job.size.1),
         ..default()
     };
-    let mut app = app(window, model, job.options, job.layout);
+    // A frame script's screenshots show what is asked of them: each pipeline
+    // compiles in the frame that needs it (asynchronously, a busy machine
+    // once screenshotted the error panel before egui's pipeline was ready).
+    let compile = if script.is_some() {
+        Compile::InFrame
+    } else {
+        Compile::Background
+    };
+    let mut app = app(window, model, job.options, job.layout, compile);
     match job.glow {
         Some(glow) => app.world_mut().resource_mut::<ViewSettings>().glow = glow,
         None => {
@@ -73,13 +81,30 @@ pub fn run(job: ViewJob) -> anyhow::Result<()> {
     }
 }
 
+/// When render pipelines compile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compile {
+    /// In the background: frames keep coming, drawn without what is not ready yet.
+    Background,
+    /// In the frame that asks for them: every frame is drawn whole.
+    InFrame,
+}
+
 /// The viewer app in `window`, asked to load `model` (natively and in the browser).
-pub fn app(window: Window, model: ModelRef, options: LoadOptions, layout: LayoutKind) -> App {
+pub fn app(window: Window, model: ModelRef, options: LoadOptions, layout: LayoutKind, compile: Compile) -> App {
     let mut app = App::new();
-    app.add_plugins(DefaultPlugins.set(crate::log_plugin()).set(WindowPlugin {
-        primary_window: Some(window),
-        ..default()
-    }))
+    app.add_plugins(
+        DefaultPlugins
+            .set(crate::log_plugin())
+            .set(WindowPlugin {
+                primary_window: Some(window),
+                ..default()
+            })
+            .set(bevy::render::RenderPlugin {
+                synchronous_pipeline_compilation: compile == Compile::InFrame,
+                ..default()
+            }),
+    )
     .add_plugins(crate::ViewerPlugin)
     .insert_resource(ViewSettings { layout, ..default() });
     app.world_mut().write_message(LoadModel { model, options });

@@ -4,6 +4,9 @@
 //! ignored while egui has focus (panorbit ignores egui's pointer itself).
 
 pub mod math;
+mod project;
+
+pub use project::projector;
 
 use bevy::input::mouse::{AccumulatedMouseMotion, AccumulatedMouseScroll};
 use bevy::prelude::*;

@@ -7,7 +7,7 @@
 
 use ab_glyph::{Font, FontRef, PxScale, ScaleFont, point};
 
-use crate::layout::labels::{self, SceneLabel};
+use crate::layout::labels::{self, SceneLabels};
 use crate::render::legend::Entry;
 
 /// Seconds the title card is fully shown, then seconds it takes to fade.
@@ -27,7 +27,7 @@ pub struct Overlay {
     pub title: Option<String>,
     /// Layer names and token texts at their places in this frame (see
     /// `layout::labels`), sized for 720 lines.
-    pub labels: Vec<SceneLabel>,
+    pub labels: SceneLabels,
 }
 
 /// Paints text onto RGBA8 frames.
@@ -101,8 +101,34 @@ impl Painter {
         };
         let mut measure = |text: &str, s: f32| [self.width(text, s), line_height(s)];
         let view = [0.0, 0.0, size.0 as f32, size.1 as f32];
-        for (i, r) in labels::placed(&overlay.labels, &mut measure, view, labels::MAX_LABELS) {
-            let l = &overlay.labels[i];
+        // Where the caption, the prompt and the legend go (the labels keep clear of them).
+        let margin = 18.0 * unit;
+        let (caption_size, subtitle_size, line) = (22.0 * unit, 17.0 * unit, 16.0 * unit);
+        let caption_at = 14.0 * unit;
+        let subtitle_at = caption_at
+            + if overlay.caption.is_some() {
+                caption_size * 1.25
+            } else {
+                0.0
+            };
+        let legend_at = size.1 as f32 - margin - line * overlay.legend.len() as f32 * 1.3;
+        let swatch = line * 0.7;
+        let mut clear = Vec::new();
+        let mut text_rect = |(x, y): (f32, f32), lead: f32, text: &str, s: f32| {
+            let [w, h] = measure(text, s);
+            clear.push([x, y, x + lead + w, y + h]);
+        };
+        if let Some(caption) = &overlay.caption {
+            text_rect((margin, caption_at), 0.0, caption, caption_size);
+        }
+        if let Some(sub) = &overlay.subtitle {
+            text_rect((margin, subtitle_at), 0.0, sub, subtitle_size);
+        }
+        for (k, (_, label)) in overlay.legend.iter().enumerate() {
+            text_rect((margin, legend_at + k as f32 * line * 1.3), swatch * 1.7, label, line);
+        }
+        for (i, r) in labels::placed(&overlay.labels, &mut measure, view, &clear, labels::MAX_LABELS) {
+            let l = &overlay.labels.labels[i];
             let [red, green, blue, alpha] = l.rgba;
             let plate = f32::from(labels::PLATE_ALPHA) / 255.0;
             frame.fill(
@@ -121,20 +147,28 @@ impl Painter {
                 alpha as f32 / 255.0,
             );
         }
-        let margin = 18.0 * unit;
-        let mut y = 14.0 * unit;
         if let Some(caption) = &overlay.caption {
-            let s = 22.0 * unit;
-            self.text(&mut frame, (margin, y), caption, s, [255, 255, 255], 1.0);
-            y += s * 1.25;
+            self.text(
+                &mut frame,
+                (margin, caption_at),
+                caption,
+                caption_size,
+                [255, 255, 255],
+                1.0,
+            );
         }
         if let Some(sub) = &overlay.subtitle {
-            self.text(&mut frame, (margin, y), sub, 17.0 * unit, [220, 220, 220], 1.0);
+            self.text(
+                &mut frame,
+                (margin, subtitle_at),
+                sub,
+                subtitle_size,
+                [220, 220, 220],
+                1.0,
+            );
         }
-        let line = 16.0 * unit;
-        let mut y = size.1 as f32 - margin - line * overlay.legend.len() as f32 * 1.3;
+        let mut y = legend_at;
         for (rgb, label) in &overlay.legend {
-            let swatch = line * 0.7;
             let top = y + (line - swatch) * 0.55;
             frame.fill((margin, top), (swatch, swatch), [0, 0, 0], 0.6, 1.0 * unit);
             frame.fill((margin, top), (swatch, swatch), *rgb, 1.0, 0.0);
@@ -218,7 +252,7 @@ mod tests {
             subtitle: Some("“ROMEO:”".into()),
             legend: vec![([255, 200, 40], "attention".into())],
             title: Some("How GPT-2 reads a line".into()),
-            labels: Vec::new(),
+            labels: Default::default(),
         };
         let mut early = dark(size);
         painter.paint(&overlay, &mut early, size, 0.5);

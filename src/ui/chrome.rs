@@ -51,12 +51,14 @@ pub(super) fn keys(keys: Res<ButtonInput<KeyCode>>, ui: Res<UiFocus>, mut chrome
 
 /// The presentation overlay: the title top left, the legend bottom left,
 /// text with a shadow straight on the scene (no panel behind it).
+/// Paints the presentation overlay; returns the rectangles its text covers
+/// (the scene's labels keep clear of them).
 pub(super) fn presentation(
     ctx: &egui::Context,
     title: &str,
     subtitle: Option<&str>,
     legend: &[(egui::Color32, String)],
-) {
+) -> Vec<egui::Rect> {
     let painter = ctx.layer_painter(egui::LayerId::new(
         egui::Order::Background,
         egui::Id::new("presentation"),
@@ -80,14 +82,16 @@ pub(super) fn presentation(
         20.0,
         egui::Color32::WHITE,
     );
+    let mut painted = vec![top];
     if let Some(sub) = subtitle {
-        shadowed(
+        let line = shadowed(
             egui::pos2(top.left(), top.bottom() + 4.0),
             egui::Align2::LEFT_TOP,
             sub,
             15.0,
             egui::Color32::from_gray(215),
         );
+        painted.push(line);
     }
     let mut y = screen.bottom() - 14.0;
     for (colour, label) in legend.iter().rev() {
@@ -103,8 +107,10 @@ pub(super) fn presentation(
             egui::vec2(10.0, 10.0),
         );
         painter.rect_filled(swatch, 2.0, *colour);
+        painted.push(text.union(swatch));
         y = text.top() - 3.0;
     }
+    painted
 }
 
 #[cfg(test)]

@@ -3,7 +3,8 @@
 //! token's text at the foot of its column (the selected token's first). Which
 //! are drawn is `layout::labels::placed`: no two overlap (stacked ones keep
 //! a line of air between them), the ends and every fourth layer win when
-//! space is short; each sits on a dark plate. Clipped to the view, drawn in
+//! space is short; none covers a cube of another layer or the presentation
+//! overlay's text; each sits on a dark plate. Clipped to the view, drawn in
 //! every panel mode. Headless stills and clips paint the same labels
 //! (`record::overlay`).
 
@@ -12,7 +13,13 @@ use bevy_egui::egui;
 
 use crate::layout::labels::{self, LabelScene};
 
-pub(super) fn show(ctx: &egui::Context, camera: &Camera, at: &GlobalTransform, scene: &LabelScene) {
+pub(super) fn show(
+    ctx: &egui::Context,
+    camera: &Camera,
+    at: &GlobalTransform,
+    scene: &LabelScene,
+    clear: &[egui::Rect],
+) {
     let Some(view) = camera.logical_viewport_rect() else {
         return;
     };
@@ -25,15 +32,18 @@ pub(super) fn show(ctx: &egui::Context, camera: &Camera, at: &GlobalTransform, s
             egui::pos2(view.min.x, view.min.y),
             egui::pos2(view.max.x, view.max.y),
         ));
-    let project = |p: [f32; 3]| camera.world_to_viewport(at, Vec3::from(p)).ok().map(|v| v.to_array());
+    let Some(project) = crate::camera::projector(camera, at) else {
+        return;
+    };
     let all = labels::scene_labels(scene, &project, 1.0);
     let mut measure = |text: &str, size: f32| {
         let galley = painter.layout_no_wrap(text.to_string(), egui::FontId::proportional(size), egui::Color32::WHITE);
         galley.size().into()
     };
     let bounds = [view.min.x, view.min.y, view.max.x, view.max.y];
-    for (i, r) in labels::placed(&all, &mut measure, bounds, labels::MAX_LABELS) {
-        let label = &all[i];
+    let clear: Vec<[f32; 4]> = clear.iter().map(|r| [r.min.x, r.min.y, r.max.x, r.max.y]).collect();
+    for (i, r) in labels::placed(&all, &mut measure, bounds, &clear, labels::MAX_LABELS) {
+        let label = &all.labels[i];
         let [red, green, blue, alpha] = label.rgba;
         let colour = egui::Color32::from_rgba_unmultiplied(red, green, blue, alpha);
         let font = egui::FontId::proportional(label.size);

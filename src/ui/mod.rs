@@ -120,6 +120,7 @@ fn draw_ui(
         }
         folds.set_if_neq(f);
     }
+    let mut clear = Vec::new();
     if *chrome == Chrome::Presentation
         && let Some(current) = &panel.current
     {
@@ -130,7 +131,7 @@ fn draw_ui(
             .into_iter()
             .map(|([r, g, b], label)| (egui::Color32::from_rgb(r, g, b), label))
             .collect();
-        chrome::presentation(&ctx, &current.arch.name, subtitle.as_deref(), &entries);
+        clear = chrome::presentation(&ctx, &current.arch.name, subtitle.as_deref(), &entries);
     }
     if let (Some(current), Ok((cam, at))) = (&panel.current, camera.single()) {
         let scene = crate::layout::labels::LabelScene {
@@ -138,8 +139,9 @@ fn draw_ui(
             grid: city.city.grid.as_ref(),
             texts: &city.city.scene.texts,
             selected: prompt.selected.0,
+            up: Vec3::from(at.up()).to_array(),
         };
-        labels::show(&ctx, cam, at, &scene);
+        labels::show(&ctx, cam, at, &scene, &clear);
     }
     // The presentation mode shows no tooltip; loading and errors always show.
     let hovered = tree.highlight.hovered.filter(|_| *chrome != Chrome::Presentation);

@@ -278,7 +278,13 @@ pub fn run() {
         prevent_default_event_handling: true,
         ..default()
     };
-    let mut app = crate::viewer::app(window, model, LoadOptions::default(), url.layout.unwrap_or_default());
+    let mut app = crate::viewer::app(
+        window,
+        model,
+        LoadOptions::default(),
+        url.layout.unwrap_or_default(),
+        crate::viewer::Compile::Background,
+    );
     if let Some(prompt) = url.prompt {
         app.insert_resource(PendingPrompt(prompt, url.generate));
     }
