@@ -395,10 +395,20 @@ mod tests {
             owner: Some(owner),
         };
         let view = [0.0, 0.0, 640.0, 360.0];
-        let placed = place(std::slice::from_ref(&candidate), &Obstacles::new([cube(1)], view), view, 10);
+        let placed = place(
+            std::slice::from_ref(&candidate),
+            &Obstacles::new([cube(1)], view),
+            view,
+            10,
+        );
         assert_eq!(placed, [(0, candidate.rects[1])]);
         // Its own layer's cube does not push it away.
-        let placed = place(std::slice::from_ref(&candidate), &Obstacles::new([cube(0)], view), view, 10);
+        let placed = place(
+            std::slice::from_ref(&candidate),
+            &Obstacles::new([cube(0)], view),
+            view,
+            10,
+        );
         assert_eq!(placed, [(0, candidate.rects[0])]);
         // Nowhere free: not drawn.
         let everywhere = Obstacle {
