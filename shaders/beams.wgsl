@@ -73,8 +73,11 @@ fn fragment(in: VertexOutput) -> @location(0) vec4<f32> {
     // Bright core, soft edges; the front of the flow glows brighter.
     let core = 1.0 - abs(in.coords.y);
     var light = core * core * (3.0 - 2.0 * core);
-    let front = exp(-max(flow - s, 0.0) * 12.0) * step(flow, 0.999);
-    light = light * (1.0 + 2.5 * front);
+    // (Branching on the instance's flow: the grid and the residual lines, whole,
+    // skip the exp on a software rasteriser's pixels.)
+    if (flow <= 0.999) {
+        light = light * (1.0 + 2.5 * exp(-max(flow - s, 0.0) * 12.0));
+    }
     var rgb = in.color * light;
 #ifdef DISTANCE_FOG
     if (fog.mode == FOG_MODE_LINEAR) {

@@ -124,9 +124,13 @@ impl Painter {
         if let Some(sub) = &overlay.subtitle {
             text_rect((margin, subtitle_at), 0.0, sub, subtitle_size);
         }
+        let captions = usize::from(overlay.caption.is_some()) + usize::from(overlay.subtitle.is_some());
         for (k, (_, label)) in overlay.legend.iter().enumerate() {
             text_rect((margin, legend_at + k as f32 * line * 1.3), swatch * 1.7, label, line);
         }
+        // The caption and the legend each on a plate, as the labels are: a
+        // close-up's beams and cubes pass behind them.
+        let plates = [union(&clear[..captions]), union(&clear[captions..])];
         for (i, r) in labels::placed(&overlay.labels, &mut measure, view, &clear, labels::MAX_LABELS) {
             let l = &overlay.labels.labels[i];
             let [red, green, blue, alpha] = l.rgba;
@@ -146,6 +150,10 @@ impl Painter {
                 [red, green, blue],
                 alpha as f32 / 255.0,
             );
+        }
+        for r in plates.into_iter().flatten() {
+            let plate = f32::from(labels::PLATE_ALPHA) / 255.0;
+            frame.fill((r[0], r[1]), (r[2] - r[0], r[3] - r[1]), [0, 0, 0], plate, 6.0 * unit);
         }
         if let Some(caption) = &overlay.caption {
             self.text(
@@ -194,6 +202,14 @@ impl Painter {
             }
         }
     }
+}
+
+/// The smallest rectangle holding `rects` (none for none).
+fn union(rects: &[[f32; 4]]) -> Option<[f32; 4]> {
+    rects
+        .iter()
+        .copied()
+        .reduce(|a, b| [a[0].min(b[0]), a[1].min(b[1]), a[2].max(b[2]), a[3].max(b[3])])
 }
 
 /// An RGBA8 frame being painted.
