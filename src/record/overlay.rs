@@ -131,10 +131,10 @@ impl Painter {
         // The caption and the legend each on a plate, as the labels are: a
         // close-up's beams and cubes pass behind them.
         let plates = [union(&clear[..captions]), union(&clear[captions..])];
+        let plate = f32::from(labels::PLATE_ALPHA) / 255.0;
         for (i, r) in labels::placed(&overlay.labels, &mut measure, view, &clear, labels::MAX_LABELS) {
             let l = &overlay.labels.labels[i];
             let [red, green, blue, alpha] = l.rgba;
-            let plate = f32::from(labels::PLATE_ALPHA) / 255.0;
             frame.fill(
                 (r[0], r[1]),
                 (r[2] - r[0], r[3] - r[1]),
@@ -152,7 +152,6 @@ impl Painter {
             );
         }
         for r in plates.into_iter().flatten() {
-            let plate = f32::from(labels::PLATE_ALPHA) / 255.0;
             frame.fill((r[0], r[1]), (r[2] - r[0], r[3] - r[1]), [0, 0, 0], plate, 6.0 * unit);
         }
         if let Some(caption) = &overlay.caption {

@@ -50,7 +50,8 @@ pub(super) fn keys(keys: Res<ButtonInput<KeyCode>>, ui: Res<UiFocus>, mut chrome
 }
 
 /// The presentation overlay: the title top left, the legend bottom left,
-/// text with a shadow straight on the scene (no panel behind it).
+/// each on a dark plate as stills and clips have them (`record/overlay.rs`),
+/// so the scene passing behind never cuts through the text.
 /// Paints the presentation overlay; returns the rectangles its text covers
 /// (the scene's labels keep clear of them).
 pub(super) fn presentation(
@@ -64,6 +65,8 @@ pub(super) fn presentation(
         egui::Id::new("presentation"),
     ));
     let screen = ctx.viewport_rect();
+    // The plates go under the text: their places are kept now, their size set below.
+    let plates = [painter.add(egui::Shape::Noop), painter.add(egui::Shape::Noop)];
     let shadowed = |pos: egui::Pos2, align: egui::Align2, text: &str, size: f32, colour: egui::Color32| {
         let font = egui::FontId::proportional(size);
         painter.text(
@@ -93,6 +96,7 @@ pub(super) fn presentation(
         );
         painted.push(line);
     }
+    let captions = painted.len();
     let mut y = screen.bottom() - 14.0;
     for (colour, label) in legend.iter().rev() {
         let text = shadowed(
@@ -109,6 +113,12 @@ pub(super) fn presentation(
         painter.rect_filled(swatch, 2.0, *colour);
         painted.push(text.union(swatch));
         y = text.top() - 3.0;
+    }
+    let plate = egui::Color32::from_black_alpha(crate::layout::labels::PLATE_ALPHA);
+    for (at, group) in plates.into_iter().zip([&painted[..captions], &painted[captions..]]) {
+        if let Some(r) = group.iter().copied().reduce(egui::Rect::union) {
+            painter.set(at, egui::Shape::rect_filled(r.expand(6.0), 0.0, plate));
+        }
     }
     painted
 }
